@@ -1,1 +1,17 @@
-//! Placeholder.
+//! The trust layer of Night Core: minisign-format Ed25519 keys and signatures,
+//! signed manifests, bundles, the trust store, and bundle verification.
+//!
+//! Everything another crate needs in order to decide whether bytes may run lives
+//! here, so that the runtime, the guardian and the build pipeline share one
+//! verifier and one set of error kinds.
+#![forbid(unsafe_code)]
+
+pub mod canonical;
+pub mod fsutil;
+pub mod manifest;
+pub mod minisign;
+pub mod bundle;
+pub mod trust;
+pub mod verify;
+pub mod config;
+pub mod keyfile;

@@ -1,0 +1,2 @@
+//! Placeholder until the benchmarks are written.
+fn main() {}

@@ -1,0 +1,23 @@
+//! Well-known event kinds, so that writers and `show --kind` agree on the
+//! spelling. Any dotted lower-case name is accepted; these are the ones Night
+//! Core's own binaries write.
+
+/// A module was signed (xtask signing pipeline).
+pub const MODULE_SIGNED: &str = "module.signed";
+/// A bundle passed verification.
+pub const BUNDLE_VERIFIED: &str = "bundle.verified";
+/// A bundle failed verification and was not run.
+pub const BUNDLE_REFUSED: &str = "bundle.refused";
+/// A tenant run started.
+pub const RUN_STARTED: &str = "run.started";
+/// A tenant run ended; `data` says how (exit status, trap, limit).
+pub const RUN_FINISHED: &str = "run.finished";
+/// The guardian found deployed bytes that differ from the signed ones.
+pub const DRIFT_DETECTED: &str = "drift.detected";
+/// The guardian restored a known-good version.
+pub const ROLLBACK_COMPLETED: &str = "rollback.completed";
+/// A signed upgrade was accepted.
+pub const UPGRADE_ACCEPTED: &str = "upgrade.accepted";
+/// A writer moved a torn, never-committed tail aside (written by this
+/// library; `data`: `offset`, `length`, `sha256`, `saved_to`).
+pub const AUDIT_RECOVERED: &str = "audit.recovered";

@@ -1,0 +1,356 @@
+//! `prove`, `consistency` and `verify-proof`: self-contained, serialisable
+//! Merkle proofs that can be checked offline with only the log's public key.
+//!
+//! Each proof carries the signed checkpoint it is anchored to (the signed
+//! note text, verbatim), so a verifier needs nothing but the proof and a
+//! trusted key. An inclusion proof also carries the entry's line, so it shows
+//! what was logged, not only that something was. JSON shape, with
+//! `"type":"inclusion"` or `"type":"consistency"`:
+//!
+//! ```text
+//! {"type":"inclusion","seq":5,"tree_size":8,"entry":"{\"actor\":…}","path":["…"],"checkpoint":"origin\n8\n…"}
+//! {"type":"consistency","old_size":5,"old_root":"…","new_size":8,"path":["…"],"checkpoint":"origin\n8\n…"}
+//! ```
+
+use std::fs::File;
+use std::path::Path;
+
+use ed25519_dalek::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{
+    Checkpoint, CheckpointError, CheckpointVerifyError, SignedCheckpoint, parse_checkpoint_bytes,
+    read_checkpoint_file,
+};
+use crate::entry::{Entry, EventError};
+use crate::error::ReadError;
+use crate::hash::Sha256Hash;
+use crate::lines::LineReader;
+use crate::merkle::{self, MerkleProofError, leaf_hash};
+use crate::scan::EntryParseError;
+use crate::verify::Tampering;
+use crate::walk::{ChainCursor, WalkError, WalkScope, walk};
+
+/// Proof that one entry is in the log the checkpoint commits to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionProof {
+    pub seq: u64,
+    pub tree_size: u64,
+    /// The entry's line, without its newline.
+    pub entry: String,
+    /// Sibling hashes, nearest the leaf first.
+    pub path: Vec<Sha256Hash>,
+    /// The signed checkpoint (of `tree_size` entries) the path leads to.
+    pub checkpoint: String,
+}
+
+/// Proof that the log the checkpoint commits to extends the log of
+/// `old_size` entries with `old_root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub old_root: Sha256Hash,
+    pub new_size: u64,
+    pub path: Vec<Sha256Hash>,
+    /// The signed checkpoint of `new_size` entries.
+    pub checkpoint: String,
+}
+
+/// Either proof, as `verify-proof` reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AuditProof {
+    Inclusion(InclusionProof),
+    Consistency(ConsistencyProof),
+}
+
+/// Why a proof could not be produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofError {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("there is no checkpoint at {path}")]
+    NoCheckpoint { path: std::path::PathBuf },
+    #[error("checkpoint is malformed")]
+    MalformedCheckpoint(#[source] CheckpointError),
+    #[error("log is tampered: {0}")]
+    Tampered(Tampering),
+    #[error("seq {seq} is not covered by the checkpoint of {tree_size} entries")]
+    SeqOutOfRange { seq: u64, tree_size: u64 },
+    #[error("old size {old_size} is larger than the checkpoint's {tree_size} entries")]
+    OldSizeOutOfRange { old_size: u64, tree_size: u64 },
+    #[error("log has {entries} entries, fewer than the checkpoint's {tree_size}")]
+    LogShorterThanCheckpoint { entries: u64, tree_size: u64 },
+    #[error("log's first {tree_size} entries have root {log_root}, not the checkpoint's {checkpoint_root}")]
+    LogDisagreesWithCheckpoint {
+        tree_size: u64,
+        log_root: Sha256Hash,
+        checkpoint_root: Sha256Hash,
+    },
+}
+
+/// Why a proof does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofVerifyError {
+    #[error("proof's checkpoint is malformed")]
+    MalformedCheckpoint(#[source] CheckpointError),
+    #[error("proof's checkpoint is not trusted")]
+    UntrustedCheckpoint(#[source] CheckpointVerifyError),
+    #[error("proof is for {proof_size} entries but its checkpoint covers {checkpoint_size}")]
+    TreeSizeMismatch { proof_size: u64, checkpoint_size: u64 },
+    #[error("proof's entry is malformed")]
+    MalformedEntry(#[source] EntryParseError),
+    #[error("proof is for seq {proof_seq} but its entry has seq {entry_seq}")]
+    SeqMismatch { proof_seq: u64, entry_seq: u64 },
+    #[error("proof's entry carries hash {stated} but hashes to {computed}")]
+    EntryHashMismatch {
+        stated: Sha256Hash,
+        computed: Sha256Hash,
+    },
+    #[error("proof's entry cannot be re-encoded")]
+    EntryEncoding(#[source] EventError),
+    #[error("old tree of the proof ({proof_size} entries, root {proof_root}) is not the trusted one ({trusted_size} entries, root {trusted_root})")]
+    OldTreeMismatch {
+        proof_size: u64,
+        proof_root: Sha256Hash,
+        trusted_size: u64,
+        trusted_root: Sha256Hash,
+    },
+    #[error("merkle path does not verify")]
+    Merkle(#[source] MerkleProofError),
+}
+
+/// What a consistency proof's old tree is checked against.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum OldTree<'a> {
+    /// A checkpoint the verifier kept from before (signed note text); it
+    /// must verify with the same key.
+    SignedCheckpoint(&'a str),
+    /// A size and root the verifier already trusts.
+    Root { size: u64, root: Sha256Hash },
+    /// Take the proof's own `old_size` and `old_root` at its word: this only
+    /// shows that the log has *some* earlier state with that root.
+    DangerouslyUnanchored,
+}
+
+/// A verified inclusion: this entry is at its seq in the checkpointed log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifiedInclusion {
+    pub entry: Entry,
+    pub checkpoint: Checkpoint,
+}
+
+/// A verified consistency: the checkpointed log extends the old tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedConsistency {
+    pub old_size: u64,
+    pub old_root: Sha256Hash,
+    pub checkpoint: Checkpoint,
+}
+
+/// Either verified proof.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum VerifiedProof {
+    Inclusion(VerifiedInclusion),
+    Consistency(VerifiedConsistency),
+}
+
+/// Reads and parses the checkpoint file (its signature is not checked: the
+/// prover needs no key; the verifier checks).
+pub fn load_checkpoint(path: &Path) -> Result<SignedCheckpoint, ProofError> {
+    let bytes = read_checkpoint_file(path)
+        .map_err(|e| ReadError::io("read", path, e))?
+        .ok_or_else(|| ProofError::NoCheckpoint { path: path.to_path_buf() })?;
+    parse_checkpoint_bytes(&bytes).map_err(ProofError::MalformedCheckpoint)
+}
+
+/// The leaf hashes of the checkpoint's `size` entries, after checking that
+/// they chain and that their root is the checkpoint's; and the line of
+/// `want_line`, if given.
+fn checkpointed_leaves(
+    log: &Path,
+    checkpoint: &Checkpoint,
+    want_line: Option<u64>,
+) -> Result<(Vec<Sha256Hash>, Option<String>), ProofError> {
+    let file = File::open(log).map_err(|e| ReadError::io("open", log, e))?;
+    let mut reader = LineReader::new(file, 0);
+    let tree_size = checkpoint.size;
+    let mut leaves = Vec::with_capacity(usize::try_from(tree_size).unwrap_or(0).min(1 << 26));
+    let mut line_text = None;
+    let scope = WalkScope {
+        checkpoint_size: Some(tree_size),
+        stop_after: Some(tree_size),
+    };
+    let end = walk(&mut reader, ChainCursor::start(), scope, |seq, line, _| {
+        leaves.push(leaf_hash(line));
+        if Some(seq) == want_line {
+            // Lines that passed the walk are valid UTF-8.
+            line_text = std::str::from_utf8(line).ok().map(str::to_owned);
+        }
+    })
+    .map_err(|error| match error {
+        WalkError::Io(e) => ProofError::Read(ReadError::io("read", log, e)),
+        WalkError::Tampered(tampering) => ProofError::Tampered(tampering),
+    })?;
+    let entries = end.cursor.next_seq;
+    if entries < tree_size {
+        return Err(ProofError::LogShorterThanCheckpoint { entries, tree_size });
+    }
+    let log_root = merkle::root(&leaves);
+    if log_root != checkpoint.root {
+        return Err(ProofError::LogDisagreesWithCheckpoint {
+            tree_size,
+            log_root,
+            checkpoint_root: checkpoint.root,
+        });
+    }
+    Ok((leaves, line_text))
+}
+
+/// `prove SEQ`: an inclusion proof of entry `seq` in the log as of the
+/// checkpoint `signed` (usually [`load_checkpoint`] of the log's checkpoint).
+pub fn prove_inclusion(log: &Path, signed: &SignedCheckpoint, seq: u64) -> Result<InclusionProof, ProofError> {
+    let checkpoint = &signed.checkpoint;
+    if seq >= checkpoint.size {
+        return Err(ProofError::SeqOutOfRange {
+            seq,
+            tree_size: checkpoint.size,
+        });
+    }
+    let (leaves, line) = checkpointed_leaves(log, checkpoint, Some(seq))?;
+    let path = merkle::inclusion_path(&leaves, seq).map_err(|_| ProofError::SeqOutOfRange {
+        seq,
+        tree_size: checkpoint.size,
+    })?;
+    Ok(InclusionProof {
+        seq,
+        tree_size: checkpoint.size,
+        entry: line.unwrap_or_default(),
+        path,
+        checkpoint: signed.to_signed_note(),
+    })
+}
+
+/// `consistency OLD_SIZE`: a proof that the log as of checkpoint `signed`
+/// extends its first `old_size` entries.
+pub fn prove_consistency(log: &Path, signed: &SignedCheckpoint, old_size: u64) -> Result<ConsistencyProof, ProofError> {
+    let checkpoint = &signed.checkpoint;
+    if old_size > checkpoint.size {
+        return Err(ProofError::OldSizeOutOfRange {
+            old_size,
+            tree_size: checkpoint.size,
+        });
+    }
+    let (leaves, _) = checkpointed_leaves(log, checkpoint, None)?;
+    let old_leaves = leaves.get(..usize::try_from(old_size).unwrap_or(usize::MAX)).unwrap_or(&leaves);
+    let path = merkle::consistency_path(&leaves, old_size).map_err(|_| ProofError::OldSizeOutOfRange {
+        old_size,
+        tree_size: checkpoint.size,
+    })?;
+    Ok(ConsistencyProof {
+        old_size,
+        old_root: merkle::root(old_leaves),
+        new_size: checkpoint.size,
+        path,
+        checkpoint: signed.to_signed_note(),
+    })
+}
+
+fn trusted_checkpoint(text: &str, key: &VerifyingKey) -> Result<Checkpoint, ProofVerifyError> {
+    let signed = parse_checkpoint_bytes(text.as_bytes()).map_err(ProofVerifyError::MalformedCheckpoint)?;
+    signed
+        .verify(key)
+        .cloned()
+        .map_err(ProofVerifyError::UntrustedCheckpoint)
+}
+
+/// Verifies an inclusion proof offline: the checkpoint's signature by
+/// `log_key`, the entry's form and hash, and the Merkle path to the root.
+pub fn verify_inclusion_proof(proof: &InclusionProof, log_key: &VerifyingKey) -> Result<VerifiedInclusion, ProofVerifyError> {
+    let checkpoint = trusted_checkpoint(&proof.checkpoint, log_key)?;
+    if checkpoint.size != proof.tree_size {
+        return Err(ProofVerifyError::TreeSizeMismatch {
+            proof_size: proof.tree_size,
+            checkpoint_size: checkpoint.size,
+        });
+    }
+    let entry = Entry::from_line(proof.entry.as_bytes()).map_err(ProofVerifyError::MalformedEntry)?;
+    if entry.seq != proof.seq {
+        return Err(ProofVerifyError::SeqMismatch {
+            proof_seq: proof.seq,
+            entry_seq: entry.seq,
+        });
+    }
+    let computed = entry.computed_hash().map_err(ProofVerifyError::EntryEncoding)?;
+    if computed != entry.hash {
+        return Err(ProofVerifyError::EntryHashMismatch {
+            stated: entry.hash,
+            computed,
+        });
+    }
+    merkle::verify_inclusion(
+        proof.seq,
+        proof.tree_size,
+        &leaf_hash(proof.entry.as_bytes()),
+        &proof.path,
+        &checkpoint.root,
+    )
+    .map_err(ProofVerifyError::Merkle)?;
+    Ok(VerifiedInclusion { entry, checkpoint })
+}
+
+/// Verifies a consistency proof offline: the new checkpoint's signature by
+/// `log_key`, the old tree against `old`, and the Merkle path.
+pub fn verify_consistency_proof(
+    proof: &ConsistencyProof,
+    log_key: &VerifyingKey,
+    old: OldTree<'_>,
+) -> Result<VerifiedConsistency, ProofVerifyError> {
+    let checkpoint = trusted_checkpoint(&proof.checkpoint, log_key)?;
+    if checkpoint.size != proof.new_size {
+        return Err(ProofVerifyError::TreeSizeMismatch {
+            proof_size: proof.new_size,
+            checkpoint_size: checkpoint.size,
+        });
+    }
+    let trusted_old = match old {
+        OldTree::SignedCheckpoint(text) => {
+            let old_checkpoint = trusted_checkpoint(text, log_key)?;
+            Some((old_checkpoint.size, old_checkpoint.root))
+        }
+        OldTree::Root { size, root } => Some((size, root)),
+        OldTree::DangerouslyUnanchored => None,
+    };
+    if let Some((trusted_size, trusted_root)) = trusted_old
+        && (trusted_size, trusted_root) != (proof.old_size, proof.old_root)
+    {
+        return Err(ProofVerifyError::OldTreeMismatch {
+            proof_size: proof.old_size,
+            proof_root: proof.old_root,
+            trusted_size,
+            trusted_root,
+        });
+    }
+    merkle::verify_consistency(proof.old_size, proof.new_size, &proof.path, &proof.old_root, &checkpoint.root)
+        .map_err(ProofVerifyError::Merkle)?;
+    Ok(VerifiedConsistency {
+        old_size: proof.old_size,
+        old_root: proof.old_root,
+        checkpoint,
+    })
+}
+
+/// `verify-proof`: verifies either kind of proof. `old` is used only for
+/// consistency proofs.
+pub fn verify_proof(proof: &AuditProof, log_key: &VerifyingKey, old: OldTree<'_>) -> Result<VerifiedProof, ProofVerifyError> {
+    match proof {
+        AuditProof::Inclusion(p) => verify_inclusion_proof(p, log_key).map(VerifiedProof::Inclusion),
+        AuditProof::Consistency(p) => verify_consistency_proof(p, log_key, old).map(VerifiedProof::Consistency),
+    }
+}

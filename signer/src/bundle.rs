@@ -1,0 +1,163 @@
+//! Bundles: the on-disk unit that is signed, shipped, deployed and run.
+//!
+//! ```text
+//! BUNDLE/
+//!   module.wasm
+//!   manifest.json              canonical JSON, see `manifest`
+//!   signatures/<KEYID>.minisig one minisign signature over manifest.json per signer
+//! ```
+//!
+//! A bundle is read exactly once into memory ([`BundleBytes::read`]), with every
+//! file size-capped before it is read; verification and execution then work on
+//! those bytes only, so nothing on disk can change between check and use.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped, sync_dir};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError};
+use crate::minisign::{MAX_SIGNATURE_FILE_BYTES, Signature};
+
+pub const MODULE_FILE: &str = "module.wasm";
+pub const MANIFEST_FILE: &str = "manifest.json";
+pub const SIGNATURES_DIR: &str = "signatures";
+pub const SIGNATURE_SUFFIX: &str = ".minisig";
+
+/// Size caps applied while reading a bundle.
+#[derive(Debug, Clone)]
+pub struct ReadLimits {
+    pub max_module_bytes: u64,
+    pub max_signatures: usize,
+}
+
+impl Default for ReadLimits {
+    fn default() -> Self {
+        Self { max_module_bytes: 64 * 1024 * 1024, max_signatures: 32 }
+    }
+}
+
+/// One signature file as read from `signatures/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFile {
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+}
+
+/// The raw bytes of a bundle, read once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BundleBytes {
+    pub module: Vec<u8>,
+    pub manifest: Vec<u8>,
+    pub signatures: Vec<SignatureFile>,
+}
+
+/// Why a bundle could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    #[error("{path} is missing")]
+    Missing { path: PathBuf },
+    #[error(transparent)]
+    Read(#[from] ReadCappedError),
+    #[error("{path} has {count} signature files, over the cap of {max}")]
+    TooManySignatures { path: PathBuf, count: usize, max: usize },
+    #[error("{path} exists already; refusing to overwrite a bundle")]
+    AlreadyExists { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
+    move |source| BundleError::Io { path: path.to_path_buf(), source }
+}
+
+impl BundleBytes {
+    /// Reads `module.wasm`, `manifest.json` and every `signatures/*.minisig`.
+    pub fn read(dir: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
+        let module = read_required(&dir.join(MODULE_FILE), limits.max_module_bytes)?;
+        let manifest = read_required(&dir.join(MANIFEST_FILE), MAX_MANIFEST_BYTES as u64)?;
+        let sig_dir = dir.join(SIGNATURES_DIR);
+        let mut signatures = Vec::new();
+        match fs::read_dir(&sig_dir) {
+            Ok(entries) => {
+                for entry in entries {
+                    let entry = entry.map_err(io_error(&sig_dir))?;
+                    let file_name = entry.file_name().to_string_lossy().into_owned();
+                    if !file_name.ends_with(SIGNATURE_SUFFIX) {
+                        continue;
+                    }
+                    if signatures.len() == limits.max_signatures {
+                        return Err(BundleError::TooManySignatures {
+                            path: sig_dir,
+                            count: limits.max_signatures + 1,
+                            max: limits.max_signatures,
+                        });
+                    }
+                    let bytes = read_capped(&entry.path(), MAX_SIGNATURE_FILE_BYTES as u64)?;
+                    signatures.push(SignatureFile { file_name, bytes });
+                }
+            }
+            // No signatures directory is an unsigned bundle, which verification reports.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(&sig_dir)(e)),
+        }
+        // Directory order is not stable; make everything downstream deterministic.
+        signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        Ok(Self { module, manifest, signatures })
+    }
+}
+
+fn read_required(path: &Path, max: u64) -> Result<Vec<u8>, BundleError> {
+    match read_capped(path, max) {
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            Err(BundleError::Missing { path: path.to_path_buf() })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Writes a new unsigned bundle at `out` (which must not exist yet): the files are
+/// assembled in a temporary directory beside it and renamed into place, so a
+/// crash never leaves a half-written bundle at `out`.
+pub fn write_unsigned(out: &Path, module: &[u8], manifest: &Manifest) -> Result<(), BundleError> {
+    let manifest_bytes = manifest.to_canonical_bytes()?;
+    if out.exists() {
+        return Err(BundleError::AlreadyExists { path: out.to_path_buf() });
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&parent).map_err(io_error(&parent))?;
+    let tmp = crate::fsutil::temp_path_beside(out);
+    let result = (|| {
+        fs::create_dir(&tmp).map_err(io_error(&tmp))?;
+        fs::create_dir(tmp.join(SIGNATURES_DIR)).map_err(io_error(&tmp))?;
+        atomic_write(&tmp.join(MODULE_FILE), module, FileMode::Public).map_err(io_error(&tmp))?;
+        atomic_write(&tmp.join(MANIFEST_FILE), &manifest_bytes, FileMode::Public).map_err(io_error(&tmp))?;
+        sync_dir(&tmp).map_err(io_error(&tmp))?;
+        fs::rename(&tmp, out).map_err(io_error(out))?;
+        sync_dir(&parent).map_err(io_error(&parent))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Path of the signature file a key writes into a bundle.
+pub fn signature_path(bundle: &Path, signature: &Signature) -> PathBuf {
+    bundle.join(SIGNATURES_DIR).join(format!("{}{SIGNATURE_SUFFIX}", signature.key_id))
+}
+
+/// Adds (or replaces) one signer's signature file in a bundle, atomically.
+pub fn write_signature(bundle: &Path, signature: &Signature) -> Result<PathBuf, BundleError> {
+    let dir = bundle.join(SIGNATURES_DIR);
+    fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let path = signature_path(bundle, signature);
+    atomic_write(&path, signature.to_file_text().as_bytes(), FileMode::Public).map_err(io_error(&path))?;
+    Ok(path)
+}

@@ -1,0 +1,175 @@
+//! `nightcore.toml`: where a host keeps its trust store, audit log and state,
+//! and how it narrows each tenant's signed capabilities.
+//!
+//! Every binary reads the same file (from the working directory, or `--config`),
+//! and every path in it is relative to the file's own directory, so a config can
+//! be moved with the tree it describes.
+//!
+//! ```toml
+//! trust_dir = "trust"
+//! state_dir = "state"            # guardian store, host key, compile cache
+//! audit_log = "state/audit.log"  # default: <state_dir>/audit.log
+//! host_key = "state/host.key"    # default: <state_dir>/host.key
+//! origin = "nightcore.example/node-1"  # checkpoint origin line; default: nightcore/<hostname>
+//!
+//! [tenants.hello]                # host policy: may only tighten the signed capabilities
+//! fuel = 50000000
+//! memory_mib = 32
+//! timeout_ms = 1000
+//! max_output_bytes = 65536
+//! env = { GREETING = "hello" }   # values the host supplies for names the manifest allows
+//! dirs = { "/input" = "/srv/tenants/hello/in" }  # guest path -> host path
+//! root = "/srv/tenants/hello"    # every mapped host dir must be inside this
+//! network = []                   # subset of the manifest's addresses
+//! read_only = ["/input"]         # downgrade these rw preopens to ro
+//! ```
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::fsutil::{ReadCappedError, read_capped};
+
+pub const CONFIG_FILE: &str = "nightcore.toml";
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// A host's policy for one tenant. Every field narrows; none can widen.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPolicy {
+    pub fuel: Option<u64>,
+    pub memory_mib: Option<u32>,
+    pub timeout_ms: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dirs: BTreeMap<String, PathBuf>,
+    pub root: Option<PathBuf>,
+    pub network: Option<Vec<String>>,
+    #[serde(default)]
+    pub read_only: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    trust_dir: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    host_key: Option<PathBuf>,
+    origin: Option<String>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantPolicy>,
+}
+
+/// The resolved configuration: every path absolute or relative to the working
+/// directory, every default filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub trust_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit_log: PathBuf,
+    pub host_key: PathBuf,
+    pub origin: String,
+    pub tenants: BTreeMap<String, TenantPolicy>,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error(transparent)]
+    Read(#[from] ReadCappedError),
+    #[error("{path} is not valid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl NodeConfig {
+    /// Loads `path`; when `path` is `None`, loads `./nightcore.toml` if it exists
+    /// and otherwise uses the defaults (`./trust`, `./state`).
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        let (file, base) = match path {
+            Some(path) => (Self::read(path)?, parent(path)),
+            None => {
+                let default = Path::new(CONFIG_FILE);
+                if default.exists() { (Self::read(default)?, PathBuf::from(".")) } else { (ConfigFile::default(), PathBuf::from(".")) }
+            }
+        };
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let state_dir = resolve(file.state_dir.as_deref().unwrap_or(Path::new("state")));
+        let mut tenants = file.tenants;
+        for policy in tenants.values_mut() {
+            for host in policy.dirs.values_mut() {
+                *host = resolve(host);
+            }
+            if let Some(root) = &policy.root {
+                policy.root = Some(resolve(root));
+            }
+        }
+        Ok(Self {
+            trust_dir: resolve(file.trust_dir.as_deref().unwrap_or(Path::new("trust"))),
+            audit_log: file.audit_log.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("audit.log")),
+            host_key: file.host_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("host.key")),
+            origin: file.origin.unwrap_or_else(default_origin),
+            state_dir,
+            tenants,
+        })
+    }
+
+    fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+        let invalid = |reason: String| ConfigError::Invalid { path: path.to_path_buf(), reason };
+        let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid("not valid UTF-8".into()))?;
+        toml::from_str(&text).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+fn parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// `nightcore/<hostname>`: the checkpoint origin when none is configured.
+pub fn default_origin() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_: io::Error| "localhost".to_string());
+    format!("nightcore/{host}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        std::fs::write(
+            &path,
+            "trust_dir = \"t\"\nstate_dir = \"/abs/state\"\n[tenants.hello]\nfuel = 5\ndirs = { \"/in\" = \"data/in\" }\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(Some(&path)).unwrap();
+        assert_eq!(cfg.trust_dir, dir.path().join("t"));
+        assert_eq!(cfg.audit_log, PathBuf::from("/abs/state/audit.log"));
+        assert_eq!(cfg.host_key, PathBuf::from("/abs/state/host.key"));
+        let hello = &cfg.tenants["hello"];
+        assert_eq!(hello.fuel, Some(5));
+        assert_eq!(hello.dirs["/in"], dir.path().join("data/in"));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        std::fs::write(&path, "trust = \"t\"\n").unwrap();
+        let err = NodeConfig::load(Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("unknown field `trust`"), "{err}");
+    }
+}

@@ -1,0 +1,202 @@
+//! Key files on disk: creating them with the right permissions, refusing secret
+//! keys that others can read, and unlocking them with a password that comes
+//! from the environment or the terminal, never from a command-line argument
+//! (which other users can see in the process table).
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use crate::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
+use crate::minisign::{FormatError, KeyProtection, LockedSecretKey, MAX_KEY_FILE_BYTES, PublicKey, SecretKey, UnlockError};
+
+/// The environment variable a password is read from before prompting.
+pub const PASSWORD_ENV: &str = "NIGHTCORE_KEY_PASSWORD";
+
+/// Where the password for an encrypted key comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// `NIGHTCORE_KEY_PASSWORD` if set, otherwise a prompt on the terminal.
+    EnvironmentOrPrompt,
+    /// `NIGHTCORE_KEY_PASSWORD` only; for daemons and pipelines with no terminal.
+    EnvironmentOnly,
+}
+
+/// Why a key file could not be created or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    #[error(transparent)]
+    Read(#[from] ReadCappedError),
+    #[error("secret key {path} is readable by group or others (mode {mode:o}); run `chmod 600` on it")]
+    PermissionsTooOpen { path: PathBuf, mode: u32 },
+    #[error("secret key {path}: {source}")]
+    Format { path: PathBuf, source: FormatError },
+    #[error("secret key {path}: {source}")]
+    Unlock { path: PathBuf, source: UnlockError },
+    #[error("public key {path}: {source}")]
+    PublicFormat { path: PathBuf, source: FormatError },
+    #[error("{path} exists already; refusing to overwrite a key")]
+    AlreadyExists { path: PathBuf },
+    #[error("no password: set {PASSWORD_ENV} or run on a terminal")]
+    NoPassword,
+    #[error("passwords do not match")]
+    PasswordMismatch,
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Loads and unlocks a secret key file, refusing it if group or others can read it.
+pub fn load_secret_key(path: &Path, source: PasswordSource) -> Result<SecretKey, KeyFileError> {
+    let locked = read_locked(path)?;
+    let password = if locked.is_encrypted() { Some(read_password(source, PasswordPrompt::Once)?) } else { None };
+    locked.unlock(password.as_deref().map(String::as_str)).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })
+}
+
+fn read_locked(path: &Path) -> Result<LockedSecretKey, KeyFileError> {
+    let bytes = Zeroizing::new(read_capped(path, MAX_KEY_FILE_BYTES as u64)?);
+    let mode = fs::metadata(path).map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(KeyFileError::PermissionsTooOpen { path: path.to_path_buf(), mode: mode & 0o777 });
+    }
+    LockedSecretKey::from_file_bytes(&bytes).map_err(|source| KeyFileError::Format { path: path.to_path_buf(), source })
+}
+
+/// Loads a public key file.
+pub fn load_public_key(path: &Path) -> Result<PublicKey, KeyFileError> {
+    let bytes = read_capped(path, MAX_KEY_FILE_BYTES as u64)?;
+    PublicKey::from_file_bytes(&bytes).map_err(|source| KeyFileError::PublicFormat { path: path.to_path_buf(), source })
+}
+
+/// Whether to ask twice (for a new key) or once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordPrompt {
+    Once,
+    Confirm,
+}
+
+/// Reads a password from `NIGHTCORE_KEY_PASSWORD` or the terminal.
+pub fn read_password(source: PasswordSource, prompt: PasswordPrompt) -> Result<Zeroizing<String>, KeyFileError> {
+    if let Ok(password) = std::env::var(PASSWORD_ENV) {
+        return Ok(Zeroizing::new(password));
+    }
+    if source == PasswordSource::EnvironmentOnly {
+        return Err(KeyFileError::NoPassword);
+    }
+    let first = Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|_| KeyFileError::NoPassword)?);
+    if prompt == PasswordPrompt::Confirm {
+        let second = Zeroizing::new(rpassword::prompt_password("Password (again): ").map_err(|_| KeyFileError::NoPassword)?);
+        if first != second {
+            return Err(KeyFileError::PasswordMismatch);
+        }
+    }
+    Ok(first)
+}
+
+/// Paths of a key pair written by [`write_key_pair`].
+#[derive(Debug, Clone)]
+pub struct KeyPairPaths {
+    pub secret: PathBuf,
+    pub public: PathBuf,
+}
+
+/// Writes `dir/NAME.key` (mode 0600, never overwriting) and `dir/NAME.pub`.
+pub fn write_key_pair(dir: &Path, name: &str, key: &SecretKey, protection: KeyProtection<'_>) -> Result<KeyPairPaths, KeyFileError> {
+    fs::create_dir_all(dir).map_err(|source| KeyFileError::Io { path: dir.to_path_buf(), source })?;
+    let secret = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    for path in [&secret, &public] {
+        if path.exists() {
+            return Err(KeyFileError::AlreadyExists { path: path.clone() });
+        }
+    }
+    let text = key.to_file_text(protection).map_err(|source| KeyFileError::Unlock { path: secret.clone(), source })?;
+    write_new_secret_file(&secret, text.as_bytes())?;
+    atomic_write(&public, key.public_key().to_file_text().as_bytes(), FileMode::Public)
+        .map_err(|source| KeyFileError::Io { path: public.clone(), source })?;
+    Ok(KeyPairPaths { secret, public })
+}
+
+/// Creates a secret file with mode 0600 from the first byte (never a moment
+/// with looser permissions), refusing to replace an existing one.
+fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
+    let io_err = |source| KeyFileError::Io { path: path.to_path_buf(), source };
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists { KeyFileError::AlreadyExists { path: path.to_path_buf() } } else { io_err(e) }
+    })?;
+    file.write_all(bytes).map_err(io_err)?;
+    file.sync_all().map_err(io_err)?;
+    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        crate::fsutil::sync_dir(dir).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+/// Loads the host's own key (used to sign audit checkpoints and receipts),
+/// creating it on first use. A daemon cannot answer a password prompt, so the
+/// host key is stored unencrypted with mode 0600, like an SSH host key; it never
+/// approves modules (the trust store lists it under `log_keys`).
+pub fn load_or_create_host_key(path: &Path) -> Result<SecretKey, KeyFileError> {
+    match read_locked(path) {
+        Ok(locked) => {
+            locked.unlock(None).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })
+        }
+        Err(KeyFileError::Read(ReadCappedError::Io { source, .. })) if source.kind() == io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(dir).map_err(|source| KeyFileError::Io { path: dir.to_path_buf(), source })?;
+            }
+            let text = key.to_file_text(KeyProtection::DangerUnencrypted).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })?;
+            match write_new_secret_file(path, text.as_bytes()) {
+                Ok(()) => {
+                    let public = path.with_extension("pub");
+                    atomic_write(&public, key.public_key().to_file_text().as_bytes(), FileMode::Public)
+                        .map_err(|source| KeyFileError::Io { path: public, source })?;
+                    Ok(key)
+                }
+                // Another process created it first: use theirs.
+                Err(KeyFileError::AlreadyExists { .. }) => load_or_create_host_key(path),
+                Err(e) => Err(e),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_keys_are_0600_and_open_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::generate();
+        let paths = write_key_pair(dir.path(), "k", &key, KeyProtection::DangerUnencrypted).unwrap();
+        assert_eq!(fs::metadata(&paths.secret).unwrap().permissions().mode() & 0o777, 0o600);
+        let loaded = load_secret_key(&paths.secret, PasswordSource::EnvironmentOnly).unwrap();
+        assert_eq!(loaded.public_key(), key.public_key());
+        assert_eq!(load_public_key(&paths.public).unwrap(), key.public_key());
+        fs::set_permissions(&paths.secret, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(matches!(
+            load_secret_key(&paths.secret, PasswordSource::EnvironmentOnly),
+            Err(KeyFileError::PermissionsTooOpen { mode: 0o640, .. })
+        ));
+        assert!(matches!(
+            write_key_pair(dir.path(), "k", &key, KeyProtection::DangerUnencrypted),
+            Err(KeyFileError::AlreadyExists { .. })
+        ));
+    }
+
+    #[test]
+    fn host_key_is_created_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state/host.key");
+        let first = load_or_create_host_key(&path).unwrap();
+        let second = load_or_create_host_key(&path).unwrap();
+        assert_eq!(first.public_key(), second.public_key());
+        assert_eq!(load_public_key(&path.with_extension("pub")).unwrap(), first.public_key());
+    }
+}

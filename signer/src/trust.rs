@@ -1,0 +1,216 @@
+//! The trust store: which keys may approve modules, how many must agree, and
+//! which keys are revoked.
+//!
+//! ```text
+//! TRUST/
+//!   alice.pub, bob.pub, …   minisign public keys
+//!   trust.toml              threshold, revocations, per-tenant key sets, log keys
+//! ```
+//!
+//! ```toml
+//! threshold = 2                  # distinct trusted keys that must sign a bundle
+//! revoked = ["1A2B3C4D5E6F7081"] # signatures by these keys make a bundle fail
+//! log_keys = ["0011223344556677"] # host keys: trusted for audit checkpoints and
+//!                                 # receipts only, never for module approval
+//! [tenants.billing]
+//! keys = ["…", "…"]              # only these keys count for this tenant
+//! threshold = 2                  # optional; defaults to the global threshold
+//! ```
+//!
+//! The threshold comes from here, never from the bundle being checked.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::fsutil::{ReadCappedError, read_capped};
+use crate::minisign::{FormatError, KeyId, MAX_KEY_FILE_BYTES, PublicKey};
+
+pub const TRUST_FILE: &str = "trust.toml";
+const MAX_TRUST_FILE_BYTES: u64 = 256 * 1024;
+const MAX_TRUSTED_KEYS: usize = 1024;
+
+/// Which keys count for one tenant, and how many of them must sign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantTrust {
+    pub keys: BTreeSet<KeyId>,
+    pub threshold: usize,
+}
+
+/// A loaded, validated trust store.
+#[derive(Debug, Clone)]
+pub struct TrustStore {
+    keys: BTreeMap<KeyId, PublicKey>,
+    threshold: usize,
+    revoked: BTreeSet<KeyId>,
+    log_keys: BTreeSet<KeyId>,
+    tenants: BTreeMap<String, TenantTrust>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustFile {
+    threshold: usize,
+    #[serde(default)]
+    revoked: Vec<String>,
+    #[serde(default)]
+    log_keys: Vec<String>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    keys: Vec<String>,
+    threshold: Option<usize>,
+}
+
+/// Why a trust store could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrustError {
+    #[error("cannot read trust store {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Read(#[from] ReadCappedError),
+    #[error("{path} is missing: a trust store needs a trust.toml with at least a threshold")]
+    MissingTrustFile { path: PathBuf },
+    #[error("{path} is not valid: {reason}")]
+    InvalidTrustFile { path: PathBuf, reason: String },
+    #[error("public key {path} is malformed: {source}")]
+    MalformedKey { path: PathBuf, source: FormatError },
+    #[error("key id {key_id} appears in both {first} and {second}")]
+    DuplicateKey { key_id: KeyId, first: PathBuf, second: PathBuf },
+    #[error("trust store has more than {MAX_TRUSTED_KEYS} keys")]
+    TooManyKeys,
+}
+
+impl TrustStore {
+    /// Loads `dir/*.pub` and `dir/trust.toml`.
+    pub fn load(dir: &Path) -> Result<Self, TrustError> {
+        let io_err = |source| TrustError::Io { path: dir.to_path_buf(), source };
+        let mut key_paths = BTreeMap::<KeyId, PathBuf>::new();
+        let mut keys = BTreeMap::new();
+        let mut entries: Vec<PathBuf> =
+            fs::read_dir(dir).map_err(io_err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io_err)?;
+        entries.sort();
+        for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "pub")) {
+            if keys.len() == MAX_TRUSTED_KEYS {
+                return Err(TrustError::TooManyKeys);
+            }
+            let bytes = read_capped(&path, MAX_KEY_FILE_BYTES as u64)?;
+            let key = PublicKey::from_file_bytes(&bytes).map_err(|source| TrustError::MalformedKey { path: path.clone(), source })?;
+            if let Some(first) = key_paths.insert(key.key_id(), path.clone()) {
+                return Err(TrustError::DuplicateKey { key_id: key.key_id(), first, second: path });
+            }
+            keys.insert(key.key_id(), key);
+        }
+        let trust_path = dir.join(TRUST_FILE);
+        let text = match read_capped(&trust_path, MAX_TRUST_FILE_BYTES) {
+            Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(TrustError::MissingTrustFile { path: trust_path });
+            }
+            other => other?,
+        };
+        let invalid = |reason: String| TrustError::InvalidTrustFile { path: trust_path.clone(), reason };
+        let text = String::from_utf8(text).map_err(|_| invalid("not valid UTF-8".into()))?;
+        let file: TrustFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        Self::from_parts(keys, file).map_err(invalid)
+    }
+
+    fn from_parts(keys: BTreeMap<KeyId, PublicKey>, file: TrustFile) -> Result<Self, String> {
+        let parse_ids = |ids: &[String], field: &str| -> Result<BTreeSet<KeyId>, String> {
+            ids.iter().map(|s| s.parse::<KeyId>().map_err(|e| format!("{field}: {e}"))).collect()
+        };
+        let revoked = parse_ids(&file.revoked, "revoked")?;
+        let log_keys = parse_ids(&file.log_keys, "log_keys")?;
+        for id in &log_keys {
+            if !keys.contains_key(id) {
+                return Err(format!("log key {id} has no .pub file in the trust store"));
+            }
+        }
+        let usable = keys.keys().filter(|id| !revoked.contains(id) && !log_keys.contains(id)).count();
+        check_threshold(file.threshold, usable, "threshold")?;
+        let mut tenants = BTreeMap::new();
+        for (name, tenant) in file.tenants {
+            crate::manifest::validate_name(&name).map_err(|e| format!("tenants.{name}: {e}"))?;
+            let tenant_keys = parse_ids(&tenant.keys, &format!("tenants.{name}.keys"))?;
+            for id in &tenant_keys {
+                if !keys.contains_key(id) {
+                    return Err(format!("tenants.{name}.keys: key {id} has no .pub file in the trust store"));
+                }
+                if log_keys.contains(id) {
+                    return Err(format!("tenants.{name}.keys: key {id} is a log key and cannot approve modules"));
+                }
+            }
+            let threshold = tenant.threshold.unwrap_or(file.threshold);
+            let usable = tenant_keys.iter().filter(|id| !revoked.contains(id)).count();
+            check_threshold(threshold, usable, &format!("tenants.{name}.threshold"))?;
+            tenants.insert(name, TenantTrust { keys: tenant_keys, threshold });
+        }
+        Ok(Self { keys, threshold: file.threshold, revoked, log_keys, tenants })
+    }
+
+    /// The key with this id, if it is in the store (revoked or not).
+    pub fn key(&self, key_id: KeyId) -> Option<&PublicKey> {
+        self.keys.get(&key_id)
+    }
+
+    pub fn is_revoked(&self, key_id: KeyId) -> bool {
+        self.revoked.contains(&key_id)
+    }
+
+    /// Keys that may sign audit checkpoints and execution receipts.
+    pub fn log_key(&self, key_id: KeyId) -> Option<&PublicKey> {
+        if self.log_keys.contains(&key_id) && !self.revoked.contains(&key_id) { self.keys.get(&key_id) } else { None }
+    }
+
+    pub fn log_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.log_keys.iter().filter(|id| !self.revoked.contains(id)).filter_map(|id| self.keys.get(id))
+    }
+
+    /// Whether `key_id` may approve modules of `tenant`.
+    pub fn may_approve(&self, key_id: KeyId, tenant: &str) -> bool {
+        if !self.keys.contains_key(&key_id) || self.log_keys.contains(&key_id) {
+            return false;
+        }
+        match self.tenants.get(tenant) {
+            Some(t) => t.keys.contains(&key_id),
+            None => true,
+        }
+    }
+
+    /// How many distinct approving keys `tenant` needs.
+    pub fn threshold_for(&self, tenant: &str) -> usize {
+        self.tenants.get(tenant).map_or(self.threshold, |t| t.threshold)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.keys.values()
+    }
+}
+
+fn check_threshold(threshold: usize, usable: usize, field: &str) -> Result<(), String> {
+    if threshold == 0 {
+        return Err(format!("{field} must be at least 1"));
+    }
+    if threshold > usable {
+        return Err(format!("{field} {threshold} can never be met: only {usable} usable (unrevoked, non-log) keys"));
+    }
+    Ok(())
+}
+
+/// Writes a trust store directory: one `.pub` file per key and a `trust.toml`.
+/// For demos and tests; operators usually keep the store in version control.
+pub fn write_trust_store(dir: &Path, keys: &[(&str, &PublicKey)], trust_toml: &str) -> io::Result<()> {
+    use crate::fsutil::{FileMode, atomic_write};
+    fs::create_dir_all(dir)?;
+    for (name, key) in keys {
+        atomic_write(&dir.join(format!("{name}.pub")), key.to_file_text().as_bytes(), FileMode::Public)?;
+    }
+    atomic_write(&dir.join(TRUST_FILE), trust_toml.as_bytes(), FileMode::Public)
+}

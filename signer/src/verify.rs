@@ -1,0 +1,154 @@
+//! Bundle verification: the single decision every component relies on.
+//!
+//! The order of checks is fixed and each failure is its own error kind:
+//! 1. signatures over the raw manifest bytes (no parsing of unauthenticated
+//!    content is needed for this): malformed signature files, revoked keys and
+//!    invalid signatures by trusted keys fail at once; signatures by unknown keys
+//!    are ignored but remembered for the error message;
+//! 2. the manifest is parsed (size-capped, canonical) and its tenant's key set
+//!    and threshold applied, counting *distinct* key ids;
+//! 3. the module's size is compared with the manifest before it is hashed, then
+//!    its SHA-256;
+//! 4. expiry.
+
+use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
+
+use crate::bundle::BundleBytes;
+use crate::manifest::{Manifest, ManifestError, format_rfc3339};
+use crate::minisign::{FormatError, KeyId, LegacySignatures, Signature, SignatureError};
+use crate::trust::TrustStore;
+
+/// A bundle that passed every check. Holds the very bytes that were verified, so
+/// that callers execute or store exactly those.
+#[derive(Debug, Clone)]
+pub struct VerifiedBundle {
+    pub module: Vec<u8>,
+    pub manifest: Manifest,
+    pub manifest_bytes: Vec<u8>,
+    /// Lower-case hex SHA-256 of `module`.
+    pub module_sha256: String,
+    /// Lower-case hex SHA-256 of `manifest_bytes`.
+    pub manifest_sha256: String,
+    /// The distinct trusted keys whose signatures counted, sorted.
+    pub signers: Vec<KeyId>,
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerifyError {
+    #[error("bundle is unsigned: no signature files in signatures/")]
+    Unsigned,
+    #[error("signature file {file} is malformed: {source}")]
+    MalformedSignature { file: String, source: FormatError },
+    #[error("signature by key {key_id} is not in the trust store")]
+    UntrustedKey { key_id: KeyId },
+    #[error("key {key_id} is trusted but not allowed to approve tenant {tenant}")]
+    KeyNotAllowedForTenant { key_id: KeyId, tenant: String },
+    #[error("signature by revoked key {key_id}")]
+    RevokedKey { key_id: KeyId },
+    #[error("bad signature: {0}")]
+    BadSignature(SignatureError),
+    #[error("threshold not met: {valid} distinct trusted signature(s), {required} required")]
+    ThresholdNotMet { required: usize, valid: usize },
+    #[error("manifest is malformed: {0}")]
+    MalformedManifest(ManifestError),
+    #[error("module size mismatch: manifest says {expected} bytes, module.wasm is {found}")]
+    SizeMismatch { expected: u64, found: u64 },
+    #[error("module hash mismatch: manifest says sha256 {expected}, module.wasm has {found}")]
+    HashMismatch { expected: String, found: String },
+    #[error("bundle expired at {expires} (now {now})")]
+    Expired { expires: String, now: String },
+}
+
+impl VerifyError {
+    /// A stable snake_case code for JSON output and audit events.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            VerifyError::Unsigned => "unsigned",
+            VerifyError::MalformedSignature { .. } => "malformed_signature",
+            VerifyError::UntrustedKey { .. } => "untrusted_key",
+            VerifyError::KeyNotAllowedForTenant { .. } => "key_not_allowed_for_tenant",
+            VerifyError::RevokedKey { .. } => "revoked_key",
+            VerifyError::BadSignature(_) => "bad_signature",
+            VerifyError::ThresholdNotMet { .. } => "threshold_not_met",
+            VerifyError::MalformedManifest(_) => "malformed_manifest",
+            VerifyError::SizeMismatch { .. } => "size_mismatch",
+            VerifyError::HashMismatch { .. } => "hash_mismatch",
+            VerifyError::Expired { .. } => "expired",
+        }
+    }
+}
+
+/// Verifies `bundle` against `trust` at time `now`. Takes the bytes by value and
+/// hands them back inside [`VerifiedBundle`], so that what runs is what was checked
+/// and no copy of a large module is made.
+pub fn verify_bundle(bundle: BundleBytes, trust: &TrustStore, now: time::OffsetDateTime) -> Result<VerifiedBundle, VerifyError> {
+    if bundle.signatures.is_empty() {
+        return Err(VerifyError::Unsigned);
+    }
+    let mut valid = BTreeSet::new();
+    let mut first_untrusted = None;
+    for file in &bundle.signatures {
+        let signature = Signature::from_file_bytes(&file.bytes)
+            .map_err(|source| VerifyError::MalformedSignature { file: file.file_name.clone(), source })?;
+        let key_id = signature.key_id;
+        if trust.is_revoked(key_id) {
+            return Err(VerifyError::RevokedKey { key_id });
+        }
+        let Some(key) = trust.key(key_id) else {
+            first_untrusted.get_or_insert(key_id);
+            continue;
+        };
+        key.verify(&bundle.manifest, &signature, LegacySignatures::Refuse).map_err(VerifyError::BadSignature)?;
+        valid.insert(key_id);
+    }
+
+    let manifest = Manifest::from_bytes(&bundle.manifest).map_err(VerifyError::MalformedManifest)?;
+    let mut not_allowed = None;
+    let counted: BTreeSet<KeyId> = valid
+        .into_iter()
+        .filter(|id| {
+            let ok = trust.may_approve(*id, &manifest.name);
+            if !ok {
+                not_allowed.get_or_insert(*id);
+            }
+            ok
+        })
+        .collect();
+    let required = trust.threshold_for(&manifest.name);
+    if counted.len() < required {
+        // Name the most telling reason when no trusted key signed at all.
+        if counted.is_empty() {
+            if let Some(key_id) = not_allowed {
+                return Err(VerifyError::KeyNotAllowedForTenant { key_id, tenant: manifest.name });
+            }
+            if let Some(key_id) = first_untrusted {
+                return Err(VerifyError::UntrustedKey { key_id });
+            }
+        }
+        return Err(VerifyError::ThresholdNotMet { required, valid: counted.len() });
+    }
+
+    let found_size = bundle.module.len() as u64;
+    if found_size != manifest.module.size {
+        return Err(VerifyError::SizeMismatch { expected: manifest.module.size, found: found_size });
+    }
+    let module_sha256 = hex::encode(Sha256::digest(&bundle.module));
+    if module_sha256 != manifest.module.sha256 {
+        return Err(VerifyError::HashMismatch { expected: manifest.module.sha256.clone(), found: module_sha256 });
+    }
+    let expires = manifest.expires_at().map_err(VerifyError::MalformedManifest)?;
+    if now >= expires {
+        return Err(VerifyError::Expired { expires: manifest.expires.clone(), now: format_rfc3339(now) });
+    }
+    Ok(VerifiedBundle {
+        module: bundle.module,
+        manifest_sha256: hex::encode(Sha256::digest(&bundle.manifest)),
+        manifest_bytes: bundle.manifest,
+        manifest,
+        module_sha256,
+        signers: counted.into_iter().collect(),
+    })
+}

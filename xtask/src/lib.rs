@@ -1,0 +1,23 @@
+//! The library half of `cargo xtask`: reproducible wasm32-wasip1 builds of the
+//! tenant modules in `modules/`, and the comparison of a rebuild against signed
+//! bytes. The binary (`main.rs` and `cmd/`) only parses arguments, prints and
+//! picks exit codes, so that tests and later subcommands (`sign`, `demo`) call
+//! the same functions the command line does.
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod progress;
+pub mod rebuild;
+pub mod source_tree;
+pub mod toolchain;
+pub mod verify;
+
+use std::path::PathBuf;
+
+/// The root of the Night Core workspace this xtask was compiled from. xtask is
+/// always run from its own checkout (`cargo xtask`), so the compile-time path
+/// is the right one and needs no discovery.
+pub fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir.parent().map(PathBuf::from).unwrap_or(manifest_dir)
+}

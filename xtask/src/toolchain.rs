@@ -1,0 +1,160 @@
+//! The pinned guest toolchain. A module's bytes depend on the exact compiler
+//! (its `producers` section embeds the rustc version, and codegen changes
+//! between releases), so every build and rebuild runs the channel named in
+//! `modules/rust-toolchain.toml`, checks that `rustc -V` agrees, and makes sure
+//! the wasm32-wasip1 standard library is installed for it.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::progress::Progress;
+
+/// The compiler a build runs with, as the machine reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Toolchain {
+    /// The rustup channel from `rust-toolchain.toml`, e.g. `1.95.0`.
+    pub channel: String,
+    /// `rustc -V` output, e.g. `rustc 1.95.0 (59807616e 2026-04-14)`; recorded in
+    /// the provenance.
+    pub rustc_version: String,
+    /// `rustc --print sysroot`, exactly as rustc prints it; it is remapped out
+    /// of the module and is where the wasm32-wasip1 standard library must be.
+    pub sysroot: PathBuf,
+}
+
+/// Reads the channel pinned by `dir/rust-toolchain.toml`.
+pub fn pinned_channel(dir: &Path) -> Result<String> {
+    let path = dir.join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_channel(&text).with_context(|| format!("in {}", path.display()))
+}
+
+/// Extracts `[toolchain] channel` from the text of a `rust-toolchain.toml`.
+pub fn parse_channel(text: &str) -> Result<String> {
+    let document: toml::Table = toml::from_str(text).context("not valid TOML")?;
+    let channel = document
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
+        .context("no [toolchain] channel = \"…\" entry")?;
+    // A moving channel would let the same source give different bytes next
+    // month, which defeats reproducible builds.
+    if matches!(channel, "stable" | "beta" | "nightly") {
+        bail!("channel {channel:?} is not pinned: name an exact release such as \"1.95.0\"");
+    }
+    Ok(channel.to_owned())
+}
+
+/// Whether a `rustc -V` line is the release that `channel` names. Channels that
+/// are not plain version numbers (dated nightlies, custom toolchains) are
+/// accepted as they are: rustup already picked exactly that toolchain.
+pub fn rustc_version_matches(channel: &str, rustc_version: &str) -> bool {
+    let is_release = channel.split('.').count() == 3 && channel.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    !is_release || rustc_version.starts_with(&format!("rustc {channel} ")) || rustc_version == format!("rustc {channel}")
+}
+
+impl Toolchain {
+    /// Asks the machine for the compiler of `channel` and checks it is that release.
+    pub fn probe(channel: &str) -> Result<Self> {
+        let version = run_for_output(command_for(channel, "rustc").arg("-V"))
+            .with_context(|| format!("cannot run rustc of toolchain {channel} (install it with `rustup toolchain install {channel}`)"))?;
+        if !rustc_version_matches(channel, &version) {
+            bail!(
+                "rustc reports {version:?} but the modules pin toolchain {channel}; run the build through rustup \
+                 (so that RUSTUP_TOOLCHAIN selects the pinned compiler) or install {channel}"
+            );
+        }
+        let sysroot = run_for_output(command_for(channel, "rustc").args(["--print", "sysroot"]))
+            .context("cannot ask rustc for its sysroot")?;
+        Ok(Self { channel: channel.to_owned(), rustc_version: version, sysroot: PathBuf::from(sysroot) })
+    }
+
+    /// A command for a rustup-managed tool (`cargo`, `rustc`) of this toolchain.
+    pub fn command(&self, program: &str) -> Command {
+        command_for(&self.channel, program)
+    }
+
+    /// Whether the standard library for `target` is installed in this toolchain.
+    pub fn has_target(&self, target: &str) -> bool {
+        self.sysroot.join("lib").join("rustlib").join(target).is_dir()
+    }
+
+    /// Installs the standard library for `target` with rustup when it is missing,
+    /// as on a fresh machine; a no-op otherwise.
+    pub fn ensure_target(&self, target: &str, progress: Progress) -> Result<()> {
+        if self.has_target(target) {
+            return Ok(());
+        }
+        progress.notice(format_args!(
+            "the {target} target is not installed for toolchain {}; running `rustup target add {target} --toolchain {}`",
+            self.channel, self.channel
+        ));
+        let status = Command::new("rustup")
+            .args(["target", "add", target, "--toolchain", &self.channel])
+            .status()
+            .with_context(|| format!("cannot run rustup to install the {target} target; install it by hand"))?;
+        if !status.success() {
+            bail!("`rustup target add {target} --toolchain {}` failed ({status})", self.channel);
+        }
+        if !self.has_target(target) {
+            bail!("rustup reported success but {} still has no {target} standard library", self.sysroot.display());
+        }
+        Ok(())
+    }
+}
+
+fn command_for(channel: &str, program: &str) -> Command {
+    let mut command = Command::new(program);
+    // The rustup proxies honour RUSTUP_TOOLCHAIN over any rust-toolchain.toml,
+    // so the pin holds even when the source sits in a directory without one.
+    command.env("RUSTUP_TOOLCHAIN", channel);
+    // A RUSTC override would swap the compiler behind the pin's back.
+    command.env_remove("RUSTC").env_remove("RUSTC_WRAPPER").env_remove("RUSTC_WORKSPACE_WRAPPER");
+    command
+}
+
+/// Runs a command and returns its trimmed stdout, or an error that carries its stderr.
+pub(crate) fn run_for_output(command: &mut Command) -> Result<String> {
+    let output = command.output().with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    if !output.status.success() {
+        bail!("{:?} failed ({}): {}", command.get_program(), output.status, String::from_utf8_lossy(&output.stderr).trim());
+    }
+    let stdout = String::from_utf8(output.stdout).context("output is not UTF-8")?;
+    Ok(stdout.trim().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_pinned_channel() {
+        let text = "[toolchain]\nchannel = \"1.95.0\"\ntargets = [\"wasm32-wasip1\"]\n";
+        assert_eq!(parse_channel(text).unwrap(), "1.95.0");
+    }
+
+    #[test]
+    fn refuses_moving_or_missing_channels() {
+        let moving = parse_channel("[toolchain]\nchannel = \"stable\"\n").unwrap_err();
+        assert!(format!("{moving:#}").contains("is not pinned"), "{moving:#}");
+        let missing = parse_channel("[toolchain]\nprofile = \"minimal\"\n").unwrap_err();
+        assert!(format!("{missing:#}").contains("no [toolchain] channel"), "{missing:#}");
+    }
+
+    #[test]
+    fn matches_rustc_version_lines() {
+        assert!(rustc_version_matches("1.95.0", "rustc 1.95.0 (59807616e 2026-04-14)"));
+        assert!(!rustc_version_matches("1.95.0", "rustc 1.95.1 (aaaaaaaaa 2026-05-01)"));
+        assert!(!rustc_version_matches("1.95.0", "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)"));
+        assert!(rustc_version_matches("nightly-2026-05-19", "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)"));
+    }
+
+    /// The guest workspace is copied away from the root for rebuilds, so it
+    /// carries its own pin; the two must never drift apart.
+    #[test]
+    fn modules_pin_the_same_toolchain_as_the_workspace() {
+        let root = crate::workspace_root();
+        assert_eq!(pinned_channel(&root.join("modules")).unwrap(), pinned_channel(&root).unwrap());
+    }
+}
