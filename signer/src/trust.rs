@@ -173,6 +173,11 @@ impl TrustStore {
         self.log_keys.iter().filter(|id| !self.revoked.contains(id)).filter_map(|id| self.keys.get(id))
     }
 
+    /// Whether `key_id` is a host key, trusted for logs and receipts only.
+    pub fn is_log_key(&self, key_id: KeyId) -> bool {
+        self.log_keys.contains(&key_id)
+    }
+
     /// Whether `key_id` may approve modules of `tenant`.
     pub fn may_approve(&self, key_id: KeyId, tenant: &str) -> bool {
         if !self.keys.contains_key(&key_id) || self.log_keys.contains(&key_id) {

@@ -46,6 +46,8 @@ pub enum VerifyError {
     UntrustedKey { key_id: KeyId },
     #[error("key {key_id} is trusted but not allowed to approve tenant {tenant}")]
     KeyNotAllowedForTenant { key_id: KeyId, tenant: String },
+    #[error("key {key_id} is a log key: it signs audit checkpoints and receipts, never modules")]
+    LogKeyCannotApprove { key_id: KeyId },
     #[error("signature by revoked key {key_id}")]
     RevokedKey { key_id: KeyId },
     #[error("bad signature: {0}")]
@@ -70,6 +72,7 @@ impl VerifyError {
             VerifyError::MalformedSignature { .. } => "malformed_signature",
             VerifyError::UntrustedKey { .. } => "untrusted_key",
             VerifyError::KeyNotAllowedForTenant { .. } => "key_not_allowed_for_tenant",
+            VerifyError::LogKeyCannotApprove { .. } => "log_key_cannot_approve",
             VerifyError::RevokedKey { .. } => "revoked_key",
             VerifyError::BadSignature(_) => "bad_signature",
             VerifyError::ThresholdNotMet { .. } => "threshold_not_met",
@@ -122,6 +125,9 @@ pub fn verify_bundle(bundle: BundleBytes, trust: &TrustStore, now: time::OffsetD
         // Name the most telling reason when no trusted key signed at all.
         if counted.is_empty() {
             if let Some(key_id) = not_allowed {
+                if trust.is_log_key(key_id) {
+                    return Err(VerifyError::LogKeyCannotApprove { key_id });
+                }
                 return Err(VerifyError::KeyNotAllowedForTenant { key_id, tenant: manifest.name });
             }
             if let Some(key_id) = first_untrusted {

@@ -1,0 +1,263 @@
+//! Every way a bundle can fail verification, each asserting its exact reason.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use signer::bundle::{BundleBytes, ReadLimits, write_signature, write_unsigned};
+use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
+use signer::minisign::{PublicKey, SecretKey, SignatureError};
+use signer::trust::{TrustStore, write_trust_store};
+use signer::verify::{VerifyError, verify_bundle};
+
+const MODULE: &[u8] = b"\0asm\x01\0\0\0";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    keys: Vec<SecretKey>,
+}
+
+impl Fixture {
+    /// Three maintainer keys; the trust store holds the first `trusted` of them.
+    fn new(trusted: usize, trust_toml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::generate()).collect();
+        let pubs: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
+        let named: Vec<(String, &PublicKey)> = pubs.iter().take(trusted).enumerate().map(|(i, k)| (format!("k{i}"), k)).collect();
+        let named: Vec<(&str, &PublicKey)> = named.iter().map(|(n, k)| (n.as_str(), *k)).collect();
+        write_trust_store(&root.join("trust"), &named, trust_toml).unwrap();
+        Self { _dir: dir, root, keys }
+    }
+
+    fn trust(&self) -> TrustStore {
+        TrustStore::load(&self.root.join("trust")).unwrap()
+    }
+
+    fn bundle(&self, name: &str, expires: &str) -> PathBuf {
+        let path = self.root.join(name);
+        write_unsigned(&path, MODULE, &manifest("hello", expires)).unwrap();
+        path
+    }
+
+    fn sign(&self, bundle: &Path, key: usize) {
+        let manifest = fs::read(bundle.join("manifest.json")).unwrap();
+        write_signature(bundle, &self.keys[key].sign(&manifest, "file:manifest.json").unwrap()).unwrap();
+    }
+
+    fn verify(&self, bundle: &Path) -> Result<signer::verify::VerifiedBundle, VerifyError> {
+        let bytes = BundleBytes::read(bundle, &ReadLimits::default()).unwrap();
+        verify_bundle(bytes, &self.trust(), time::OffsetDateTime::now_utc())
+    }
+}
+
+fn manifest(name: &str, expires: &str) -> Manifest {
+    Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        name: name.into(),
+        version: 3,
+        version_label: "1.2.0".into(),
+        module: ModuleDigest::of(MODULE),
+        expires: expires.into(),
+        provenance: Provenance::default(),
+        capabilities: Capabilities::default(),
+    }
+}
+
+const FUTURE: &str = "2999-01-01T00:00:00Z";
+
+#[test]
+fn two_of_three_verifies_and_reports_signers() {
+    let f = Fixture::new(3, "threshold = 2\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    f.sign(&b, 2);
+    let v = f.verify(&b).unwrap();
+    let mut expected = vec![f.keys[0].key_id(), f.keys[2].key_id()];
+    expected.sort();
+    assert_eq!(v.signers, expected);
+    assert_eq!(v.module, MODULE);
+    assert_eq!(v.manifest.version, 3);
+}
+
+#[test]
+fn unsigned_bundle_is_refused() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::Unsigned);
+}
+
+#[test]
+fn signature_by_unknown_key_is_untrusted() {
+    let f = Fixture::new(2, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 2);
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::UntrustedKey { key_id: f.keys[2].key_id() });
+}
+
+#[test]
+fn tampered_manifest_is_a_bad_signature() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    let text = fs::read_to_string(b.join("manifest.json")).unwrap().replace("\"version\":3", "\"version\":9");
+    fs::write(b.join("manifest.json"), text).unwrap();
+    assert_eq!(
+        f.verify(&b).unwrap_err(),
+        VerifyError::BadSignature(SignatureError::Invalid { key_id: f.keys[0].key_id() })
+    );
+}
+
+#[test]
+fn tampered_module_byte_is_a_hash_mismatch() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    let mut module = MODULE.to_vec();
+    module[7] ^= 1;
+    let found = ModuleDigest::of(&module).sha256;
+    fs::write(b.join("module.wasm"), module).unwrap();
+    assert_eq!(
+        f.verify(&b).unwrap_err(),
+        VerifyError::HashMismatch { expected: ModuleDigest::of(MODULE).sha256, found }
+    );
+}
+
+#[test]
+fn module_of_other_size_is_a_size_mismatch_before_hashing() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    fs::write(b.join("module.wasm"), b"\0asm\x01\0\0\0\0").unwrap();
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::SizeMismatch { expected: 8, found: 9 });
+}
+
+#[test]
+fn swapped_manifest_from_another_bundle_is_a_hash_mismatch() {
+    // A validly signed manifest of another module, dropped next to this module.
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    let other = f.root.join("other");
+    let mut m = manifest("hello", FUTURE);
+    let other_module = b"\0asm\x01\0\0\x01";
+    m.module = ModuleDigest::of(other_module);
+    write_unsigned(&other, other_module, &m).unwrap();
+    f.sign(&other, 0);
+    fs::copy(other.join("manifest.json"), b.join("manifest.json")).unwrap();
+    fs::create_dir_all(b.join("signatures")).unwrap();
+    for e in fs::read_dir(other.join("signatures")).unwrap() {
+        let e = e.unwrap();
+        fs::copy(e.path(), b.join("signatures").join(e.file_name())).unwrap();
+    }
+    assert!(matches!(f.verify(&b).unwrap_err(), VerifyError::HashMismatch { .. }));
+}
+
+#[test]
+fn one_of_two_is_threshold_not_met() {
+    let f = Fixture::new(3, "threshold = 2\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 1);
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::ThresholdNotMet { required: 2, valid: 1 });
+}
+
+#[test]
+fn the_same_signature_copied_twice_counts_once() {
+    let f = Fixture::new(3, "threshold = 2\n");
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    let sig = fs::read_dir(b.join("signatures")).unwrap().next().unwrap().unwrap().path();
+    fs::copy(&sig, b.join("signatures/copy.minisig")).unwrap();
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::ThresholdNotMet { required: 2, valid: 1 });
+}
+
+#[test]
+fn expired_bundle_is_refused() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", "2001-01-01T00:00:00Z");
+    f.sign(&b, 0);
+    assert!(matches!(f.verify(&b).unwrap_err(), VerifyError::Expired { expires, .. } if expires == "2001-01-01T00:00:00Z"));
+}
+
+#[test]
+fn signature_by_revoked_key_is_refused_even_with_enough_others() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let revoked = f.keys[1].key_id();
+    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\nrevoked = [\"{revoked}\"]\n")).unwrap();
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 0);
+    f.sign(&b, 1);
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::RevokedKey { key_id: revoked });
+}
+
+#[test]
+fn tenant_key_sets_restrict_who_may_approve() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let allowed = f.keys[0].key_id();
+    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\n[tenants.hello]\nkeys = [\"{allowed}\"]\n")).unwrap();
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 1);
+    assert_eq!(
+        f.verify(&b).unwrap_err(),
+        VerifyError::KeyNotAllowedForTenant { key_id: f.keys[1].key_id(), tenant: "hello".into() }
+    );
+    f.sign(&b, 0);
+    assert_eq!(f.verify(&b).unwrap().signers, vec![allowed]);
+}
+
+#[test]
+fn garbage_signature_file_is_malformed() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    fs::create_dir_all(b.join("signatures")).unwrap();
+    fs::write(b.join("signatures/x.minisig"), b"untrusted comment: hi\nnot base64!\n").unwrap();
+    assert!(matches!(
+        f.verify(&b).unwrap_err(),
+        VerifyError::MalformedSignature { file, source: signer::minisign::FormatError::Base64 { .. } } if file == "x.minisig"
+    ));
+}
+
+#[test]
+fn non_canonical_manifest_is_malformed_even_if_signed() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    let pretty = serde_json::to_vec_pretty(&manifest("hello", FUTURE)).unwrap();
+    fs::write(b.join("manifest.json"), &pretty).unwrap();
+    f.sign(&b, 0);
+    assert!(matches!(f.verify(&b).unwrap_err(), VerifyError::MalformedManifest(signer::manifest::ManifestError::NotCanonical)));
+}
+
+#[test]
+fn oversized_manifest_is_refused_while_reading() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    fs::write(b.join("manifest.json"), vec![b' '; 70 * 1024]).unwrap();
+    let err = BundleBytes::read(&b, &ReadLimits::default()).unwrap_err();
+    assert!(err.to_string().contains("over the 65536-byte cap"), "{err}");
+}
+
+#[test]
+fn oversized_module_is_refused_while_reading() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    let limits = ReadLimits { max_module_bytes: 4, ..ReadLimits::default() };
+    let err = BundleBytes::read(&b, &limits).unwrap_err();
+    assert!(err.to_string().contains("module.wasm is 8 bytes, over the 4-byte cap"), "{err}");
+}
+
+#[test]
+fn trust_store_threshold_that_cannot_be_met_is_refused() {
+    let f = Fixture::new(2, "threshold = 3\n");
+    let err = TrustStore::load(&f.root.join("trust")).unwrap_err();
+    assert!(err.to_string().contains("threshold 3 can never be met: only 2 usable"), "{err}");
+}
+
+#[test]
+fn log_keys_never_approve_modules() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let host = f.keys[2].key_id();
+    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\nlog_keys = [\"{host}\"]\n")).unwrap();
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 2);
+    assert_eq!(f.verify(&b).unwrap_err(), VerifyError::LogKeyCannotApprove { key_id: host });
+    assert!(f.trust().log_key(host).is_some());
+}

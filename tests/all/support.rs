@@ -1,0 +1,63 @@
+//! Shared helpers: locating the binaries, running them, making throwaway keys.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Path of a workspace binary built into the same target directory as this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/all-<hash> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built; run `cargo xtask test` (or `cargo build --workspace --bins` before `cargo test`)",
+        path.display()
+    );
+    path
+}
+
+/// A command for a workspace binary with a clean, predictable environment.
+pub fn cmd(name: &str) -> Command {
+    let mut c = Command::new(bin(name));
+    c.env_remove("NIGHTCORE_KEY_PASSWORD").env_remove("RUST_BACKTRACE").env("NIGHTCORE_LOG", "error");
+    c
+}
+
+/// Runs a command and returns its output, with stdout/stderr as strings.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+pub fn run(command: &mut Command) -> Run {
+    let Output { status, stdout, stderr } = command.output().expect("spawn");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The minisign command line, installed by `cargo xtask test` and `.ci/run`.
+pub fn minisign() -> Command {
+    let found = Command::new("minisign").arg("-v").output().is_ok();
+    assert!(found, "the minisign CLI is required for interop tests; `cargo xtask test` installs it (apt-get install minisign)");
+    Command::new("minisign")
+}
+
+/// A small real module compiled from WAT.
+pub fn hello_wasm() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (data (i32.const 16) "hello\n")
+            (func (export "_start")
+              (i32.store (i32.const 0) (i32.const 16))
+              (i32.store (i32.const 4) (i32.const 6))
+              (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )
+    .expect("valid wat")
+}
