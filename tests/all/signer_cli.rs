@@ -1,0 +1,218 @@
+//! The `signer` binary: key generation, bundling, offline signing, verification,
+//! and interoperability with the real `minisign` command line in both directions.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use crate::support::{cmd, hello_wasm, minisign, run};
+
+const PASSWORD: &str = "correct horse battery staple";
+const EXPIRES: &str = "2999-01-01T00:00:00Z";
+
+/// Writes the hello module and makes an unsigned bundle of it at `dir/bundle`.
+fn make_bundle(dir: &Path) -> std::path::PathBuf {
+    let wasm = dir.join("hello.wasm");
+    fs::write(&wasm, hello_wasm()).unwrap();
+    let caps = dir.join("caps.toml");
+    fs::write(&caps, "fuel = 200000000\nmemory_mib = 16\ntimeout_ms = 3000\nenv = [\"GREETING\"]\n[[preopen]]\nguest = \"/data\"\nmode = \"ro\"\n").unwrap();
+    let bundle = dir.join("bundle");
+    let r = run(cmd("signer").args(["bundle", "--name", "hello", "--version", "7", "--version-label", "1.0.0", "--expires", EXPIRES]).arg("--wasm").arg(&wasm).arg("--caps").arg(&caps).arg("--out").arg(&bundle));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    bundle
+}
+
+fn keygen_unencrypted(dir: &Path, name: &str) {
+    let r = run(cmd("signer").args(["keygen", "--danger-unencrypted-for-tests", "--name", name]).arg("--out").arg(dir));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+fn trust_store(dir: &Path, pubs: &[&Path], threshold: usize) -> std::path::PathBuf {
+    let trust = dir.join("trust");
+    fs::create_dir_all(&trust).unwrap();
+    for (i, p) in pubs.iter().enumerate() {
+        fs::copy(p, trust.join(format!("k{i}.pub"))).unwrap();
+    }
+    fs::write(trust.join("trust.toml"), format!("threshold = {threshold}\n")).unwrap();
+    trust
+}
+
+#[test]
+fn manifest_is_canonical_and_stable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    let manifest = fs::read_to_string(bundle.join("manifest.json")).unwrap();
+    insta::assert_snapshot!("manifest_json", manifest);
+}
+
+#[test]
+fn encrypted_key_signs_and_minisign_cli_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    let r = run(cmd("signer").args(["keygen", "--name", "cold", "--json"]).arg("--out").arg(dir.path()).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(out["encrypted"], true);
+    let key_id = out["key_id"].as_str().unwrap().to_string();
+    let key = dir.path().join("cold.key");
+    assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(fs::read_to_string(&key).unwrap().starts_with("untrusted comment: minisign encrypted secret key\n"));
+
+    let wrong = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", "nope"));
+    assert_eq!(wrong.code, 2);
+    assert!(wrong.stderr.contains("wrong password"), "{}", wrong.stderr);
+    assert!(!bundle.join("signatures").join(format!("{key_id}.minisig")).exists(), "nothing written on a wrong password");
+
+    let signed = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
+    assert_eq!(signed.code, 0, "{}", signed.stderr);
+    let sig = bundle.join("signatures").join(format!("{key_id}.minisig"));
+    let v = run(minisign().arg("-Vm").arg(bundle.join("manifest.json")).arg("-x").arg(&sig).arg("-p").arg(dir.path().join("cold.pub")));
+    assert_eq!(v.code, 0, "minisign CLI rejected our signature: {}{}", v.stdout, v.stderr);
+    assert!(v.stdout.contains("Signature and comment signature verified"), "{}", v.stdout);
+
+    // And minisign notices a tampered manifest, as we do.
+    let manifest = bundle.join("manifest.json");
+    let tampered = fs::read_to_string(&manifest).unwrap().replace("\"version\":7", "\"version\":8");
+    fs::write(&manifest, tampered).unwrap();
+    let v = run(minisign().arg("-Vm").arg(&manifest).arg("-x").arg(&sig).arg("-p").arg(dir.path().join("cold.pub")));
+    assert_ne!(v.code, 0);
+}
+
+#[test]
+fn minisign_cli_signatures_and_keys_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    let (pk, sk) = (dir.path().join("m.pub"), dir.path().join("m.key"));
+    let g = run(minisign().args(["-G", "-W"]).arg("-p").arg(&pk).arg("-s").arg(&sk));
+    assert_eq!(g.code, 0, "{}", g.stderr);
+    let manifest = bundle.join("manifest.json");
+    fs::create_dir_all(bundle.join("signatures")).unwrap();
+    let sig = bundle.join("signatures/minisign-cli.minisig");
+    let s = run(minisign().args(["-S", "-W"]).arg("-s").arg(&sk).arg("-m").arg(&manifest).arg("-x").arg(&sig));
+    assert_eq!(s.code, 0, "{}", s.stderr);
+
+    // A key made by the minisign CLI signs with `signer sign` too (unencrypted -W key).
+    let (pk2, sk2) = (dir.path().join("m2.pub"), dir.path().join("m2.key"));
+    assert_eq!(run(minisign().args(["-G", "-W"]).arg("-p").arg(&pk2).arg("-s").arg(&sk2)).code, 0);
+    let ours = run(cmd("signer").arg("sign").arg("--key").arg(&sk2).arg(&bundle));
+    assert_eq!(ours.code, 0, "{}", ours.stderr);
+
+    let trust = trust_store(dir.path(), &[&pk, &pk2], 2);
+    let v = run(cmd("signer").arg("verify").arg("--json").arg("--trust").arg(&trust).arg(&bundle));
+    assert_eq!(v.code, 0, "{}{}", v.stdout, v.stderr);
+    let out: serde_json::Value = serde_json::from_str(&v.stdout).unwrap();
+    assert_eq!(out["verified"], true);
+    assert_eq!(out["signers"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn minisign_cli_encrypted_key_unlocks_with_our_scrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    let (pk, sk) = (dir.path().join("e.pub"), dir.path().join("e.key"));
+    let mut g = minisign();
+    g.arg("-G").arg("-p").arg(&pk).arg("-s").arg(&sk).stdin(std::process::Stdio::piped());
+    let mut child = g.spawn().unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n{PASSWORD}\n").as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+    let r = run(cmd("signer").arg("sign").arg("--key").arg(&sk).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let trust = trust_store(dir.path(), &[&pk], 1);
+    assert_eq!(run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(&bundle)).code, 0);
+}
+
+#[test]
+fn verify_exit_codes_and_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    keygen_unencrypted(dir.path(), "a");
+    keygen_unencrypted(dir.path(), "b");
+    let trust = trust_store(dir.path(), &[&dir.path().join("a.pub"), &dir.path().join("b.pub")], 2);
+    let verify = || {
+        let r = run(cmd("signer").arg("verify").arg("--json").arg("--trust").arg(&trust).arg(&bundle));
+        let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+        (r.code, json["reason"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(verify(), (1, "unsigned".into()));
+    assert_eq!(run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("a.key")).arg(&bundle)).code, 0);
+    assert_eq!(verify(), (1, "threshold_not_met".into()));
+    assert_eq!(run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("b.key")).arg(&bundle)).code, 0);
+    assert_eq!(verify(), (0, String::new()));
+    let module = bundle.join("module.wasm");
+    let mut bytes = fs::read(&module).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    fs::write(&module, bytes).unwrap();
+    assert_eq!(verify(), (1, "hash_mismatch".into()));
+
+    let human = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(&bundle));
+    assert_eq!(human.code, 1);
+    assert!(human.stdout.contains("verification failed (hash_mismatch): module hash mismatch"), "{}", human.stdout);
+
+    let missing = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(dir.path().join("nope")));
+    assert_eq!(missing.code, 2);
+    assert!(missing.stderr.contains("module.wasm is missing"), "{}", missing.stderr);
+}
+
+#[test]
+fn signing_refuses_a_swapped_module_and_open_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    keygen_unencrypted(dir.path(), "a");
+    let key = dir.path().join("a.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("readable by group or others (mode 644)"), "{}", r.stderr);
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(bundle.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    let r = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("refusing to sign: module.wasm has sha256"), "{}", r.stderr);
+    assert!(!bundle.join("signatures").read_dir().unwrap().any(|_| true), "no signature written");
+}
+
+#[test]
+fn bundle_refuses_non_wasm_and_existing_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    let text = dir.path().join("not.wasm");
+    fs::write(&text, "(module)").unwrap();
+    let r = run(cmd("signer").args(["bundle", "--name", "x", "--version", "1"]).arg("--wasm").arg(&text).arg("--out").arg(dir.path().join("x")));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("is not a WebAssembly binary"), "{}", r.stderr);
+    let r = run(cmd("signer").args(["bundle", "--name", "x", "--version", "1"]).arg("--wasm").arg(dir.path().join("hello.wasm")).arg("--out").arg(&bundle));
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("exists already"), "{}", r.stderr);
+}
+
+#[test]
+fn inspect_json_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    keygen_unencrypted(dir.path(), "a");
+    assert_eq!(run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("a.key")).arg(&bundle)).code, 0);
+    let r = run(cmd("signer").arg("inspect").arg("--json").arg(&bundle));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let json: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    insta::assert_json_snapshot!("inspect_json", json, {
+        ".signatures[].key_id" => "[key id]",
+        ".signatures[].file" => "[key id].minisig",
+        ".signatures[].trusted_comment" => "[timestamp]\tfile:manifest.json\tprehashed",
+    });
+}
+
+#[test]
+fn help_texts() {
+    for sub in ["", "bundle", "inspect", "keygen", "sign", "verify"] {
+        let mut c = cmd("signer");
+        if !sub.is_empty() {
+            c.arg(sub);
+        }
+        let r = run(c.arg("--help"));
+        assert_eq!(r.code, 0);
+        let name = if sub.is_empty() { "signer_help".to_string() } else { format!("signer_{sub}_help") };
+        insta::assert_snapshot!(name, r.stdout);
+    }
+}
