@@ -118,8 +118,14 @@ impl TrustStore {
         };
         let invalid = |reason: String| TrustError::InvalidTrustFile { path: trust_path.clone(), reason };
         let text = String::from_utf8(text).map_err(|_| invalid("not valid UTF-8".into()))?;
-        let file: TrustFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        Self::from_parts(keys, file).map_err(invalid)
+        Self::from_keys_and_toml(keys.into_values().collect(), &text).map_err(invalid)
+    }
+
+    /// Builds a store from already-parsed keys and the text of a `trust.toml`;
+    /// the error says what is wrong with the text.
+    pub fn from_keys_and_toml(keys: Vec<PublicKey>, trust_toml: &str) -> Result<Self, String> {
+        let file: TrustFile = toml::from_str(trust_toml).map_err(|e| e.to_string())?;
+        Self::from_parts(keys.into_iter().map(|k| (k.key_id(), k)).collect(), file)
     }
 
     fn from_parts(keys: BTreeMap<KeyId, PublicKey>, file: TrustFile) -> Result<Self, String> {
