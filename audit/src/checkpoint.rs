@@ -67,8 +67,8 @@ pub enum CheckpointError {
     TooManySignatures { limit: usize },
     #[error("key name {name:?} is empty or contains whitespace or '+'")]
     BadKeyName { name: String },
-    #[error("origin {origin:?} is empty or contains a control character")]
-    BadOrigin { origin: String },
+    #[error("verifier key {text:?} is not of the form name+keyid+base64(0x01 and a 32-byte ed25519 key)")]
+    BadVerifierKey { text: String },
 }
 
 /// Why a well-formed checkpoint is not trusted.
@@ -159,12 +159,7 @@ impl CheckpointSigner {
 
     /// Signs a checkpoint of (`size`, `root`) under this signer's origin.
     pub fn sign(&self, size: u64, root: Sha256Hash) -> SignedCheckpoint {
-        let checkpoint = Checkpoint {
-            origin: self.origin.clone(),
-            size,
-            root,
-            extensions: Vec::new(),
-        };
+        let checkpoint = Checkpoint { origin: self.origin.clone(), size, root, extensions: Vec::new() };
         let signature = self.key.sign(checkpoint.note_text().as_bytes());
         SignedCheckpoint {
             checkpoint,
@@ -207,6 +202,27 @@ pub fn verifier_key_string(name: &str, key: &VerifyingKey) -> String {
     format!("{name}+{}+{}", key_id(name, key), BASE64.encode(material))
 }
 
+/// Parses a C2SP signed-note verifier key string `name+keyid+base64(0x01 ‖
+/// key)`, checking that the key id matches the name and key: the form a
+/// `--log-key` argument or a trust store can hold.
+pub fn parse_verifier_key(text: &str) -> Result<(String, VerifyingKey), CheckpointError> {
+    let bad = || CheckpointError::BadVerifierKey { text: text.chars().take(120).collect() };
+    let mut parts = text.splitn(3, '+');
+    let (Some(name), Some(id), Some(material)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(bad());
+    };
+    check_key_name(name).map_err(|_| bad())?;
+    let material = BASE64.decode(material).map_err(|_| bad())?;
+    let [ED25519_ALGORITHM, key @ ..] = material.as_slice() else {
+        return Err(bad());
+    };
+    let key = <[u8; 32]>::try_from(key).ok().and_then(|k| VerifyingKey::from_bytes(&k).ok()).ok_or_else(bad)?;
+    if id != key_id(name, &key) {
+        return Err(bad());
+    }
+    Ok((name.to_owned(), key))
+}
+
 impl Checkpoint {
     /// The signed text: origin, size, base64 root, extensions, each ending
     /// in "\n".
@@ -225,10 +241,7 @@ impl SignedCheckpoint {
     /// root, at least one and at most [`MAX_SIGNATURES`] signature lines.
     pub fn parse(text: &str) -> Result<Self, CheckpointError> {
         if text.len() as u64 > MAX_CHECKPOINT_BYTES {
-            return Err(CheckpointError::TooLarge {
-                length: text.len() as u64,
-                limit: MAX_CHECKPOINT_BYTES,
-            });
+            return Err(CheckpointError::TooLarge { length: text.len() as u64, limit: MAX_CHECKPOINT_BYTES });
         }
         if !text.ends_with('\n') {
             return Err(CheckpointError::MissingFinalNewline);
@@ -240,30 +253,18 @@ impl SignedCheckpoint {
         }
 
         let mut lines = body.lines();
-        let origin = lines
-            .next()
-            .filter(|l| !l.is_empty())
-            .ok_or(CheckpointError::MissingLine { line: 1 })?;
-        let size_text = lines
-            .next()
-            .filter(|l| !l.is_empty())
-            .ok_or(CheckpointError::MissingLine { line: 2 })?;
-        let size = parse_canonical_u64(size_text).ok_or_else(|| CheckpointError::BadSize {
-            text: size_text.chars().take(40).collect(),
-        })?;
-        let root_text = lines
-            .next()
-            .filter(|l| !l.is_empty())
-            .ok_or(CheckpointError::MissingLine { line: 3 })?;
+        let origin = lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError::MissingLine { line: 1 })?;
+        let size_text = lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError::MissingLine { line: 2 })?;
+        let size = parse_canonical_u64(size_text)
+            .ok_or_else(|| CheckpointError::BadSize { text: size_text.chars().take(40).collect() })?;
+        let root_text = lines.next().filter(|l| !l.is_empty()).ok_or(CheckpointError::MissingLine { line: 3 })?;
         let root = BASE64
             .decode(root_text)
             .ok()
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
             .map(Sha256Hash)
             .filter(|root| BASE64.encode(root.as_bytes()) == root_text)
-            .ok_or_else(|| CheckpointError::BadRoot {
-                text: root_text.chars().take(60).collect(),
-            })?;
+            .ok_or_else(|| CheckpointError::BadRoot { text: root_text.chars().take(60).collect() })?;
         let extensions = lines.map(str::to_owned).collect::<Vec<_>>();
         if let Some(index) = extensions.iter().position(String::is_empty) {
             return Err(CheckpointError::MissingLine { line: 4 + index });
@@ -282,12 +283,7 @@ impl SignedCheckpoint {
             return Err(CheckpointError::NoSignature);
         }
         Ok(SignedCheckpoint {
-            checkpoint: Checkpoint {
-                origin: origin.to_owned(),
-                size,
-                root,
-                extensions,
-            },
+            checkpoint: Checkpoint { origin: origin.to_owned(), size, root, extensions },
             signatures,
         })
     }
@@ -339,9 +335,7 @@ impl SignedCheckpoint {
             let signature = <[u8; 64]>::try_from(candidate.signature.as_slice())
                 .map(|bytes| Signature::from_bytes(&bytes))
                 .map_err(|_| bad_signature())?;
-            trusted
-                .verify_strict(text.as_bytes(), &signature)
-                .map_err(|_| bad_signature())?;
+            trusted.verify_strict(text.as_bytes(), &signature).map_err(|_| bad_signature())?;
             vouched = true;
         }
         if vouched {
@@ -359,13 +353,8 @@ impl SignedCheckpoint {
 }
 
 fn parse_signature_line(line: &str, line_number: usize) -> Result<RawSignature, CheckpointError> {
-    let bad = |reason| CheckpointError::BadSignatureLine {
-        line: line_number,
-        reason,
-    };
-    let rest = line
-        .strip_prefix(SIGNATURE_PREFIX)
-        .ok_or(bad("does not start with an em dash and a space"))?;
+    let bad = |reason| CheckpointError::BadSignatureLine { line: line_number, reason };
+    let rest = line.strip_prefix(SIGNATURE_PREFIX).ok_or(bad("does not start with an em dash and a space"))?;
     let (name, blob) = rest.split_once(' ').ok_or(bad("has no space between key name and signature"))?;
     check_key_name(name).map_err(|_| bad("key name is empty or contains whitespace or '+'"))?;
     let blob = BASE64.decode(blob).map_err(|_| bad("signature is not standard base64"))?;
@@ -411,10 +400,7 @@ pub(crate) fn read_checkpoint_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
 /// Parses checkpoint file bytes (size cap, UTF-8, then the note).
 pub(crate) fn parse_checkpoint_bytes(bytes: &[u8]) -> Result<SignedCheckpoint, CheckpointError> {
     if bytes.len() as u64 > MAX_CHECKPOINT_BYTES {
-        return Err(CheckpointError::TooLarge {
-            length: bytes.len() as u64,
-            limit: MAX_CHECKPOINT_BYTES,
-        });
+        return Err(CheckpointError::TooLarge { length: bytes.len() as u64, limit: MAX_CHECKPOINT_BYTES });
     }
     let text = std::str::from_utf8(bytes).map_err(|_| CheckpointError::NonUtf8)?;
     SignedCheckpoint::parse(text)
@@ -426,10 +412,8 @@ pub(crate) fn parse_checkpoint_bytes(bytes: &[u8]) -> Result<SignedCheckpoint, C
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let temp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
     let result = (|| {
         let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
@@ -480,7 +464,19 @@ mod tests {
             "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW"
         );
         assert_eq!(key_id("PeterNeumann", &public), "c74f20a3");
-        let text = "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
+        let (name, parsed) =
+            parse_verifier_key("PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW").unwrap();
+        assert_eq!((name.as_str(), parsed), ("PeterNeumann", public));
+        for bad in [
+            "PeterNeumann+c74f20a4+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+            "PeterNeumann+c74f20a3+AhpcSomethingElse",
+            "PeterNeumann+c74f20a3",
+            "Peter Neumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiBfsVkmqq/LDE4izWy10TW",
+        ] {
+            assert!(parse_verifier_key(bad).is_err(), "{bad}");
+        }
+        let text =
+            "If you think cryptography is the answer to your problem,\nthen you don't know what your problem is.\n";
         let mut blob = key_hash("PeterNeumann", &public).to_vec();
         blob.extend_from_slice(&key.sign(text.as_bytes()).to_bytes());
         assert_eq!(
@@ -514,15 +510,9 @@ mod tests {
     fn unknown_key_and_forged_text_are_told_apart() {
         let text = signer(1).sign(42, Sha256Hash([9; 32])).to_signed_note();
         let parsed = SignedCheckpoint::parse(&text).unwrap();
-        assert!(matches!(
-            parsed.verify(&signer(2).verifying_key()),
-            Err(CheckpointVerifyError::UnknownKey { .. })
-        ));
+        assert!(matches!(parsed.verify(&signer(2).verifying_key()), Err(CheckpointVerifyError::UnknownKey { .. })));
         let forged = SignedCheckpoint::parse(&text.replacen("\n42\n", "\n43\n", 1)).unwrap();
-        assert!(matches!(
-            forged.verify(&signer(1).verifying_key()),
-            Err(CheckpointVerifyError::BadSignature { .. })
-        ));
+        assert!(matches!(forged.verify(&signer(1).verifying_key()), Err(CheckpointVerifyError::BadSignature { .. })));
     }
 
     #[test]
@@ -536,7 +526,7 @@ mod tests {
             (good.replacen("\n42\n", "\n-1\n", 1), "negative size"),
             (good.replacen("\n42\n", "\n18446744073709551616\n", 1), "size overflow"),
             (good.replacen(&root_line, &root_line[..40], 1), "short root"),
-            (good.replacen(&root_line, &root_line.trim_end_matches('='), 1), "unpadded root"),
+            (good.replacen(&root_line, root_line.trim_end_matches('='), 1), "unpadded root"),
             (good.replacen("\u{2014} ", "- ", 1), "ascii dash"),
             (good.split("\n\n").next().unwrap().to_owned() + "\n\n", "no signature"),
             (good.replacen("nightcore.test/audit\n", "night\u{7}core\n", 1), "control character"),
@@ -547,10 +537,7 @@ mod tests {
         }
         let signature_line = good.lines().last().unwrap();
         let many = good.clone() + &format!("{signature_line}\n").repeat(MAX_SIGNATURES);
-        assert!(matches!(
-            SignedCheckpoint::parse(&many),
-            Err(CheckpointError::TooManySignatures { .. })
-        ));
+        assert!(matches!(SignedCheckpoint::parse(&many), Err(CheckpointError::TooManySignatures { .. })));
     }
 
     #[test]

@@ -37,10 +37,7 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(binary: impl Into<String>, host: impl Into<String>) -> Self {
-        Actor {
-            binary: binary.into(),
-            host: host.into(),
-        }
+        Actor { binary: binary.into(), host: host.into() }
     }
 
     /// `binary` on this machine's host name (from `/proc/sys/kernel/hostname`,
@@ -84,11 +81,7 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: impl Into<String>, actor: Actor, data: Map<String, Value>) -> Self {
-        Event {
-            kind: kind.into(),
-            actor,
-            data,
-        }
+        Event { kind: kind.into(), actor, data }
     }
 }
 
@@ -112,18 +105,12 @@ impl Entry {
     /// checked here: see [`Entry::computed_hash`] and [`crate::verify_log`].
     pub fn from_line(line: &[u8]) -> Result<Entry, EntryParseError> {
         scan_line(line)?;
-        serde_json::from_slice(line).map_err(|e| EntryParseError::Decode {
-            detail: e.to_string(),
-        })
+        serde_json::from_slice(line).map_err(|e| EntryParseError::Decode { detail: e.to_string() })
     }
 
     /// The canonical line of this entry, without a newline.
     pub fn to_line(&self) -> Result<Vec<u8>, EventError> {
-        let event = Event {
-            kind: self.kind.clone(),
-            actor: self.actor.clone(),
-            data: self.data.clone(),
-        };
+        let event = Event { kind: self.kind.clone(), actor: self.actor.clone(), data: self.data.clone() };
         let time = format_time(self.time).ok_or(EventError::TimeOutOfRange)?;
         let line = encode_line(&event, self.seq, &time, &self.prev, Some(&self.hash))?;
         Ok(line.bytes)
@@ -131,11 +118,7 @@ impl Entry {
 
     /// The hash this entry should carry, recomputed from its other fields.
     pub fn computed_hash(&self) -> Result<Sha256Hash, EventError> {
-        let event = Event {
-            kind: self.kind.clone(),
-            actor: self.actor.clone(),
-            data: self.data.clone(),
-        };
+        let event = Event { kind: self.kind.clone(), actor: self.actor.clone(), data: self.data.clone() };
         let time = format_time(self.time).ok_or(EventError::TimeOutOfRange)?;
         Ok(encode_line(&event, self.seq, &time, &self.prev, None)?.hash)
     }
@@ -156,11 +139,7 @@ pub enum EventError {
         source: signer::canonical::CanonicalError,
     },
     #[error("event {kind} encodes to {length} bytes, over the line limit of {limit}")]
-    TooLarge {
-        kind: String,
-        length: usize,
-        limit: usize,
-    },
+    TooLarge { kind: String, length: usize, limit: usize },
     #[error("event {kind} does not encode to a line the verifier accepts")]
     Unverifiable {
         kind: String,
@@ -187,14 +166,10 @@ pub(crate) fn encode_line(
     claimed_hash: Option<&Sha256Hash>,
 ) -> Result<EncodedLine, EventError> {
     if !is_valid_kind(&event.kind) {
-        return Err(EventError::InvalidKind {
-            kind: event.kind.clone(),
-        });
+        return Err(EventError::InvalidKind { kind: event.kind.clone() });
     }
     if event.actor.binary.is_empty() || event.actor.host.is_empty() {
-        return Err(EventError::EmptyActor {
-            kind: event.kind.clone(),
-        });
+        return Err(EventError::EmptyActor { kind: event.kind.clone() });
     }
     let actor = canonical(&event.kind, &event.actor)?;
     let data = canonical(&event.kind, &event.data)?;
@@ -227,25 +202,16 @@ pub(crate) fn encode_line(
     line.extend_from_slice(&body[split..]);
 
     if line.len() > MAX_LINE_BYTES {
-        return Err(EventError::TooLarge {
-            kind: event.kind.clone(),
-            length: line.len(),
-            limit: MAX_LINE_BYTES,
-        });
+        return Err(EventError::TooLarge { kind: event.kind.clone(), length: line.len(), limit: MAX_LINE_BYTES });
     }
     // Never write a line the verifier would refuse: run the same checker.
-    scan_line(&line).map_err(|source| EventError::Unverifiable {
-        kind: event.kind.clone(),
-        source,
-    })?;
+    scan_line(&line).map_err(|source| EventError::Unverifiable { kind: event.kind.clone(), source })?;
     Ok(EncodedLine { bytes: line, hash })
 }
 
 fn canonical<T: Serialize>(kind: &str, value: &T) -> Result<Vec<u8>, EventError> {
-    signer::canonical::to_canonical_bytes(value).map_err(|source| EventError::Canonical {
-        kind: kind.to_owned(),
-        source,
-    })
+    signer::canonical::to_canonical_bytes(value)
+        .map_err(|source| EventError::Canonical { kind: kind.to_owned(), source })
 }
 
 /// SHA-256 over the domain tag, `prev` and the body, given in pieces so that
@@ -285,9 +251,7 @@ pub(crate) fn parse_time(text: &[u8]) -> Option<OffsetDateTime> {
         return None;
     }
     let digits = |range: std::ops::Range<usize>| -> Option<u32> {
-        text[range].iter().try_fold(0u32, |acc, &c| {
-            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
-        })
+        text[range].iter().try_fold(0u32, |acc, &c| c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0')))
     };
     let separators_ok = text[4] == b'-'
         && text[7] == b'-'
@@ -328,9 +292,8 @@ mod rfc3339_seconds {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OffsetDateTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        super::parse_time(text.as_bytes()).ok_or_else(|| {
-            serde::de::Error::custom(format!("time {text:?} is not of the form 2026-11-29T10:00:00Z"))
-        })
+        super::parse_time(text.as_bytes())
+            .ok_or_else(|| serde::de::Error::custom(format!("time {text:?} is not of the form 2026-11-29T10:00:00Z")))
     }
 }
 
@@ -347,8 +310,8 @@ mod tests {
     #[test]
     fn line_is_canonical_and_hash_covers_line_without_hash() {
         let prev = Sha256Hash([7; 32]);
-        let line = encode_line(&event(json!({"tenant": "a", "status": 0})), 3, "2026-11-29T10:00:00Z", &prev, None)
-            .unwrap();
+        let line =
+            encode_line(&event(json!({"tenant": "a", "status": 0})), 3, "2026-11-29T10:00:00Z", &prev, None).unwrap();
         let text = String::from_utf8(line.bytes.clone()).unwrap();
         let expected_body = format!(
             "{{\"actor\":{{\"binary\":\"runtime\",\"host\":\"node-1\"}},\"data\":{{\"status\":0,\"tenant\":\"a\"}},\"kind\":\"run.finished\",\"prev\":\"{prev}\",\"seq\":3,\"time\":\"2026-11-29T10:00:00Z\"}}"
@@ -360,10 +323,7 @@ mod tests {
         hasher.update(expected_body.as_bytes());
         let expected_hash = Sha256Hash(hasher.finalize().into());
         assert_eq!(line.hash, expected_hash);
-        assert_eq!(
-            text,
-            expected_body.replace(",\"kind\"", &format!(",\"hash\":\"{expected_hash}\",\"kind\""))
-        );
+        assert_eq!(text, expected_body.replace(",\"kind\"", &format!(",\"hash\":\"{expected_hash}\",\"kind\"")));
         // The line is exactly what the canonical encoder makes of the entry.
         let value: Value = serde_json::from_slice(&line.bytes).unwrap();
         assert_eq!(signer::canonical::to_canonical_bytes(&value).unwrap(), line.bytes);
@@ -419,9 +379,8 @@ mod tests {
 
     #[test]
     fn parser_refuses_structural_damage() {
-        let line = encode_line(&event(json!({"a": 1})), 0, "2026-11-29T10:00:00Z", &Sha256Hash::ZERO, None)
-            .unwrap()
-            .bytes;
+        let line =
+            encode_line(&event(json!({"a": 1})), 0, "2026-11-29T10:00:00Z", &Sha256Hash::ZERO, None).unwrap().bytes;
         let text = String::from_utf8(line).unwrap();
         for (from, to) in [
             ("\"seq\":0", "\"seq\":-1"),
@@ -438,10 +397,7 @@ mod tests {
         }
         let mut extra = text.clone();
         extra.push(' ');
-        assert!(matches!(
-            Entry::from_line(extra.as_bytes()),
-            Err(EntryParseError::TrailingBytes { .. })
-        ));
+        assert!(matches!(Entry::from_line(extra.as_bytes()), Err(EntryParseError::TrailingBytes { .. })));
         let mut non_utf8 = text.into_bytes();
         non_utf8[40] = 0xff;
         assert!(matches!(Entry::from_line(&non_utf8), Err(EntryParseError::NonUtf8 { offset: 40 })));

@@ -26,11 +26,7 @@ pub enum ReadError {
 
 impl ReadError {
     pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
-        ReadError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        ReadError::Io { action, path: path.to_path_buf(), source }
     }
 }
 
@@ -54,7 +50,9 @@ pub enum AuditError {
     /// The last newline-terminated line does not parse. It cannot be a torn
     /// write (those never end in a newline), so it was committed and is left
     /// alone: run `verify`.
-    #[error("last complete line of {path}, at byte {offset}, is not an entry; it is not cut away because it was committed")]
+    #[error(
+        "last complete line of {path}, at byte {offset}, is not an entry; it is not cut away because it was committed"
+    )]
     CorruptTail {
         path: PathBuf,
         offset: u64,
@@ -63,16 +61,14 @@ pub enum AuditError {
     },
     /// The file is shorter than what this handle already read: committed
     /// entries were removed behind its back.
-    #[error("{path} is {found} bytes long, shorter than the {expected} bytes already read: committed entries were removed")]
+    #[error(
+        "{path} is {found} bytes long, shorter than the {expected} bytes already read: committed entries were removed"
+    )]
     LogShrank { path: PathBuf, expected: u64, found: u64 },
 }
 
 impl AuditError {
     pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
-        AuditError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
-        }
+        AuditError::Io { action, path: path.to_path_buf(), source }
     }
 }

@@ -39,9 +39,8 @@ impl Sha256Hash {
     /// Parses exactly 64 lower-case hex digits; upper case is refused so that
     /// every hash has one spelling.
     pub fn from_hex(text: &str) -> Result<Self, HashParseError> {
-        parse_lower_hex(text.as_bytes()).ok_or_else(|| HashParseError::NotLowerHex {
-            text: text.chars().take(80).collect(),
-        })
+        parse_lower_hex(text.as_bytes())
+            .ok_or_else(|| HashParseError::NotLowerHex { text: text.chars().take(80).collect() })
     }
 }
 

@@ -52,6 +52,7 @@ mod walk;
 
 pub use checkpoint::{
     Checkpoint, CheckpointError, CheckpointSigner, CheckpointVerifyError, SignedCheckpoint, default_checkpoint_path,
+    parse_verifier_key, verifier_key_string,
 };
 pub use entry::{Actor, ENTRY_HASH_DOMAIN, Entry, Event, EventError};
 pub use error::{AuditError, ReadError};

@@ -38,14 +38,7 @@ pub(crate) struct LineReader<R> {
 impl<R: Read> LineReader<R> {
     /// `offset` is where in the file `inner` starts, for reporting.
     pub(crate) fn new(inner: R, offset: u64) -> Self {
-        LineReader {
-            inner,
-            buf: vec![0; READ_CHUNK],
-            start: 0,
-            end: 0,
-            eof: false,
-            offset,
-        }
+        LineReader { inner, buf: vec![0; READ_CHUNK], start: 0, end: 0, eof: false, offset }
     }
 
     /// Offset just past the last line returned: where the next one starts.
@@ -59,6 +52,10 @@ impl<R: Read> LineReader<R> {
                 let line_start = self.start;
                 self.start += i + 1;
                 self.offset += (i + 1) as u64;
+                if i > MAX_LINE_BYTES {
+                    // The buffer can hold a little more than the cap.
+                    return Ok(Line::Oversized { length: i as u64 });
+                }
                 return Ok(Line::Complete(&self.buf[line_start..line_start + i]));
             }
             let pending = self.end - self.start;
@@ -72,10 +69,7 @@ impl<R: Read> LineReader<R> {
                 let offset = self.offset;
                 self.start = self.end;
                 self.offset += pending as u64;
-                return Ok(Line::Torn {
-                    offset,
-                    length: pending as u64,
-                });
+                return Ok(Line::Torn { offset, length: pending as u64 });
             }
             self.fill()?;
         }
@@ -118,10 +112,7 @@ impl<R: Read> LineReader<R> {
         loop {
             if self.eof {
                 self.offset += length;
-                return Ok(Line::Torn {
-                    offset: line_offset,
-                    length,
-                });
+                return Ok(Line::Torn { offset: line_offset, length });
             }
             self.fill()?;
             if let Some(i) = memchr::memchr(b'\n', &self.buf[..self.end]) {

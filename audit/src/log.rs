@@ -113,9 +113,7 @@ impl AuditLog {
             .map_err(|e| AuditError::io("open", &path, e))?;
         // Make the file's existence durable too, not only its contents.
         sync_dir(&parent_dir(&path)).map_err(|e| AuditError::io("sync the directory of", &path, e))?;
-        let checkpoint_path = options
-            .checkpoint_path
-            .unwrap_or_else(|| default_checkpoint_path(&path));
+        let checkpoint_path = options.checkpoint_path.unwrap_or_else(|| default_checkpoint_path(&path));
         let mut log = AuditLog {
             path,
             checkpoint_path,
@@ -159,11 +157,7 @@ impl AuditLog {
     pub fn append(&mut self, event: &Event) -> Result<AppendReceipt, AuditError> {
         let receipts = self.append_batch(std::slice::from_ref(event))?;
         receipts.into_iter().next().ok_or_else(|| {
-            AuditError::io(
-                "append to",
-                &self.path,
-                io::Error::other("no receipt for an appended event"),
-            )
+            AuditError::io("append to", &self.path, io::Error::other("no receipt for an appended event"))
         })
     }
 
@@ -197,9 +191,7 @@ impl AuditLog {
     }
 
     fn with_lock<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, AuditError>) -> Result<T, AuditError> {
-        self.file
-            .lock()
-            .map_err(|e| AuditError::io("lock", &self.path, e))?;
+        self.file.lock().map_err(|e| AuditError::io("lock", &self.path, e))?;
         // If `f` panics the lock is held until the handle is dropped, which
         // closes the file and so releases it.
         let result = f(self);
@@ -210,17 +202,11 @@ impl AuditLog {
     }
 
     fn tampered(&self, first_bad_seq: Option<u64>, reason: TamperReason) -> AuditError {
-        AuditError::Tampered {
-            path: self.path.clone(),
-            tampering: Tampering { first_bad_seq, reason },
-        }
+        AuditError::Tampered { path: self.path.clone(), tampering: Tampering { first_bad_seq, reason } }
     }
 
     fn file_len(&self) -> Result<u64, AuditError> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| AuditError::io("stat", &self.path, e))
+        self.file.metadata().map(|m| m.len()).map_err(|e| AuditError::io("stat", &self.path, e))
     }
 
     /// Reads the last complete line to learn the chain head, then recovers
@@ -257,10 +243,7 @@ impl AuditLog {
             // Check the head's own hash so a new entry never links to an
             // edited one; its seq and prev are taken as they stand.
             let seq = scanned.seq;
-            let head = ChainCursor {
-                next_seq: seq,
-                last_hash: scanned.prev,
-            };
+            let head = ChainCursor { next_seq: seq, last_hash: scanned.prev };
             let hash = check_line(&head, &line).map_err(|fault| match fault {
                 LineFault::HashMismatch { stated, computed } => {
                     self.tampered(Some(seq), TamperReason::EditedEntry { stated, computed })
@@ -269,10 +252,7 @@ impl AuditLog {
                 // can only fail on its hash; refuse rather than guess.
                 _ => self.tampered(Some(seq), TamperReason::ChainBroken),
             })?;
-            self.cursor = ChainCursor {
-                next_seq: seq + 1,
-                last_hash: hash,
-            };
+            self.cursor = ChainCursor { next_seq: seq + 1, last_hash: hash };
             self.offset = newline + 1;
         }
         if self.offset < len {
@@ -308,13 +288,9 @@ impl AuditLog {
         let captured = self.read_new_lines(Some(size))?;
         let log_entries = self.cursor.next_seq;
         if size > log_entries {
-            return Err(self.tampered(
-                Some(log_entries),
-                TamperReason::Truncated {
-                    log_entries,
-                    checkpoint_size: size,
-                },
-            ));
+            return Err(
+                self.tampered(Some(log_entries), TamperReason::Truncated { log_entries, checkpoint_size: size })
+            );
         }
         let log_root = match captured {
             Some(root) => root,
@@ -323,14 +299,9 @@ impl AuditLog {
             None => self.root_at(size)?,
         };
         if log_root != root {
-            return Err(self.tampered(
-                None,
-                TamperReason::CheckpointRootMismatch {
-                    size,
-                    checkpoint_root: root,
-                    log_root,
-                },
-            ));
+            return Err(
+                self.tampered(None, TamperReason::CheckpointRootMismatch { size, checkpoint_root: root, log_root })
+            );
         }
         self.agreed_checkpoint = Some((size, root));
         Ok(())
@@ -344,9 +315,7 @@ impl AuditLog {
         };
         let signed = parse_checkpoint_bytes(&bytes)
             .map_err(|error| self.tampered(None, TamperReason::MalformedCheckpoint { error }))?;
-        let checkpoint = signed
-            .verify(key)
-            .map_err(|e| self.tampered(None, TamperReason::from_checkpoint_error(e)))?;
+        let checkpoint = signed.verify(key).map_err(|e| self.tampered(None, TamperReason::from_checkpoint_error(e)))?;
         Ok(Some((checkpoint.size, checkpoint.root)))
     }
 
@@ -356,23 +325,14 @@ impl AuditLog {
     fn read_new_lines(&mut self, watch_size: Option<u64>) -> Result<Option<Sha256Hash>, AuditError> {
         let len = self.file_len()?;
         if len < self.offset {
-            return Err(AuditError::LogShrank {
-                path: self.path.clone(),
-                expected: self.offset,
-                found: len,
-            });
+            return Err(AuditError::LogShrank { path: self.path.clone(), expected: self.offset, found: len });
         }
-        let mut captured = self
-            .tree
-            .as_ref()
-            .filter(|tree| Some(tree.size()) == watch_size)
-            .map(CompactTree::root);
+        let mut captured = self.tree.as_ref().filter(|tree| Some(tree.size()) == watch_size).map(CompactTree::root);
         if len == self.offset {
             return Ok(captured);
         }
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(self.offset))
-            .map_err(|e| AuditError::io("read", &self.path, e))?;
+        file.seek(SeekFrom::Start(self.offset)).map_err(|e| AuditError::io("read", &self.path, e))?;
         let mut reader = LineReader::new(file.take(len - self.offset), self.offset);
         let tree = &mut self.tree;
         let walked = walk(&mut reader, self.cursor.clone(), WalkScope::default(), |_, line, _| {
@@ -390,10 +350,7 @@ impl AuditLog {
                 self.tree = None;
                 return Err(match error {
                     WalkError::Io(e) => AuditError::io("read", &self.path, e),
-                    WalkError::Tampered(tampering) => AuditError::Tampered {
-                        path: self.path.clone(),
-                        tampering,
-                    },
+                    WalkError::Tampered(tampering) => AuditError::Tampered { path: self.path.clone(), tampering },
                 });
             }
         };
@@ -408,23 +365,16 @@ impl AuditLog {
     /// The Merkle root of the first `size` entries, read from the file.
     fn root_at(&self, size: u64) -> Result<Sha256Hash, AuditError> {
         let mut file = &self.file;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| AuditError::io("read", &self.path, e))?;
+        file.seek(SeekFrom::Start(0)).map_err(|e| AuditError::io("read", &self.path, e))?;
         let mut reader = LineReader::new(file.take(self.offset), 0);
         let mut tree = CompactTree::new();
-        let scope = WalkScope {
-            checkpoint_size: None,
-            stop_after: Some(size),
-        };
-        walk(&mut reader, ChainCursor::start(), scope, |_, line, _| tree.push(leaf_hash(line))).map_err(
-            |error| match error {
+        let scope = WalkScope { checkpoint_size: None, stop_after: Some(size) };
+        walk(&mut reader, ChainCursor::start(), scope, |_, line, _| tree.push(leaf_hash(line))).map_err(|error| {
+            match error {
                 WalkError::Io(e) => AuditError::io("read", &self.path, e),
-                WalkError::Tampered(tampering) => AuditError::Tampered {
-                    path: self.path.clone(),
-                    tampering,
-                },
-            },
-        )?;
+                WalkError::Tampered(tampering) => AuditError::Tampered { path: self.path.clone(), tampering },
+            }
+        })?;
         Ok(tree.root())
     }
 
@@ -436,12 +386,8 @@ impl AuditLog {
         // Save the bytes durably before cutting them: afterwards this copy
         // is the only one.
         let (saved_to, sha256) = self.save_torn_bytes(start, length)?;
-        self.file
-            .set_len(start)
-            .map_err(|e| AuditError::io("cut the torn tail of", &self.path, e))?;
-        self.file
-            .sync_all()
-            .map_err(|e| AuditError::io("sync", &self.path, e))?;
+        self.file.set_len(start).map_err(|e| AuditError::io("cut the torn tail of", &self.path, e))?;
+        self.file.sync_all().map_err(|e| AuditError::io("sync", &self.path, e))?;
         tracing::warn!(
             log = %self.path.display(),
             offset = start,
@@ -453,10 +399,7 @@ impl AuditLog {
         data.insert("offset".into(), Value::from(start));
         data.insert("length".into(), Value::from(length));
         data.insert("sha256".into(), Value::from(sha256.to_hex()));
-        let saved_name = saved_to
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let saved_name = saved_to.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         data.insert("saved_to".into(), Value::from(saved_name));
         let event = Event::new(kinds::AUDIT_RECOVERED, Actor::this_process(), data);
         let receipts = self.write_events(std::slice::from_ref(&event))?;
@@ -472,11 +415,7 @@ impl AuditLog {
 
     fn save_torn_bytes(&self, start: u64, length: u64) -> Result<(PathBuf, Sha256Hash), AuditError> {
         let dir = parent_dir(&self.path);
-        let base = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let stamp = compact_timestamp(OffsetDateTime::now_utc());
         let mut attempt = 0u32;
         let (saved_to, mut out) = loop {
@@ -493,9 +432,7 @@ impl AuditLog {
         };
         let mut hasher = Sha256::new();
         let mut source = &self.file;
-        source
-            .seek(SeekFrom::Start(start))
-            .map_err(|e| AuditError::io("read", &self.path, e))?;
+        source.seek(SeekFrom::Start(start)).map_err(|e| AuditError::io("read", &self.path, e))?;
         let mut source = source.take(length);
         let mut chunk = vec![0; 64 * 1024];
         loop {
@@ -506,8 +443,7 @@ impl AuditLog {
                 Err(e) => return Err(AuditError::io("read", &self.path, e)),
             };
             hasher.update(&chunk[..n]);
-            out.write_all(&chunk[..n])
-                .map_err(|e| AuditError::io("write", &saved_to, e))?;
+            out.write_all(&chunk[..n]).map_err(|e| AuditError::io("write", &saved_to, e))?;
         }
         out.sync_all().map_err(|e| AuditError::io("sync", &saved_to, e))?;
         sync_dir(&dir).map_err(|e| AuditError::io("sync the directory of", &saved_to, e))?;
@@ -529,10 +465,7 @@ impl AuditLog {
             }
             buffer.extend_from_slice(&line.bytes);
             buffer.push(b'\n');
-            receipts.push(AppendReceipt {
-                seq: cursor.next_seq,
-                hash: line.hash,
-            });
+            receipts.push(AppendReceipt { seq: cursor.next_seq, hash: line.hash });
             cursor.next_seq += 1;
             cursor.last_hash = line.hash;
         }
@@ -544,9 +477,7 @@ impl AuditLog {
         }
         // On failure the lines stay in the file; the next catch-up reads
         // them like another writer's, so the head stays right.
-        self.file
-            .sync_data()
-            .map_err(|e| AuditError::io("sync", &self.path, e))?;
+        self.file.sync_data().map_err(|e| AuditError::io("sync", &self.path, e))?;
         self.cursor = cursor;
         self.offset += buffer.len() as u64;
         if let Some(tree) = self.tree.as_mut() {

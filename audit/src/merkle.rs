@@ -43,15 +43,9 @@ pub enum MerkleProofError {
     #[error("proof has {length} hashes, the wrong number for these tree sizes")]
     WrongProofLength { length: usize },
     #[error("proof leads to root {computed}, not the expected {expected}")]
-    RootMismatch {
-        computed: Sha256Hash,
-        expected: Sha256Hash,
-    },
+    RootMismatch { computed: Sha256Hash, expected: Sha256Hash },
     #[error("proof leads to old root {computed}, not the expected {expected}")]
-    OldRootMismatch {
-        computed: Sha256Hash,
-        expected: Sha256Hash,
-    },
+    OldRootMismatch { computed: Sha256Hash, expected: Sha256Hash },
 }
 
 /// SHA-256(0x00 ‖ data).
@@ -203,10 +197,7 @@ pub fn verify_inclusion(
 ) -> Result<(), MerkleProofError> {
     let computed = root_from_inclusion_proof(index, size, leaf, path)?;
     if computed != *root {
-        return Err(MerkleProofError::RootMismatch {
-            computed,
-            expected: *root,
-        });
+        return Err(MerkleProofError::RootMismatch { computed, expected: *root });
     }
     Ok(())
 }
@@ -231,21 +222,14 @@ pub fn verify_consistency(
             return Err(wrong_length);
         }
         if old_size == new_size && old_root != new_root {
-            return Err(MerkleProofError::RootMismatch {
-                computed: *old_root,
-                expected: *new_root,
-            });
+            return Err(MerkleProofError::RootMismatch { computed: *old_root, expected: *new_root });
         }
         return Ok(());
     }
     let mut items = path.iter();
     // When the old tree is a complete subtree its root is the proof's
     // implicit first element.
-    let first = if old_size.is_power_of_two() {
-        *old_root
-    } else {
-        *items.next().ok_or(wrong_length.clone())?
-    };
+    let first = if old_size.is_power_of_two() { *old_root } else { *items.next().ok_or(wrong_length.clone())? };
     let (mut f_n, mut s_n) = (old_size - 1, new_size - 1);
     while f_n & 1 == 1 {
         f_n >>= 1;
@@ -273,16 +257,10 @@ pub fn verify_consistency(
         return Err(wrong_length);
     }
     if fr != *old_root {
-        return Err(MerkleProofError::OldRootMismatch {
-            computed: fr,
-            expected: *old_root,
-        });
+        return Err(MerkleProofError::OldRootMismatch { computed: fr, expected: *old_root });
     }
     if sr != *new_root {
-        return Err(MerkleProofError::RootMismatch {
-            computed: sr,
-            expected: *new_root,
-        });
+        return Err(MerkleProofError::RootMismatch { computed: sr, expected: *new_root });
     }
     Ok(())
 }
@@ -338,6 +316,7 @@ mod tests {
     //!   `testonly/constants.go` (commit 582a6ad190b6848f1d26f8bf08ddef29955d9db1);
     //! - inclusion and consistency proofs and their corruption probes:
     //!   `proof/verify_test.go` (commit 02194e9afb6c1d95b5381350007963aa70fff472).
+    //!
     //! The same eight leaves and roots are the reference data of RFC 6962's
     //! original test suite (certificate-transparency `merkle_tree_test.cc`).
 
@@ -347,7 +326,8 @@ mod tests {
         Sha256Hash::from_hex(text).unwrap()
     }
 
-    const LEAF_INPUTS: [&str; 8] = ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
+    const LEAF_INPUTS: [&str; 8] =
+        ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"];
 
     /// Roots of the trees of the first 1..=8 leaves.
     const ROOTS: [&str; 8] = [
@@ -372,22 +352,34 @@ mod tests {
     fn inclusion_vectors() -> Vec<(u64, u64, Vec<Sha256Hash>)> {
         vec![
             (0, 1, vec![]),
-            (0, 8, vec![
-                h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
-                h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
-            ]),
-            (5, 8, vec![
-                h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
-                h("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
-                h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
-            ]),
+            (
+                0,
+                8,
+                vec![
+                    h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
+                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+                    h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
+                ],
+            ),
+            (
+                5,
+                8,
+                vec![
+                    h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
+                    h("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
+                    h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
+                ],
+            ),
             (2, 3, vec![h("fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125")]),
-            (1, 5, vec![
-                h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"),
-                h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
-            ]),
+            (
+                1,
+                5,
+                vec![
+                    h("6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"),
+                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+                    h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
+                ],
+            ),
         ]
     }
 
@@ -395,25 +387,41 @@ mod tests {
     fn consistency_vectors() -> Vec<(u64, u64, Vec<Sha256Hash>)> {
         vec![
             (1, 1, vec![]),
-            (1, 8, vec![
-                h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
-                h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
-            ]),
-            (6, 8, vec![
-                h("0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"),
-                h("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
-                h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
-            ]),
-            (2, 5, vec![
-                h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
-                h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
-            ]),
-            (6, 7, vec![
-                h("0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"),
-                h("b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f"),
-                h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
-            ]),
+            (
+                1,
+                8,
+                vec![
+                    h("96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7"),
+                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+                    h("6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4"),
+                ],
+            ),
+            (
+                6,
+                8,
+                vec![
+                    h("0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"),
+                    h("ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0"),
+                    h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
+                ],
+            ),
+            (
+                2,
+                5,
+                vec![
+                    h("5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e"),
+                    h("bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b"),
+                ],
+            ),
+            (
+                6,
+                7,
+                vec![
+                    h("0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a"),
+                    h("b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f"),
+                    h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
+                ],
+            ),
         ]
     }
 

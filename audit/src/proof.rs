@@ -19,8 +19,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{
-    Checkpoint, CheckpointError, CheckpointVerifyError, SignedCheckpoint, parse_checkpoint_bytes,
-    read_checkpoint_file,
+    Checkpoint, CheckpointError, CheckpointVerifyError, SignedCheckpoint, parse_checkpoint_bytes, read_checkpoint_file,
 };
 use crate::entry::{Entry, EventError};
 use crate::error::ReadError;
@@ -85,11 +84,7 @@ pub enum ProofError {
     #[error("log has {entries} entries, fewer than the checkpoint's {tree_size}")]
     LogShorterThanCheckpoint { entries: u64, tree_size: u64 },
     #[error("log's first {tree_size} entries have root {log_root}, not the checkpoint's {checkpoint_root}")]
-    LogDisagreesWithCheckpoint {
-        tree_size: u64,
-        log_root: Sha256Hash,
-        checkpoint_root: Sha256Hash,
-    },
+    LogDisagreesWithCheckpoint { tree_size: u64, log_root: Sha256Hash, checkpoint_root: Sha256Hash },
 }
 
 /// Why a proof does not verify.
@@ -107,19 +102,13 @@ pub enum ProofVerifyError {
     #[error("proof is for seq {proof_seq} but its entry has seq {entry_seq}")]
     SeqMismatch { proof_seq: u64, entry_seq: u64 },
     #[error("proof's entry carries hash {stated} but hashes to {computed}")]
-    EntryHashMismatch {
-        stated: Sha256Hash,
-        computed: Sha256Hash,
-    },
+    EntryHashMismatch { stated: Sha256Hash, computed: Sha256Hash },
     #[error("proof's entry cannot be re-encoded")]
     EntryEncoding(#[source] EventError),
-    #[error("old tree of the proof ({proof_size} entries, root {proof_root}) is not the trusted one ({trusted_size} entries, root {trusted_root})")]
-    OldTreeMismatch {
-        proof_size: u64,
-        proof_root: Sha256Hash,
-        trusted_size: u64,
-        trusted_root: Sha256Hash,
-    },
+    #[error(
+        "old tree of the proof ({proof_size} entries, root {proof_root}) is not the trusted one ({trusted_size} entries, root {trusted_root})"
+    )]
+    OldTreeMismatch { proof_size: u64, proof_root: Sha256Hash, trusted_size: u64, trusted_root: Sha256Hash },
     #[error("merkle path does not verify")]
     Merkle(#[source] MerkleProofError),
 }
@@ -181,12 +170,10 @@ fn checkpointed_leaves(
     let file = File::open(log).map_err(|e| ReadError::io("open", log, e))?;
     let mut reader = LineReader::new(file, 0);
     let tree_size = checkpoint.size;
-    let mut leaves = Vec::with_capacity(usize::try_from(tree_size).unwrap_or(0).min(1 << 26));
+    // The size comes from the checkpoint: reserve modestly and let it grow.
+    let mut leaves = Vec::with_capacity(usize::try_from(tree_size).unwrap_or(0).min(1 << 20));
     let mut line_text = None;
-    let scope = WalkScope {
-        checkpoint_size: Some(tree_size),
-        stop_after: Some(tree_size),
-    };
+    let scope = WalkScope { checkpoint_size: Some(tree_size), stop_after: Some(tree_size) };
     let end = walk(&mut reader, ChainCursor::start(), scope, |seq, line, _| {
         leaves.push(leaf_hash(line));
         if Some(seq) == want_line {
@@ -204,11 +191,7 @@ fn checkpointed_leaves(
     }
     let log_root = merkle::root(&leaves);
     if log_root != checkpoint.root {
-        return Err(ProofError::LogDisagreesWithCheckpoint {
-            tree_size,
-            log_root,
-            checkpoint_root: checkpoint.root,
-        });
+        return Err(ProofError::LogDisagreesWithCheckpoint { tree_size, log_root, checkpoint_root: checkpoint.root });
     }
     Ok((leaves, line_text))
 }
@@ -218,16 +201,11 @@ fn checkpointed_leaves(
 pub fn prove_inclusion(log: &Path, signed: &SignedCheckpoint, seq: u64) -> Result<InclusionProof, ProofError> {
     let checkpoint = &signed.checkpoint;
     if seq >= checkpoint.size {
-        return Err(ProofError::SeqOutOfRange {
-            seq,
-            tree_size: checkpoint.size,
-        });
+        return Err(ProofError::SeqOutOfRange { seq, tree_size: checkpoint.size });
     }
     let (leaves, line) = checkpointed_leaves(log, checkpoint, Some(seq))?;
-    let path = merkle::inclusion_path(&leaves, seq).map_err(|_| ProofError::SeqOutOfRange {
-        seq,
-        tree_size: checkpoint.size,
-    })?;
+    let path = merkle::inclusion_path(&leaves, seq)
+        .map_err(|_| ProofError::SeqOutOfRange { seq, tree_size: checkpoint.size })?;
     Ok(InclusionProof {
         seq,
         tree_size: checkpoint.size,
@@ -242,17 +220,12 @@ pub fn prove_inclusion(log: &Path, signed: &SignedCheckpoint, seq: u64) -> Resul
 pub fn prove_consistency(log: &Path, signed: &SignedCheckpoint, old_size: u64) -> Result<ConsistencyProof, ProofError> {
     let checkpoint = &signed.checkpoint;
     if old_size > checkpoint.size {
-        return Err(ProofError::OldSizeOutOfRange {
-            old_size,
-            tree_size: checkpoint.size,
-        });
+        return Err(ProofError::OldSizeOutOfRange { old_size, tree_size: checkpoint.size });
     }
     let (leaves, _) = checkpointed_leaves(log, checkpoint, None)?;
     let old_leaves = leaves.get(..usize::try_from(old_size).unwrap_or(usize::MAX)).unwrap_or(&leaves);
-    let path = merkle::consistency_path(&leaves, old_size).map_err(|_| ProofError::OldSizeOutOfRange {
-        old_size,
-        tree_size: checkpoint.size,
-    })?;
+    let path = merkle::consistency_path(&leaves, old_size)
+        .map_err(|_| ProofError::OldSizeOutOfRange { old_size, tree_size: checkpoint.size })?;
     Ok(ConsistencyProof {
         old_size,
         old_root: merkle::root(old_leaves),
@@ -264,15 +237,15 @@ pub fn prove_consistency(log: &Path, signed: &SignedCheckpoint, old_size: u64) -
 
 fn trusted_checkpoint(text: &str, key: &VerifyingKey) -> Result<Checkpoint, ProofVerifyError> {
     let signed = parse_checkpoint_bytes(text.as_bytes()).map_err(ProofVerifyError::MalformedCheckpoint)?;
-    signed
-        .verify(key)
-        .cloned()
-        .map_err(ProofVerifyError::UntrustedCheckpoint)
+    signed.verify(key).cloned().map_err(ProofVerifyError::UntrustedCheckpoint)
 }
 
 /// Verifies an inclusion proof offline: the checkpoint's signature by
 /// `log_key`, the entry's form and hash, and the Merkle path to the root.
-pub fn verify_inclusion_proof(proof: &InclusionProof, log_key: &VerifyingKey) -> Result<VerifiedInclusion, ProofVerifyError> {
+pub fn verify_inclusion_proof(
+    proof: &InclusionProof,
+    log_key: &VerifyingKey,
+) -> Result<VerifiedInclusion, ProofVerifyError> {
     let checkpoint = trusted_checkpoint(&proof.checkpoint, log_key)?;
     if checkpoint.size != proof.tree_size {
         return Err(ProofVerifyError::TreeSizeMismatch {
@@ -282,17 +255,11 @@ pub fn verify_inclusion_proof(proof: &InclusionProof, log_key: &VerifyingKey) ->
     }
     let entry = Entry::from_line(proof.entry.as_bytes()).map_err(ProofVerifyError::MalformedEntry)?;
     if entry.seq != proof.seq {
-        return Err(ProofVerifyError::SeqMismatch {
-            proof_seq: proof.seq,
-            entry_seq: entry.seq,
-        });
+        return Err(ProofVerifyError::SeqMismatch { proof_seq: proof.seq, entry_seq: entry.seq });
     }
     let computed = entry.computed_hash().map_err(ProofVerifyError::EntryEncoding)?;
     if computed != entry.hash {
-        return Err(ProofVerifyError::EntryHashMismatch {
-            stated: entry.hash,
-            computed,
-        });
+        return Err(ProofVerifyError::EntryHashMismatch { stated: entry.hash, computed });
     }
     merkle::verify_inclusion(
         proof.seq,
@@ -339,16 +306,16 @@ pub fn verify_consistency_proof(
     }
     merkle::verify_consistency(proof.old_size, proof.new_size, &proof.path, &proof.old_root, &checkpoint.root)
         .map_err(ProofVerifyError::Merkle)?;
-    Ok(VerifiedConsistency {
-        old_size: proof.old_size,
-        old_root: proof.old_root,
-        checkpoint,
-    })
+    Ok(VerifiedConsistency { old_size: proof.old_size, old_root: proof.old_root, checkpoint })
 }
 
 /// `verify-proof`: verifies either kind of proof. `old` is used only for
 /// consistency proofs.
-pub fn verify_proof(proof: &AuditProof, log_key: &VerifyingKey, old: OldTree<'_>) -> Result<VerifiedProof, ProofVerifyError> {
+pub fn verify_proof(
+    proof: &AuditProof,
+    log_key: &VerifyingKey,
+    old: OldTree<'_>,
+) -> Result<VerifiedProof, ProofVerifyError> {
     match proof {
         AuditProof::Inclusion(p) => verify_inclusion_proof(p, log_key).map(VerifiedProof::Inclusion),
         AuditProof::Consistency(p) => verify_consistency_proof(p, log_key, old).map(VerifiedProof::Consistency),

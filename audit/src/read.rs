@@ -27,11 +27,7 @@ pub struct Filter {
 impl Filter {
     pub fn matches(&self, entry: &Entry) -> bool {
         let kind_ok = self.kind.as_deref().is_none_or(|wanted| {
-            entry.kind == wanted
-                || entry
-                    .kind
-                    .strip_prefix(wanted)
-                    .is_some_and(|rest| rest.starts_with('.'))
+            entry.kind == wanted || entry.kind.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('.'))
         });
         let time_ok = self.since.is_none_or(|since| entry.time >= since);
         kind_ok && time_ok
@@ -52,12 +48,7 @@ pub enum ShowError {
         error: EntryParseError,
     },
     #[error("line {line} of {path} is {length} bytes long, over the limit of {limit}")]
-    OversizedLine {
-        path: PathBuf,
-        line: u64,
-        length: u64,
-        limit: u64,
-    },
+    OversizedLine { path: PathBuf, line: u64, length: u64, limit: u64 },
 }
 
 /// Iterator over the entries of a log that match a filter. A torn,
@@ -83,13 +74,7 @@ impl std::fmt::Debug for EntryReader {
 /// Opens the log at `path` for `show`.
 pub fn read_entries(path: &Path, filter: Filter) -> Result<EntryReader, ReadError> {
     let file = File::open(path).map_err(|e| ReadError::io("open", path, e))?;
-    Ok(EntryReader {
-        path: path.to_path_buf(),
-        reader: LineReader::new(file, 0),
-        filter,
-        line: 0,
-        done: false,
-    })
+    Ok(EntryReader { path: path.to_path_buf(), reader: LineReader::new(file, 0), filter, line: 0, done: false })
 }
 
 impl Iterator for EntryReader {
@@ -110,11 +95,7 @@ impl Iterator for EntryReader {
                     Ok(entry) if self.filter.matches(&entry) => return Some(Ok(entry)),
                     Ok(_) => {}
                     Err(error) => {
-                        return Some(Err(ShowError::MalformedLine {
-                            path: self.path.clone(),
-                            line: self.line,
-                            error,
-                        }));
+                        return Some(Err(ShowError::MalformedLine { path: self.path.clone(), line: self.line, error }));
                     }
                 },
                 Line::Oversized { length } => {

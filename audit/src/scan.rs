@@ -46,11 +46,7 @@ pub enum EntryParseError {
     #[error("non-canonical json at byte {offset}: {reason}")]
     NonCanonical { offset: usize, reason: &'static str },
     #[error("invalid {field} at byte {offset}: {reason}")]
-    InvalidField {
-        field: &'static str,
-        offset: usize,
-        reason: &'static str,
-    },
+    InvalidField { field: &'static str, offset: usize, reason: &'static str },
     #[error("nesting deeper than {limit} levels at byte {offset}")]
     TooDeep { offset: usize, limit: usize },
     #[error("unexpected bytes after the entry at byte {offset}")]
@@ -59,13 +55,12 @@ pub enum EntryParseError {
     Decode { detail: String },
 }
 
-/// The fields the verifier needs from a line, borrowed from it.
+/// The fields the verifier needs from a line.
 #[derive(Debug)]
-pub(crate) struct ScannedLine<'a> {
+pub(crate) struct ScannedLine {
     pub seq: u64,
     pub prev: Sha256Hash,
     pub hash: Sha256Hash,
-    pub kind: &'a str,
     /// The bytes of `,"hash":"…"`: the line without them is the canonical
     /// encoding of the entry without its hash.
     pub hash_member: Range<usize>,
@@ -75,31 +70,19 @@ type Result<T, E = EntryParseError> = std::result::Result<T, E>;
 
 /// Checks that `line` (without its newline) is one canonical entry and
 /// returns the fields the chain needs.
-pub(crate) fn scan_line(line: &[u8]) -> Result<ScannedLine<'_>> {
+pub(crate) fn scan_line(line: &[u8]) -> Result<ScannedLine> {
     if line.len() > MAX_LINE_BYTES {
-        return Err(EntryParseError::TooLong {
-            length: line.len(),
-            limit: MAX_LINE_BYTES,
-        });
+        return Err(EntryParseError::TooLong { length: line.len(), limit: MAX_LINE_BYTES });
     }
-    let text = std::str::from_utf8(line).map_err(|e| EntryParseError::NonUtf8 {
-        offset: e.valid_up_to(),
-    })?;
-    let mut s = Scanner {
-        bytes: line,
-        pos: 0,
-    };
+    let text = std::str::from_utf8(line).map_err(|e| EntryParseError::NonUtf8 { offset: e.valid_up_to() })?;
+    let mut s = Scanner { bytes: line, pos: 0 };
     s.literal(b"{\"actor\":{\"binary\":", "{\"actor\":{\"binary\":")?;
     s.non_empty_string("actor.binary")?;
     s.literal(b",\"host\":", ",\"host\":")?;
     s.non_empty_string("actor.host")?;
     s.literal(b"},\"data\":", "},\"data\":")?;
     if s.peek() != Some(b'{') {
-        return Err(EntryParseError::InvalidField {
-            field: "data",
-            offset: s.pos,
-            reason: "must be a json object",
-        });
+        return Err(EntryParseError::InvalidField { field: "data", offset: s.pos, reason: "must be a json object" });
     }
     s.value(1)?;
     let hash_start = s.pos;
@@ -112,20 +95,12 @@ pub(crate) fn scan_line(line: &[u8]) -> Result<ScannedLine<'_>> {
     let kind_len = line[kind_start..]
         .iter()
         .position(|&c| c == b'"')
-        .ok_or(EntryParseError::Expected {
-            expected: "closing quote of kind",
-            offset: line.len(),
-        })?;
+        .ok_or(EntryParseError::Expected { expected: "closing quote of kind", offset: line.len() })?;
     // The kind is plain ASCII by construction, so slicing the str here is safe
     // once validated; `get` keeps it panic-free for any input.
-    let kind = text
-        .get(kind_start..kind_start + kind_len)
-        .filter(|kind| is_valid_kind(kind))
-        .ok_or(EntryParseError::InvalidField {
-            field: "kind",
-            offset: kind_start,
-            reason: "not a dotted lower-case name",
-        })?;
+    text.get(kind_start..kind_start + kind_len).filter(|kind| is_valid_kind(kind)).ok_or(
+        EntryParseError::InvalidField { field: "kind", offset: kind_start, reason: "not a dotted lower-case name" },
+    )?;
     s.pos = kind_start + kind_len;
     s.literal(b"\",\"prev\":\"", "\",\"prev\":\"")?;
     let prev = s.hex_hash("prev")?;
@@ -133,26 +108,19 @@ pub(crate) fn scan_line(line: &[u8]) -> Result<ScannedLine<'_>> {
     let seq = s.unsigned("seq")?;
     s.literal(b",\"time\":\"", ",\"time\":\"")?;
     let time_start = s.pos;
-    let time = line
-        .get(time_start..time_start + TIME_LEN)
-        .filter(|t| crate::entry::parse_time(t).is_some())
-        .ok_or(EntryParseError::InvalidField {
+    let time = line.get(time_start..time_start + TIME_LEN).filter(|t| crate::entry::parse_time(t).is_some()).ok_or(
+        EntryParseError::InvalidField {
             field: "time",
             offset: time_start,
             reason: "not an rfc 3339 utc time of the form 2026-11-29T10:00:00Z",
-        })?;
+        },
+    )?;
     s.pos += time.len();
     s.literal(b"\"}", "\"} closing the entry")?;
     if s.pos != line.len() {
         return Err(EntryParseError::TrailingBytes { offset: s.pos });
     }
-    Ok(ScannedLine {
-        seq,
-        prev,
-        hash,
-        kind,
-        hash_member: hash_start..hash_end,
-    })
+    Ok(ScannedLine { seq, prev, hash, hash_member: hash_start..hash_end })
 }
 
 /// The length of `YYYY-MM-DDTHH:MM:SSZ`.
@@ -207,10 +175,7 @@ impl<'a> Scanner<'a> {
             self.pos += literal.len();
             Ok(())
         } else {
-            Err(EntryParseError::Expected {
-                expected,
-                offset: self.pos,
-            })
+            Err(EntryParseError::Expected { expected, offset: self.pos })
         }
     }
 
@@ -223,19 +188,13 @@ impl<'a> Scanner<'a> {
             Some(b't') => self.literal(b"true", "a json value"),
             Some(b'f') => self.literal(b"false", "a json value"),
             Some(b'n') => self.literal(b"null", "a json value"),
-            _ => Err(EntryParseError::Expected {
-                expected: "a json value",
-                offset: self.pos,
-            }),
+            _ => Err(EntryParseError::Expected { expected: "a json value", offset: self.pos }),
         }
     }
 
     fn enter(&self, depth: usize) -> Result<()> {
         if depth > MAX_NESTING {
-            Err(EntryParseError::TooDeep {
-                offset: self.pos,
-                limit: MAX_NESTING,
-            })
+            Err(EntryParseError::TooDeep { offset: self.pos, limit: MAX_NESTING })
         } else {
             Ok(())
         }
@@ -252,10 +211,7 @@ impl<'a> Scanner<'a> {
         loop {
             let key_offset = self.pos;
             if self.peek() != Some(b'"') {
-                return Err(EntryParseError::Expected {
-                    expected: "an object key",
-                    offset: self.pos,
-                });
+                return Err(EntryParseError::Expected { expected: "an object key", offset: self.pos });
             }
             let key = self.string()?.unescaped();
             if let Some(previous) = &previous_key
@@ -276,10 +232,7 @@ impl<'a> Scanner<'a> {
                     return Ok(());
                 }
                 _ => {
-                    return Err(EntryParseError::Expected {
-                        expected: "',' or '}'",
-                        offset: self.pos,
-                    });
+                    return Err(EntryParseError::Expected { expected: "',' or '}'", offset: self.pos });
                 }
             }
         }
@@ -301,10 +254,7 @@ impl<'a> Scanner<'a> {
                     return Ok(());
                 }
                 _ => {
-                    return Err(EntryParseError::Expected {
-                        expected: "',' or ']'",
-                        offset: self.pos,
-                    });
+                    return Err(EntryParseError::Expected { expected: "',' or ']'", offset: self.pos });
                 }
             }
         }
@@ -313,18 +263,10 @@ impl<'a> Scanner<'a> {
     fn non_empty_string(&mut self, field: &'static str) -> Result<()> {
         let offset = self.pos;
         if self.peek() != Some(b'"') {
-            return Err(EntryParseError::InvalidField {
-                field,
-                offset,
-                reason: "must be a string",
-            });
+            return Err(EntryParseError::InvalidField { field, offset, reason: "must be a string" });
         }
         if self.string()?.raw.is_empty() {
-            return Err(EntryParseError::InvalidField {
-                field,
-                offset,
-                reason: "must not be empty",
-            });
+            return Err(EntryParseError::InvalidField { field, offset, reason: "must not be empty" });
         }
         Ok(())
     }
@@ -339,10 +281,7 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let rest = &self.bytes[self.pos..];
-            let Some(i) = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
-            else {
+            let Some(i) = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20) else {
                 return Err(EntryParseError::Expected {
                     expected: "closing quote of a string",
                     offset: self.bytes.len(),
@@ -398,10 +337,7 @@ impl<'a> Scanner<'a> {
                     }),
                 }
             }
-            _ => Err(EntryParseError::NonCanonical {
-                offset,
-                reason: "unknown escape",
-            }),
+            _ => Err(EntryParseError::NonCanonical { offset, reason: "unknown escape" }),
         }
     }
 
@@ -418,10 +354,7 @@ impl<'a> Scanner<'a> {
             Some(b'0') => {
                 self.pos += 1;
                 if negative {
-                    return Err(EntryParseError::NonCanonical {
-                        offset,
-                        reason: "negative zero",
-                    });
+                    return Err(EntryParseError::NonCanonical { offset, reason: "negative zero" });
                 }
             }
             Some(b'1'..=b'9') => {
@@ -430,10 +363,7 @@ impl<'a> Scanner<'a> {
                 }
             }
             _ => {
-                return Err(EntryParseError::Expected {
-                    expected: "a digit",
-                    offset: self.pos,
-                });
+                return Err(EntryParseError::Expected { expected: "a digit", offset: self.pos });
             }
         }
         if matches!(self.peek(), Some(b'.' | b'e' | b'E' | b'0'..=b'9')) {
@@ -449,10 +379,7 @@ impl<'a> Scanner<'a> {
             None => false,
         };
         if !in_range {
-            return Err(EntryParseError::NonCanonical {
-                offset,
-                reason: "integer outside the 64-bit range",
-            });
+            return Err(EntryParseError::NonCanonical { offset, reason: "integer outside the 64-bit range" });
         }
         Ok(())
     }
@@ -460,20 +387,12 @@ impl<'a> Scanner<'a> {
     fn unsigned(&mut self, field: &'static str) -> Result<u64> {
         let offset = self.pos;
         if self.peek() == Some(b'-') {
-            return Err(EntryParseError::InvalidField {
-                field,
-                offset,
-                reason: "must not be negative",
-            });
+            return Err(EntryParseError::InvalidField { field, offset, reason: "must not be negative" });
         }
         self.integer()?;
         decimal_value(&self.bytes[offset..self.pos])
             .and_then(|v| u64::try_from(v).ok())
-            .ok_or(EntryParseError::InvalidField {
-                field,
-                offset,
-                reason: "not an unsigned 64-bit integer",
-            })
+            .ok_or(EntryParseError::InvalidField { field, offset, reason: "not an unsigned 64-bit integer" })
     }
 
     fn hex_hash(&mut self, field: &'static str) -> Result<Sha256Hash> {
@@ -482,11 +401,7 @@ impl<'a> Scanner<'a> {
             .bytes
             .get(offset..offset + 64)
             .and_then(parse_lower_hex)
-            .ok_or(EntryParseError::InvalidField {
-                field,
-                offset,
-                reason: "not 64 lower-case hex digits",
-            })?;
+            .ok_or(EntryParseError::InvalidField { field, offset, reason: "not 64 lower-case hex digits" })?;
         self.pos += 64;
         Ok(hash)
     }
@@ -505,11 +420,7 @@ fn decimal_value(digits: &[u8]) -> Option<u128> {
     if digits.is_empty() || digits.len() > 20 {
         return None;
     }
-    Some(
-        digits
-            .iter()
-            .fold(0u128, |acc, &d| acc * 10 + u128::from(d - b'0')),
-    )
+    Some(digits.iter().fold(0u128, |acc, &d| acc * 10 + u128::from(d - b'0')))
 }
 
 struct StrSpan<'a> {
@@ -562,9 +473,7 @@ mod tests {
 
     fn canonical_ok(value: &serde_json::Value) {
         let bytes = signer::canonical::to_canonical_bytes(value).unwrap();
-        check_canonical_value(&bytes).unwrap_or_else(|e| {
-            panic!("{} refused: {e:#}", String::from_utf8_lossy(&bytes))
-        });
+        check_canonical_value(&bytes).unwrap_or_else(|e| panic!("{} refused: {e:#}", String::from_utf8_lossy(&bytes)));
     }
 
     #[test]
@@ -597,21 +506,14 @@ mod tests {
             b"{\"a\":[1,]}",
             b"{\"a\":1}x",
         ] {
-            assert!(
-                check_canonical_value(bad).is_err(),
-                "accepted {}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(check_canonical_value(bad).is_err(), "accepted {}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
     fn nesting_is_capped() {
         let deep = format!("{}{}", "[".repeat(MAX_NESTING + 1), "]".repeat(MAX_NESTING + 1));
-        assert!(matches!(
-            check_canonical_value(deep.as_bytes()),
-            Err(EntryParseError::TooDeep { .. })
-        ));
+        assert!(matches!(check_canonical_value(deep.as_bytes()), Err(EntryParseError::TooDeep { .. })));
         let ok = format!("{}{}", "[".repeat(MAX_NESTING), "]".repeat(MAX_NESTING));
         check_canonical_value(ok.as_bytes()).unwrap();
     }

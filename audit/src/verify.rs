@@ -109,29 +109,19 @@ pub enum TamperReason {
     #[error(
         "the first {size} entries have merkle root {log_root}, but the checkpoint signed {checkpoint_root}: an older copy was restored or history rewritten"
     )]
-    CheckpointRootMismatch {
-        size: u64,
-        checkpoint_root: Sha256Hash,
-        log_root: Sha256Hash,
-    },
+    CheckpointRootMismatch { size: u64, checkpoint_root: Sha256Hash, log_root: Sha256Hash },
     /// A seq that already appeared appears again.
     #[error("entry with seq {found_seq} appears again")]
     DuplicateEntry { found_seq: u64 },
     /// The entry's contents do not match its hash: it was edited in place.
     #[error("entry edited: its hash is {stated} but its contents hash to {computed}")]
-    EditedEntry {
-        stated: Sha256Hash,
-        computed: Sha256Hash,
-    },
+    EditedEntry { stated: Sha256Hash, computed: Sha256Hash },
     /// An entry after the checkpoint with a wrong hash or a broken link:
     /// no writer of this library produces one, so it was written by hand.
     /// (Entries after the checkpoint that are internally correct cannot be
     /// told from genuine ones: see [`IntactLog::uncheckpointed_entries`].)
     #[error("forged append after the checkpoint of size {checkpoint_size}: {defect:?}")]
-    ForgedAppend {
-        checkpoint_size: u64,
-        defect: AppendDefect,
-    },
+    ForgedAppend { checkpoint_size: u64, defect: AppendDefect },
     /// A signature line names the trusted key but does not verify: the
     /// checkpoint text was changed after signing.
     #[error("forged checkpoint: the signature by {key_name}+{key_id} does not match its text")]
@@ -158,7 +148,9 @@ pub enum TamperReason {
     Reordered { found_seq: u64 },
     /// The log has fewer entries than the checkpoint covers: its tail was
     /// cut, or an older, shorter copy was put in its place.
-    #[error("log has {log_entries} entries but the checkpoint covers {checkpoint_size}: truncated or replaced by an older copy")]
+    #[error(
+        "log has {log_entries} entries but the checkpoint covers {checkpoint_size}: truncated or replaced by an older copy"
+    )]
     Truncated { log_entries: u64, checkpoint_size: u64 },
     /// No signature line of the checkpoint belongs to the trusted key.
     #[error("checkpoint is signed by unknown keys only: {}", signers.join(", "))]
@@ -199,15 +191,27 @@ pub fn verify_log(log: &Path, checkpoint: &Path, trusted_key: &VerifyingKey) -> 
         }
     };
 
-    let file = File::open(log).map_err(|e| ReadError::io("open", log, e))?;
+    let file = match File::open(log) {
+        Ok(file) => file,
+        // A log that is gone while a checkpoint vouches for entries in it
+        // was truncated to nothing; without such a checkpoint a missing file
+        // is just an I/O error (a wrong path, say).
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match &trusted {
+            Some(checkpoint) if checkpoint.size > 0 => {
+                return Ok(tampered(
+                    Some(0),
+                    TamperReason::Truncated { log_entries: 0, checkpoint_size: checkpoint.size },
+                ));
+            }
+            _ => return Err(ReadError::io("open", log, e)),
+        },
+        Err(e) => return Err(ReadError::io("open", log, e)),
+    };
     let mut reader = LineReader::new(file, 0);
     let checkpoint_size = trusted.as_ref().map(|c| c.size);
     let mut tree = CompactTree::new();
     let mut root_at_checkpoint = (checkpoint_size == Some(0)).then(empty_root);
-    let scope = WalkScope {
-        checkpoint_size,
-        stop_after: None,
-    };
+    let scope = WalkScope { checkpoint_size, stop_after: None };
     let end = match walk(&mut reader, ChainCursor::start(), scope, |_, line, _| {
         tree.push(leaf_hash(line));
         if Some(tree.size()) == checkpoint_size {
@@ -228,10 +232,7 @@ pub fn verify_log(log: &Path, checkpoint: &Path, trusted_key: &VerifyingKey) -> 
             if entries < checkpoint.size {
                 return Ok(tampered(
                     Some(entries),
-                    TamperReason::Truncated {
-                        log_entries: entries,
-                        checkpoint_size: checkpoint.size,
-                    },
+                    TamperReason::Truncated { log_entries: entries, checkpoint_size: checkpoint.size },
                 ));
             }
             let log_root = root_at_checkpoint.unwrap_or(root);

@@ -22,10 +22,7 @@ pub(crate) struct ChainCursor {
 
 impl ChainCursor {
     pub(crate) fn start() -> Self {
-        ChainCursor {
-            next_seq: 0,
-            last_hash: Sha256Hash::ZERO,
-        }
+        ChainCursor { next_seq: 0, last_hash: Sha256Hash::ZERO }
     }
 }
 
@@ -48,10 +45,7 @@ pub(crate) fn check_line(cursor: &ChainCursor, line: &[u8]) -> Result<Sha256Hash
     let cut = scanned.hash_member;
     let computed = entry_hash(&scanned.prev, &[&line[..cut.start], &line[cut.end..]]);
     if computed != scanned.hash {
-        return Err(LineFault::HashMismatch {
-            stated: scanned.hash,
-            computed,
-        });
+        return Err(LineFault::HashMismatch { stated: scanned.hash, computed });
     }
     if scanned.seq > cursor.next_seq {
         return Err(LineFault::SeqAhead { found: scanned.seq });
@@ -107,11 +101,7 @@ pub(crate) fn walk<R: Read>(
 ) -> Result<WalkEnd, WalkError> {
     loop {
         if scope.stop_after == Some(cursor.next_seq) {
-            return Ok(WalkEnd {
-                cursor,
-                committed_offset: reader.offset(),
-                torn: None,
-            });
+            return Ok(WalkEnd { cursor, committed_offset: reader.offset(), torn: None });
         }
         let fault = match reader.next_line()? {
             Line::Complete(line) => match check_line(&cursor, line) {
@@ -134,18 +124,10 @@ pub(crate) fn walk<R: Read>(
                 }));
             }
             Line::Torn { offset, length } => {
-                return Ok(WalkEnd {
-                    cursor,
-                    committed_offset: offset,
-                    torn: Some((offset, length)),
-                });
+                return Ok(WalkEnd { cursor, committed_offset: offset, torn: Some((offset, length)) });
             }
             Line::End => {
-                return Ok(WalkEnd {
-                    cursor,
-                    committed_offset: reader.offset(),
-                    torn: None,
-                });
+                return Ok(WalkEnd { cursor, committed_offset: reader.offset(), torn: None });
             }
         };
         return Err(WalkError::Tampered(classify(fault, &cursor, scope, reader)?));
@@ -167,17 +149,11 @@ fn classify<R: Read>(
         LineFault::Parse(EntryParseError::NonUtf8 { offset }) => TamperReason::NonUtf8Line { line, offset },
         LineFault::Parse(error) => TamperReason::MalformedLine { line, error },
         LineFault::HashMismatch { stated, computed } => match uncovered {
-            Some(checkpoint_size) => TamperReason::ForgedAppend {
-                checkpoint_size,
-                defect: AppendDefect::HashMismatch,
-            },
+            Some(checkpoint_size) => TamperReason::ForgedAppend { checkpoint_size, defect: AppendDefect::HashMismatch },
             None => TamperReason::EditedEntry { stated, computed },
         },
         LineFault::PrevMismatch => match uncovered {
-            Some(checkpoint_size) => TamperReason::ForgedAppend {
-                checkpoint_size,
-                defect: AppendDefect::ChainBroken,
-            },
+            Some(checkpoint_size) => TamperReason::ForgedAppend { checkpoint_size, defect: AppendDefect::ChainBroken },
             None => TamperReason::ChainBroken,
         },
         LineFault::SeqAhead { found } => {
@@ -191,10 +167,7 @@ fn classify<R: Read>(
         }
         LineFault::SeqBehind { found } => TamperReason::DuplicateEntry { found_seq: found },
     };
-    Ok(Tampering {
-        first_bad_seq: Some(seq),
-        reason,
-    })
+    Ok(Tampering { first_bad_seq: Some(seq), reason })
 }
 
 fn seq_appears_later<R: Read>(reader: &mut LineReader<R>, wanted: u64) -> io::Result<bool> {

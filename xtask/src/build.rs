@@ -122,7 +122,8 @@ pub fn remap_flags(roots: &[(PathRoot, PathBuf)]) -> Result<RemapFlags> {
         }
     }
     variants.sort_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(&b.0)));
-    let passed = variants.iter().map(|(path, root)| format!("--remap-path-prefix={path}={}", root.remapped())).collect();
+    let passed =
+        variants.iter().map(|(path, root)| format!("--remap-path-prefix={path}={}", root.remapped())).collect();
     let recorded_roots: BTreeSet<PathRoot> = roots.iter().map(|(root, _)| *root).collect();
     let recorded = recorded_roots
         .into_iter()
@@ -156,7 +157,10 @@ pub fn is_byte_affecting_env(name: &str) -> bool {
         "RUSTDOCFLAGS",
         "RUSTFLAGS",
     ];
-    PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || NAMES.contains(&name)
+    // Parallelism is a preference of the machine, not an input: with one
+    // codegen unit per crate it cannot change the bytes.
+    const KEPT: &[&str] = &["CARGO_BUILD_JOBS"];
+    !KEPT.contains(&name) && (PREFIXES.iter().any(|prefix| name.starts_with(prefix)) || NAMES.contains(&name))
 }
 
 /// What a module crate asks for in `[package.metadata.nightcore]`.
@@ -225,20 +229,22 @@ pub fn discover_modules(modules_dir: &Path, toolchain: &Toolchain) -> Result<Vec
         .manifest_path(modules_dir.join("Cargo.toml"))
         .current_dir(modules_dir)
         .env("RUSTUP_TOOLCHAIN", &toolchain.channel)
-        .other_options(vec!["--locked".to_owned(), "--filter-platform".to_owned(), WASM_TARGET.to_owned()]);
-    let metadata = command.exec().with_context(|| format!("cannot read the cargo metadata of {}", modules_dir.display()))?;
+        // Without resolving dependencies cargo need not ask rustc anything,
+        // which keeps discovery at a few tens of milliseconds; path
+        // dependencies are followed from the manifests instead.
+        .no_deps();
+    let metadata =
+        command.exec().with_context(|| format!("cannot read the cargo metadata of {}", modules_dir.display()))?;
     modules_from_metadata(&metadata)
 }
 
 fn modules_from_metadata(metadata: &cargo_metadata::Metadata) -> Result<Vec<ModuleCrate>> {
-    let packages: BTreeMap<&cargo_metadata::PackageId, &cargo_metadata::Package> =
-        metadata.packages.iter().map(|p| (&p.id, p)).collect();
     let root = metadata.workspace_root.as_std_path();
     let mut modules = Vec::new();
-    for id in &metadata.workspace_members {
-        let Some(package) = packages.get(id) else { continue };
+    for package in metadata.workspace_packages() {
         let name = package.name.to_string();
-        let module_metadata = parse_module_metadata(&package.metadata).with_context(|| format!("in module crate {name}"))?;
+        let module_metadata =
+            parse_module_metadata(&package.metadata).with_context(|| format!("in module crate {name}"))?;
         let Some(module_metadata) = module_metadata else { continue };
         validate_name(&name).with_context(|| format!("module crate {name} cannot be a tenant name"))?;
         let bins: Vec<&str> = package.targets.iter().filter(|t| t.is_bin()).map(|t| t.name.as_str()).collect();
@@ -246,10 +252,12 @@ fn modules_from_metadata(metadata: &cargo_metadata::Metadata) -> Result<Vec<Modu
             bail!("module crate {name} must have exactly one binary target, it has {}", bins.len());
         };
         let mut source_dirs = Vec::new();
-        for local in local_dependency_closure(metadata, &packages, id) {
-            let Some(dir) = local.manifest_path.parent() else { continue };
-            let relative = dir.as_std_path().strip_prefix(root).with_context(|| {
-                format!("module {name} depends on {} at {dir}, outside the modules workspace, which a rebuild would not see", local.name)
+        for dir in local_source_dirs(metadata, package)? {
+            let relative = dir.strip_prefix(root).with_context(|| {
+                format!(
+                    "module {name} uses {}, outside the modules workspace, which a rebuild would not see",
+                    dir.display()
+                )
             })?;
             source_dirs.push(relative.to_path_buf());
         }
@@ -267,38 +275,38 @@ fn modules_from_metadata(metadata: &cargo_metadata::Metadata) -> Result<Vec<Modu
     Ok(modules)
 }
 
-/// The package itself and every path (non-registry) package it reaches
-/// through normal or build dependencies.
-fn local_dependency_closure<'m>(
-    metadata: &'m cargo_metadata::Metadata,
-    packages: &BTreeMap<&cargo_metadata::PackageId, &'m cargo_metadata::Package>,
-    start: &cargo_metadata::PackageId,
-) -> Vec<&'m cargo_metadata::Package> {
-    let nodes: BTreeMap<&cargo_metadata::PackageId, &cargo_metadata::Node> =
-        metadata.resolve.iter().flat_map(|r| r.nodes.iter()).map(|n| (&n.id, n)).collect();
-    let mut seen = BTreeSet::new();
-    let mut pending = vec![start];
-    let mut closure = Vec::new();
-    while let Some(id) = pending.pop() {
-        if !seen.insert(id) {
+/// The directory of `package` and of every package it reaches through normal
+/// or build path dependencies. A path dependency must be a workspace member,
+/// so that its own dependencies are known too.
+fn local_source_dirs(metadata: &cargo_metadata::Metadata, package: &cargo_metadata::Package) -> Result<Vec<PathBuf>> {
+    let members = metadata.workspace_packages();
+    let package_dir = |p: &cargo_metadata::Package| p.manifest_path.parent().map(|d| d.as_std_path().to_path_buf());
+    let mut dirs = Vec::new();
+    let mut pending = vec![package];
+    while let Some(current) = pending.pop() {
+        let Some(dir) = package_dir(current) else { continue };
+        if dirs.contains(&dir) {
             continue;
         }
-        let Some(package) = packages.get(id) else { continue };
-        if package.source.is_some() {
-            continue;
-        }
-        closure.push(*package);
-        if let Some(node) = nodes.get(id) {
-            for dep in &node.deps {
-                let used_in_build =
-                    dep.dep_kinds.iter().any(|k| k.kind != cargo_metadata::DependencyKind::Development);
-                if used_in_build {
-                    pending.push(&dep.pkg);
-                }
+        dirs.push(dir);
+        for dependency in &current.dependencies {
+            if dependency.kind == cargo_metadata::DependencyKind::Development {
+                continue;
+            }
+            let Some(path) = &dependency.path else { continue };
+            let path = path.as_std_path();
+            match members.iter().find(|m| package_dir(m).as_deref() == Some(path)) {
+                Some(member) => pending.push(member),
+                None => bail!(
+                    "{} depends on {} at {}, which is not a member of the modules workspace; add it to `members`",
+                    current.name,
+                    dependency.name,
+                    path.display()
+                ),
             }
         }
     }
-    closure
+    Ok(dirs)
 }
 
 /// Picks the modules named in `names` (all of them when empty), failing on an
@@ -398,7 +406,25 @@ pub fn build_modules(options: &BuildOptions, names: &[String]) -> Result<Vec<Bui
         modules_dir.display()
     );
     let (toolchain, modules) = discover_workspace_modules(&modules_dir, options.progress)?;
-    let modules = select_modules(modules, names)?;
+    build_discovered(options, &toolchain, select_modules(modules, names)?)
+}
+
+/// Builds modules already discovered with [`discover_workspace_modules`] (in
+/// `options.modules_dir` or an exact copy of it), sparing a second probe of the
+/// toolchain and the workspace.
+pub fn build_discovered(
+    options: &BuildOptions,
+    toolchain: &Toolchain,
+    modules: Vec<ModuleCrate>,
+) -> Result<Vec<BuiltModule>> {
+    let modules_dir = absolute(&options.modules_dir)?;
+    let channel = toolchain::pinned_channel(&modules_dir)?;
+    ensure!(
+        channel == toolchain.channel,
+        "{} pins toolchain {channel}, but the build was handed {}",
+        modules_dir.display(),
+        toolchain.channel
+    );
 
     let target_dir = absolute(&options.target_dir)?;
     let out_dir = absolute(&options.out_dir)?;
@@ -425,7 +451,11 @@ pub fn build_modules(options: &BuildOptions, names: &[String]) -> Result<Vec<Bui
     ])?;
 
     let names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
-    options.progress.step(format_args!("building {} for {WASM_TARGET} with {}", names.join(", "), toolchain.rustc_version));
+    options.progress.step(format_args!(
+        "building {} for {WASM_TARGET} with {}",
+        names.join(", "),
+        toolchain.rustc_version
+    ));
     let mut cargo = toolchain.command("cargo");
     cargo.current_dir(&modules_dir).args(["build", "--release", "--locked", "--target", WASM_TARGET]);
     for name in &names {
@@ -446,7 +476,7 @@ pub fn build_modules(options: &BuildOptions, names: &[String]) -> Result<Vec<Bui
         .env("CARGO_INCREMENTAL", "0")
         .env("CARGO_ENCODED_RUSTFLAGS", remap.passed.join("\x1f"))
         .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
-    run_cargo(&mut cargo, options.progress)?;
+    toolchain::run_showing_progress(&mut cargo, options.progress).context("cannot build the modules")?;
 
     let cargo_lock_sha256 = hex::encode(Sha256::digest(
         std::fs::read(modules_dir.join("Cargo.lock")).context("cannot read the modules Cargo.lock")?,
@@ -455,7 +485,8 @@ pub fn build_modules(options: &BuildOptions, names: &[String]) -> Result<Vec<Bui
     let mut built = Vec::new();
     for module in modules {
         let produced = target_dir.join(WASM_TARGET).join("release").join(format!("{}.wasm", module.bin_name));
-        let bytes = std::fs::read(&produced).with_context(|| format!("cargo did not produce {}", produced.display()))?;
+        let bytes =
+            std::fs::read(&produced).with_context(|| format!("cargo did not produce {}", produced.display()))?;
         let wasm_path = out_dir.join(format!("{}.wasm", module.name));
         write_atomically(&wasm_path, &bytes)?;
         let provenance = Provenance {
@@ -480,26 +511,6 @@ pub fn build_modules(options: &BuildOptions, names: &[String]) -> Result<Vec<Bui
         });
     }
     Ok(built)
-}
-
-/// Runs cargo, letting it draw its own progress on a terminal and keeping its
-/// output for the error message otherwise.
-fn run_cargo(cargo: &mut Command, progress: Progress) -> Result<()> {
-    cargo.stdin(Stdio::null());
-    if progress.shows_child_output() {
-        let status = cargo.status().context("cannot start cargo")?;
-        ensure!(status.success(), "cargo build of the modules failed ({status})");
-    } else {
-        let output = cargo.output().context("cannot start cargo")?;
-        if !output.status.success() {
-            bail!(
-                "cargo build of the modules failed ({}):\n{}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            );
-        }
-    }
-    Ok(())
 }
 
 /// The `CARGO_HOME` cargo would use: `$CARGO_HOME`, else `$HOME/.cargo`.
@@ -576,7 +587,10 @@ mod tests {
             (json!({"nightcore": {"version": "1"}}), "whole number"),
             (json!({"nightcore": {"version": 1, "fuell": 10}}), "not in the format"),
             (json!({"nightcore": {"version": 1, "fuel": 0}}), "invalid capabilities"),
-            (json!({"nightcore": {"version": 1, "preopen": [{"guest": "/a/../b", "mode": "rw"}]}}), "invalid capabilities"),
+            (
+                json!({"nightcore": {"version": 1, "preopen": [{"guest": "/a/../b", "mode": "rw"}]}}),
+                "invalid capabilities",
+            ),
             (json!({"nightcore": 5}), "must be a table"),
         ];
         for (metadata, reason) in cases {
@@ -636,10 +650,21 @@ mod tests {
 
     #[test]
     fn removes_environment_that_changes_bytes_and_keeps_the_rest() {
-        for name in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_PROFILE_RELEASE_LTO", "CARGO_BUILD_RUSTFLAGS", "RUSTC_WRAPPER", "CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS", "RUSTC", "CARGO"] {
+        for name in [
+            "RUSTFLAGS",
+            "CARGO_ENCODED_RUSTFLAGS",
+            "CARGO_PROFILE_RELEASE_LTO",
+            "CARGO_BUILD_RUSTFLAGS",
+            "RUSTC_WRAPPER",
+            "CARGO_TARGET_WASM32_WASIP1_RUSTFLAGS",
+            "RUSTC",
+            "CARGO",
+        ] {
             assert!(is_byte_affecting_env(name), "{name}");
         }
-        for name in ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "CARGO_NET_OFFLINE", "CARGO_HTTP_TIMEOUT"] {
+        for name in
+            ["PATH", "HOME", "CARGO_HOME", "RUSTUP_HOME", "CARGO_NET_OFFLINE", "CARGO_HTTP_TIMEOUT", "CARGO_BUILD_JOBS"]
+        {
             assert!(!is_byte_affecting_env(name), "{name}");
         }
     }
@@ -677,12 +702,79 @@ mod tests {
         assert_eq!(format!("{error:#}"), "no module named \"helo\"; the modules are: files, hello");
     }
 
+    fn write(root: &Path, relative: &str, content: &str) {
+        let path = root.join(relative);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    fn pinned_toolchain() -> Toolchain {
+        let modules_dir = crate::workspace_root().join("modules");
+        Toolchain::probe(&toolchain::pinned_channel(&modules_dir).unwrap()).unwrap()
+    }
+
+    /// A module's source includes the workspace crates it uses, but not the
+    /// ones it only tests with or does not use at all.
+    #[test]
+    fn a_module_source_includes_its_path_dependencies() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            root,
+            "Cargo.toml",
+            "[workspace]\nresolver = \"3\"\nmembers = [\"app\", \"common\", \"testkit\", \"other\"]\n",
+        );
+        write(
+            root,
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.2.0\"\nedition = \"2024\"\n\
+             [dependencies]\ncommon = { path = \"../common\" }\n[dev-dependencies]\ntestkit = { path = \"../testkit\" }\n\
+             [package.metadata.nightcore]\nversion = 7\n",
+        );
+        write(root, "app/src/main.rs", "fn main() {}\n");
+        for lib in ["common", "testkit", "other"] {
+            write(
+                root,
+                &format!("{lib}/Cargo.toml"),
+                &format!("[package]\nname = \"{lib}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n"),
+            );
+            write(root, &format!("{lib}/src/lib.rs"), "\n");
+        }
+        let modules = discover_modules(root, &pinned_toolchain()).unwrap();
+        assert_eq!(modules.len(), 1, "only crates with [package.metadata.nightcore] are modules");
+        assert_eq!(modules[0].name, "app");
+        assert_eq!(modules[0].version_label, "0.2.0");
+        assert_eq!(modules[0].metadata.version, 7);
+        assert_eq!(modules[0].source_dirs, [PathBuf::from("app"), PathBuf::from("common")]);
+    }
+
+    #[test]
+    fn a_path_dependency_outside_the_workspace_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("modules");
+        write(&root, "Cargo.toml", "[workspace]\nresolver = \"3\"\nmembers = [\"app\"]\n");
+        write(
+            &root,
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\
+             [dependencies]\noutside = { path = \"../../outside\" }\n[package.metadata.nightcore]\nversion = 1\n",
+        );
+        write(&root, "app/src/main.rs", "fn main() {}\n");
+        write(
+            dir.path(),
+            "outside/Cargo.toml",
+            "[package]\nname = \"outside\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+        );
+        write(dir.path(), "outside/src/lib.rs", "\n");
+        let error = discover_modules(&root, &pinned_toolchain()).unwrap_err();
+        assert!(format!("{error:#}").contains("not a member of the modules workspace"), "{error:#}");
+    }
+
     /// Every real module declares valid capabilities and a version.
     #[test]
     fn the_example_modules_are_discovered_with_their_capabilities() {
         let modules_dir = crate::workspace_root().join("modules");
-        let toolchain = Toolchain::probe(&toolchain::pinned_channel(&modules_dir).unwrap()).unwrap();
-        let modules = discover_modules(&modules_dir, &toolchain).unwrap();
+        let modules = discover_modules(&modules_dir, &pinned_toolchain()).unwrap();
         let names: Vec<&str> = modules.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["files", "hello", "sieve"]);
         let hello = &modules[1];

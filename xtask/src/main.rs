@@ -13,7 +13,7 @@ const EXIT_CODES: &str = "Exit status: 0 = done / verified / identical, 1 = a de
 
 /// Night Core's build tasks: reproducible module builds and their verification.
 #[derive(Debug, Parser)]
-#[command(name = "cargo xtask", after_help = EXIT_CODES)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -323,31 +323,59 @@ fn compare_sections(expected: &[RawSection<'_>], actual: &[RawSection<'_>]) -> V
     comparisons
 }
 
-/// Finds [`MACHINE_PATH_MARKERS`] in data and custom sections.
+/// Finds [`MACHINE_PATH_MARKERS`] in the payloads of data segments and custom
+/// sections.
 fn find_embedded_paths(sections: &[RawSection<'_>], side: Side) -> Vec<EmbeddedPath> {
     let mut found: Vec<EmbeddedPath> = Vec::new();
-    for section in sections.iter().filter(|s| s.id == 0 || s.id == 11) {
-        for marker in MACHINE_PATH_MARKERS {
-            let needle = marker.as_bytes();
-            let mut from = 0;
-            while let Some(at) = find(&section.content[from..], needle) {
-                let hit = from + at;
-                let (start, end) = printable_run(section.content, hit, hit + needle.len());
-                let offset = (section.offset + start) as u64;
-                if !found.iter().any(|f| f.section == section.name && f.offset == offset) {
-                    found.push(EmbeddedPath {
-                        side,
-                        section: section.name.clone(),
-                        offset,
-                        text: String::from_utf8_lossy(&section.content[start..end]).into_owned(),
-                    });
+    for section in sections {
+        for (region_offset, region) in scanned_regions(section) {
+            for marker in MACHINE_PATH_MARKERS {
+                let needle = marker.as_bytes();
+                let mut from = 0;
+                while let Some(at) = find(&region[from..], needle) {
+                    let hit = from + at;
+                    let (start, end) = printable_run(region, hit, hit + needle.len());
+                    let offset = (region_offset + start) as u64;
+                    if !found.iter().any(|f| f.section == section.name && f.offset == offset) {
+                        found.push(EmbeddedPath {
+                            side,
+                            section: section.name.clone(),
+                            offset,
+                            text: String::from_utf8_lossy(&region[start..end]).into_owned(),
+                        });
+                    }
+                    from = end.max(hit + 1);
                 }
-                from = end.max(hit + 1);
             }
         }
     }
     found.sort_by_key(|f| f.offset);
     found
+}
+
+/// The byte regions of a section that can hold strings, with their file
+/// offsets: each data segment's bytes, a custom section's payload after its
+/// name. Segment headers are left out so that a length byte that happens to be
+/// printable does not join the string after it.
+fn scanned_regions<'a>(section: &RawSection<'a>) -> Vec<(usize, &'a [u8])> {
+    match section.id {
+        0 => {
+            let Some((len, leb_len)) = read_leb_u32(section.content) else { return Vec::new() };
+            let start = (leb_len + len as usize).min(section.content.len());
+            vec![(section.offset + start, &section.content[start..])]
+        }
+        11 => {
+            let reader = wasmparser::BinaryReader::new(section.content, section.offset);
+            let segments = wasmparser::DataSectionReader::new(reader)
+                .and_then(|segments| segments.into_iter().collect::<Result<Vec<_>, _>>());
+            match segments {
+                Ok(segments) => segments.into_iter().map(|d| (d.range.end - d.data.len(), d.data)).collect(),
+                // An unreadable data section is still searched, as a whole.
+                Err(_) => vec![(section.offset, section.content)],
+            }
+        }
+        _ => Vec::new(),
+    }
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -441,7 +469,8 @@ pub fn render_human(title: &str, report: &RebuildReport) -> String {
     let mut out = String::new();
     let short = |sha: &str| sha.get(..16).unwrap_or(sha).to_owned();
     if report.identical {
-        let _ = writeln!(out, "{title}: reproducible (sha256 {}, {} bytes)", report.expected.sha256, report.expected.size);
+        let _ =
+            writeln!(out, "{title}: reproducible (sha256 {}, {} bytes)", report.expected.sha256, report.expected.size);
     } else {
         let _ = writeln!(out, "{title}: NOT reproducible");
         let _ = writeln!(out, "  expected  sha256 {}  {} bytes", report.expected.sha256, report.expected.size);
@@ -469,7 +498,13 @@ pub fn render_human(title: &str, report: &RebuildReport) -> String {
             for f in report.functions.iter().take(20) {
                 let size = |v: Option<u64>| v.map_or_else(|| "absent".to_owned(), |v| v.to_string());
                 let name = f.name.as_deref().unwrap_or("(no name section)");
-                let _ = writeln!(out, "    #{:<6} {name}  {} -> {} bytes", f.index, size(f.expected_size), size(f.actual_size));
+                let _ = writeln!(
+                    out,
+                    "    #{:<6} {name}  {} -> {} bytes",
+                    f.index,
+                    size(f.expected_size),
+                    size(f.actual_size)
+                );
             }
             if report.differing_function_count > 20 {
                 let _ = writeln!(out, "    … and {} more (see --json)", report.differing_function_count - 20);
@@ -549,7 +584,8 @@ mod tests {
         let expected = module(42, "hello");
         let actual = module(4242, "hello");
         let p = provenance();
-        let report = compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
+        let report =
+            compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
         assert!(!report.identical);
         let differing: Vec<&str> = report.sections.iter().filter(|s| !s.equal).map(|s| s.name.as_str()).collect();
         assert_eq!(differing, ["code"], "names and data are unchanged");
@@ -559,7 +595,12 @@ mod tests {
         // Index 2: one imported function, then $helper (1), then $compute (2).
         assert_eq!(
             report.functions,
-            [FunctionDifference { index: 2, name: Some("compute".into()), expected_size: Some(4), actual_size: Some(5) }]
+            [FunctionDifference {
+                index: 2,
+                name: Some("compute".into()),
+                expected_size: Some(4),
+                actual_size: Some(5)
+            }]
         );
         let offset = report.first_difference_offset.unwrap() as usize;
         assert_ne!(expected[offset], actual[offset]);
@@ -573,11 +614,12 @@ mod tests {
         let expected = module(42, "panicked at /nightcore/modules/hello/src/main.rs");
         let actual = module(42, "panicked at /home/alice/src/hello/src/main.rs:3");
         let p = provenance();
-        let report = compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
+        let report =
+            compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
         assert!(!report.identical);
         let data = report.sections.iter().find(|s| s.name == "data").unwrap();
         assert!(!data.equal);
-        assert_eq!(data.size_delta, 1);
+        assert_eq!(data.size_delta, actual.len() as i64 - expected.len() as i64);
         assert!(report.sections.iter().filter(|s| s.name != "data").all(|s| s.equal), "{:?}", report.sections);
         assert_eq!(report.differing_function_count, 0);
         assert_eq!(report.embedded_paths.len(), 1, "{:?}", report.embedded_paths);
@@ -592,7 +634,9 @@ mod tests {
         let mut expected = module(42, "x");
         let mut actual = expected.clone();
         // Append a custom section `producers-like` to each, with different contents.
-        for (bytes, content) in [(&mut expected, b"/root/.cargo/registry/x".as_slice()), (&mut actual, b"clean".as_slice())] {
+        for (bytes, content) in
+            [(&mut expected, b"/root/.cargo/registry/x".as_slice()), (&mut actual, b"clean".as_slice())]
+        {
             let name = b"notes";
             let mut section = vec![name.len() as u8];
             section.extend_from_slice(name);
@@ -602,7 +646,8 @@ mod tests {
             bytes.extend_from_slice(&section);
         }
         let p = provenance();
-        let report = compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
+        let report =
+            compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
         let notes = report.sections.iter().find(|s| s.name == "custom:notes").unwrap();
         assert_eq!((notes.id, notes.equal, notes.size_delta), (0, false, -18));
         assert_eq!(report.differing_function_count, 0);
@@ -617,7 +662,8 @@ mod tests {
         let expected = wat::parse_str("(module (func $a) (func $b))").unwrap();
         let actual = wat::parse_str("(module (memory 1) (func $a) (func $b) (func $c i32.const 1 drop))").unwrap();
         let p = provenance();
-        let report = compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
+        let report =
+            compare(Artifact { bytes: &expected, provenance: &p }, Artifact { bytes: &actual, provenance: &p });
         let memory = report.sections.iter().find(|s| s.name == "memory").unwrap();
         assert_eq!((memory.expected_size, memory.equal), (None, false));
         assert_eq!(report.differing_function_count, 1);
@@ -629,10 +675,15 @@ mod tests {
     #[test]
     fn bytes_that_are_not_wasm_still_get_hashes_and_a_note() {
         let p = provenance();
-        let report = compare(Artifact { bytes: b"not wasm", provenance: &p }, Artifact { bytes: b"not wasm!", provenance: &p });
+        let report =
+            compare(Artifact { bytes: b"not wasm", provenance: &p }, Artifact { bytes: b"not wasm!", provenance: &p });
         assert!(!report.identical);
         assert_eq!(report.first_difference_offset, Some(8));
-        assert!(report.notes.iter().any(|n| n.contains("expected module is not a readable wasm binary")), "{:?}", report.notes);
+        assert!(
+            report.notes.iter().any(|n| n.contains("expected module is not a readable wasm binary")),
+            "{:?}",
+            report.notes
+        );
         assert_eq!(report.expected.size, 8);
     }
 

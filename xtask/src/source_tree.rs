@@ -78,7 +78,10 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
         let source = from.join(&name);
         let destination = to.join(&name);
         if kind.is_symlink() {
-            bail!("{} is a symbolic link; module sources must be plain files so that a copy is faithful", source.display());
+            bail!(
+                "{} is a symbolic link; module sources must be plain files so that a copy is faithful",
+                source.display()
+            );
         } else if kind.is_dir() {
             if name == SKIPPED_DIR_NAME {
                 continue;
@@ -119,7 +122,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<(std::ffi::OsString, std::fs::FileT
         let kind = entry.file_type().with_context(|| format!("cannot stat {}", entry.path().display()))?;
         entries.push((entry.file_name(), kind));
     }
-    entries.sort();
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(entries)
 }
 
@@ -177,7 +180,11 @@ mod tests {
 
         write(second.path(), "b/src/main.rs", "fn main() { /* another crate */ }\n");
         write(second.path(), "a/target/junk", "other build output\n");
-        assert_eq!(original, source_tree_sha256(second.path(), &a).unwrap(), "other crates and build output must not matter");
+        assert_eq!(
+            original,
+            source_tree_sha256(second.path(), &a).unwrap(),
+            "other crates and build output must not matter"
+        );
 
         write(second.path(), "a/src/main.rs", "fn main() { }\n");
         assert_ne!(original, source_tree_sha256(second.path(), &a).unwrap(), "content must matter");

@@ -4,7 +4,7 @@
 //! `modules/rust-toolchain.toml`, checks that `rustc -V` agrees, and makes sure
 //! the wasm32-wasip1 standard library is installed for it.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -50,15 +50,19 @@ pub fn parse_channel(text: &str) -> Result<String> {
 /// are not plain version numbers (dated nightlies, custom toolchains) are
 /// accepted as they are: rustup already picked exactly that toolchain.
 pub fn rustc_version_matches(channel: &str, rustc_version: &str) -> bool {
-    let is_release = channel.split('.').count() == 3 && channel.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
-    !is_release || rustc_version.starts_with(&format!("rustc {channel} ")) || rustc_version == format!("rustc {channel}")
+    let is_release = channel.split('.').count() == 3
+        && channel.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+    !is_release
+        || rustc_version.starts_with(&format!("rustc {channel} "))
+        || rustc_version == format!("rustc {channel}")
 }
 
 impl Toolchain {
     /// Asks the machine for the compiler of `channel` and checks it is that release.
     pub fn probe(channel: &str) -> Result<Self> {
-        let version = run_for_output(command_for(channel, "rustc").arg("-V"))
-            .with_context(|| format!("cannot run rustc of toolchain {channel} (install it with `rustup toolchain install {channel}`)"))?;
+        let version = run_for_output(command_for(channel, "rustc").arg("-V")).with_context(|| {
+            format!("cannot run rustc of toolchain {channel} (install it with `rustup toolchain install {channel}`)")
+        })?;
         if !rustc_version_matches(channel, &version) {
             bail!(
                 "rustc reports {version:?} but the modules pin toolchain {channel}; run the build through rustup \
@@ -90,13 +94,12 @@ impl Toolchain {
             "the {target} target is not installed for toolchain {}; running `rustup target add {target} --toolchain {}`",
             self.channel, self.channel
         ));
-        let status = Command::new("rustup")
-            .args(["target", "add", target, "--toolchain", &self.channel])
-            .status()
-            .with_context(|| format!("cannot run rustup to install the {target} target; install it by hand"))?;
-        if !status.success() {
-            bail!("`rustup target add {target} --toolchain {}` failed ({status})", self.channel);
-        }
+        let mut rustup = Command::new("rustup");
+        // Adding a target must never turn into installing a whole toolchain:
+        // `probe` already found the pinned one.
+        rustup.args(["target", "add", target, "--toolchain", &self.channel]).env("RUSTUP_AUTO_INSTALL", "0");
+        run_showing_progress(&mut rustup, progress)
+            .with_context(|| format!("cannot install the {target} target with rustup; install it by hand"))?;
         if !self.has_target(target) {
             bail!("rustup reported success but {} still has no {target} standard library", self.sysroot.display());
         }
@@ -114,11 +117,34 @@ fn command_for(channel: &str, program: &str) -> Command {
     command
 }
 
+/// Runs a long command: on a terminal it draws its own progress on our stderr;
+/// otherwise its output is kept and only shown if it fails.
+pub(crate) fn run_showing_progress(command: &mut Command, progress: Progress) -> Result<()> {
+    command.stdin(std::process::Stdio::null());
+    let program = command.get_program().to_string_lossy().into_owned();
+    if progress.shows_child_output() {
+        let status = command.status().with_context(|| format!("cannot start {program}"))?;
+        ensure!(status.success(), "{program} failed ({status})");
+    } else {
+        let output = command.output().with_context(|| format!("cannot start {program}"))?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            bail!("{program} failed ({}):\n{}", output.status, stderr.trim_end());
+        }
+    }
+    Ok(())
+}
+
 /// Runs a command and returns its trimmed stdout, or an error that carries its stderr.
 pub(crate) fn run_for_output(command: &mut Command) -> Result<String> {
     let output = command.output().with_context(|| format!("cannot start {:?}", command.get_program()))?;
     if !output.status.success() {
-        bail!("{:?} failed ({}): {}", command.get_program(), output.status, String::from_utf8_lossy(&output.stderr).trim());
+        bail!(
+            "{:?} failed ({}): {}",
+            command.get_program(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
     }
     let stdout = String::from_utf8(output.stdout).context("output is not UTF-8")?;
     Ok(stdout.trim().to_owned())
@@ -148,6 +174,24 @@ mod tests {
         assert!(!rustc_version_matches("1.95.0", "rustc 1.95.1 (aaaaaaaaa 2026-05-01)"));
         assert!(!rustc_version_matches("1.95.0", "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)"));
         assert!(rustc_version_matches("nightly-2026-05-19", "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)"));
+    }
+
+    #[test]
+    fn a_missing_target_is_detected_and_a_failed_install_explained() {
+        let sysroot = tempfile::tempdir().unwrap();
+        // A valid but absent release: rustup refuses at once, without a download.
+        let toolchain = Toolchain {
+            channel: "0.0.1".to_owned(),
+            rustc_version: "rustc 0.0.1".to_owned(),
+            sysroot: sysroot.path().to_path_buf(),
+        };
+        assert!(!toolchain.has_target("wasm32-wasip1"));
+        let error = toolchain.ensure_target("wasm32-wasip1", Progress::Silent).unwrap_err();
+        assert!(format!("{error:#}").contains("cannot install the wasm32-wasip1 target with rustup"), "{error:#}");
+
+        std::fs::create_dir_all(sysroot.path().join("lib/rustlib/wasm32-wasip1")).unwrap();
+        assert!(toolchain.has_target("wasm32-wasip1"));
+        toolchain.ensure_target("wasm32-wasip1", Progress::Silent).unwrap();
     }
 
     /// The guest workspace is copied away from the root for rebuilds, so it

@@ -6,18 +6,17 @@
 //! reproduces in the directory it was made in would hide leaked paths.
 
 use anyhow::{Context, Result, bail, ensure};
-use signer::manifest::{MAX_MANIFEST_BYTES, Manifest, ModuleDigest, Provenance};
+use signer::bundle::{BundleBytes, ReadLimits};
+use signer::manifest::{Manifest, ModuleDigest, Provenance};
 use std::path::{Path, PathBuf};
 
 use crate::build::{self, BuildOptions, ModuleCrate};
 use crate::progress::Progress;
 use crate::rebuild::{self, Artifact, RebuildReport};
 use crate::source_tree;
+use crate::toolchain::Toolchain;
 
-/// The module bytes inside a bundle directory.
-pub const MODULE_FILE: &str = "module.wasm";
-/// The canonical manifest inside a bundle directory.
-pub const MANIFEST_FILE: &str = "manifest.json";
+pub use signer::bundle::{MANIFEST_FILE, MODULE_FILE};
 /// Default bundle directory, under the workspace root.
 pub const DIST_DIR: &str = "dist";
 
@@ -39,8 +38,10 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone)]
 pub struct Bundle {
     pub dir: PathBuf,
+    /// The parsed `manifest.json`.
     pub manifest: Manifest,
-    pub module: Vec<u8>,
+    /// Everything read from the bundle directory (module, manifest, signatures).
+    pub bytes: BundleBytes,
 }
 
 /// `<dist_dir>/<name>/<version>`.
@@ -62,18 +63,13 @@ pub fn load_bundle(dist_dir: &Path, name: &str, version: u64) -> Result<Bundle> 
         };
         bail!("no bundle for {name} version {version} at {} ({hint})", dir.display());
     }
+    // Read once, size-capped; everything below works on these bytes only, so
+    // the files cannot change between the checks and the comparison.
+    let bytes = BundleBytes::read(&dir, &ReadLimits::default())
+        .with_context(|| format!("cannot read the bundle {}", dir.display()))?;
     let manifest_path = dir.join(MANIFEST_FILE);
-    let manifest_size = std::fs::metadata(&manifest_path)
-        .with_context(|| format!("cannot read {}", manifest_path.display()))?
-        .len();
-    // Checked before reading so that a huge file is refused without loading it.
-    ensure!(
-        manifest_size <= MAX_MANIFEST_BYTES as u64,
-        "{} is {manifest_size} bytes, over the {MAX_MANIFEST_BYTES}-byte cap",
-        manifest_path.display()
-    );
-    let manifest_bytes = std::fs::read(&manifest_path).with_context(|| format!("cannot read {}", manifest_path.display()))?;
-    let manifest = Manifest::from_bytes(&manifest_bytes).with_context(|| format!("bad manifest {}", manifest_path.display()))?;
+    let manifest =
+        Manifest::from_bytes(&bytes.manifest).with_context(|| format!("bad manifest {}", manifest_path.display()))?;
     ensure!(
         manifest.name == name && manifest.version == version,
         "{} is for {} version {}, not {name} version {version}",
@@ -82,22 +78,21 @@ pub fn load_bundle(dist_dir: &Path, name: &str, version: u64) -> Result<Bundle> 
         manifest.version
     );
 
-    // ===== LEAD: verify the bundle signature against the trust store here. =====
-    // Until then the manifest is only checked for form, not for who signed it.
+    // ===== LEAD: verify the bundle signature against the trust store here =====
+    // (signer::verify::verify_bundle over `bytes`). Until then the manifest is
+    // only checked for form, not for who signed it.
 
-    let module_path = dir.join(MODULE_FILE);
-    let module = std::fs::read(&module_path).with_context(|| format!("cannot read {}", module_path.display()))?;
-    let digest = ModuleDigest::of(&module);
+    let digest = ModuleDigest::of(&bytes.module);
     ensure!(
         digest == manifest.module,
         "{} (sha256 {}, {} bytes) does not match its manifest (sha256 {}, {} bytes): the bundle is corrupt or was tampered with",
-        module_path.display(),
+        dir.join(MODULE_FILE).display(),
         digest.sha256,
         digest.size,
         manifest.module.sha256,
         manifest.module.size
     );
-    Ok(Bundle { dir, manifest, module })
+    Ok(Bundle { dir, manifest, bytes })
 }
 
 fn available_versions(module_dir: &Path) -> Vec<u64> {
@@ -121,11 +116,12 @@ pub struct Verification {
 }
 
 /// Verifies the signed bundle of the version of `module` that its source
-/// declares.
-pub fn verify_module(options: &VerifyOptions, module: &ModuleCrate) -> Result<Verification> {
+/// declares. `toolchain` and `module` come from
+/// [`build::discover_workspace_modules`] over `options.modules_dir`.
+pub fn verify_module(options: &VerifyOptions, toolchain: &Toolchain, module: &ModuleCrate) -> Result<Verification> {
     let version = module.metadata.version;
     let bundle = load_bundle(&options.dist_dir, &module.name, version)?;
-    let report = rebuild_and_compare(options, &module.name, &bundle.module, &bundle.manifest.provenance)?;
+    let report = rebuild_and_compare(options, toolchain, module, &bundle.bytes.module, &bundle.manifest.provenance)?;
 
     // ===== LEAD: append the audit event `module.rebuilt` here =====
     // (module, version, report.identical, report.expected.sha256, report.actual.sha256).
@@ -133,15 +129,17 @@ pub fn verify_module(options: &VerifyOptions, module: &ModuleCrate) -> Result<Ve
     Ok(Verification { module: module.name.clone(), version, bundle_dir: bundle.dir, report })
 }
 
-/// Rebuilds `name` from a copy of the modules workspace in a new temporary
+/// Rebuilds `module` from a copy of the modules workspace in a new temporary
 /// directory, with the recorded build timestamp, and compares the result with
 /// `expected`.
 pub fn rebuild_and_compare(
     options: &VerifyOptions,
-    name: &str,
+    toolchain: &Toolchain,
+    module: &ModuleCrate,
     expected: &[u8],
     recorded: &Provenance,
 ) -> Result<RebuildReport> {
+    let name = &module.name;
     let scratch_parent = match &options.scratch_parent {
         Some(dir) => dir.clone(),
         None => std::env::temp_dir(),
@@ -153,7 +151,8 @@ pub fn rebuild_and_compare(
     let copy = scratch.path().join("modules");
     options.progress.step(format_args!("copying {} to {}", options.modules_dir.display(), copy.display()));
     source_tree::copy_workspace(&options.modules_dir, &copy)?;
-    let original = options.modules_dir.canonicalize().with_context(|| format!("cannot find {}", options.modules_dir.display()))?;
+    let original =
+        options.modules_dir.canonicalize().with_context(|| format!("cannot find {}", options.modules_dir.display()))?;
     ensure!(copy.canonicalize()? != original, "the rebuild directory must differ from the source directory");
 
     let build_options = BuildOptions {
@@ -166,11 +165,13 @@ pub fn rebuild_and_compare(
         cargo_home: options.cargo_home.clone(),
         progress: options.progress,
     };
-    let built = build::build_modules(&build_options, &[name.to_owned()])?;
+    // The copy is exact, so what was discovered in the original holds for it.
+    let built = build::build_discovered(&build_options, toolchain, vec![module.clone()])?;
     let [built] = built.as_slice() else {
         bail!("the rebuild of {name} produced {} modules instead of one", built.len());
     };
-    let actual = std::fs::read(&built.wasm_path).with_context(|| format!("cannot read {}", built.wasm_path.display()))?;
+    let actual =
+        std::fs::read(&built.wasm_path).with_context(|| format!("cannot read {}", built.wasm_path.display()))?;
     Ok(rebuild::compare(
         Artifact { bytes: expected, provenance: recorded },
         Artifact { bytes: &actual, provenance: &built.provenance },
@@ -207,7 +208,7 @@ mod tests {
         let dist = tempfile::tempdir().unwrap();
         write_bundle(dist.path(), &manifest_for("hello", 2, b"\0asm"), b"\0asm");
         let bundle = load_bundle(dist.path(), "hello", 2).unwrap();
-        assert_eq!(bundle.module, b"\0asm");
+        assert_eq!(bundle.bytes.module, b"\0asm");
         assert_eq!(bundle.manifest.version, 2);
     }
 

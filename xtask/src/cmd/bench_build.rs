@@ -39,7 +39,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let progress = Progress::for_stderr();
     let modules_dir = args.modules_dir.unwrap_or_else(|| root.join("modules"));
     let (toolchain, modules) = discover_workspace_modules(&modules_dir, progress)?;
-    let [module] = select_modules(modules, std::slice::from_ref(&args.module))?.try_into().map_err(|_| anyhow::anyhow!("one module expected"))?;
+    let [module] = select_modules(modules, std::slice::from_ref(&args.module))?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("one module expected"))?;
     let options = VerifyOptions {
         modules_dir: modules_dir.clone(),
         dist_dir: args.dist.unwrap_or_else(|| root.join(DIST_DIR)),
@@ -53,7 +55,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let stand_in = if has_bundle {
         None
     } else {
-        progress.step(format_args!("no bundle for {} in {}; building a stand-in", module.name, options.dist_dir.display()));
+        progress.step(format_args!(
+            "no bundle for {} in {}; building a stand-in",
+            module.name,
+            options.dist_dir.display()
+        ));
         let scratch = tempfile::tempdir().context("cannot create a scratch directory")?;
         let mut build_options = BuildOptions::for_workspace(&root, Progress::Silent);
         build_options.modules_dir = modules_dir.clone();
@@ -73,20 +79,34 @@ pub fn run(args: Args) -> Result<ExitCode> {
         progress.step(format_args!("run {run}/{}: verify-reproducible", args.runs));
         let started = Instant::now();
         let identical = match &stand_in {
-            None => verify_module(&options, &module)?.report.identical,
-            Some((bytes, provenance)) => rebuild_and_compare(&options, &module.name, bytes, provenance)?.identical,
+            None => verify_module(&options, &toolchain, &module)?.report.identical,
+            Some((bytes, provenance)) => {
+                rebuild_and_compare(&options, &toolchain, &module, bytes, provenance)?.identical
+            }
         };
         verify.push(started.elapsed());
-        ensure!(identical, "the rebuild of {} was not identical; run `cargo xtask verify-reproducible {}`", module.name, module.name);
+        ensure!(
+            identical,
+            "the rebuild of {} was not identical; run `cargo xtask verify-reproducible {}`",
+            module.name,
+            module.name
+        );
     }
 
-    let plain_median = median(&mut plain);
-    let verify_median = median(&mut verify);
+    let plain_median = median(&mut plain.clone());
+    let verify_median = median(&mut verify.clone());
     let what = if has_bundle { "verify-reproducible" } else { "rebuild + compare (no bundle)" };
-    println!("module {}, {} runs each, clean target directories", module.name, args.runs);
-    println!("  {:<34} {}", "plain cargo build --release", format_runs(&plain));
-    println!("  {:<34} {}", what, format_runs(&verify));
-    println!("  median {:.2}s vs {:.2}s: ratio {:.2}x (goal <= 1.20x)", plain_median.as_secs_f64(), verify_median.as_secs_f64(), ratio(verify_median, plain_median));
+    let text = format!(
+        "module {}, {} runs each, clean target directories\n  {:<34} {}\n  {:<34} {}\n  ratio of medians {:.2}x (goal <= 1.20x)\n",
+        module.name,
+        args.runs,
+        "plain cargo build --release",
+        format_runs(&plain),
+        what,
+        format_runs(&verify),
+        ratio(verify_median, plain_median)
+    );
+    super::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -104,7 +124,11 @@ fn time_plain_build(toolchain: &Toolchain, modules_dir: &std::path::Path, module
         .output()
         .context("cannot start cargo")?;
     let elapsed = started.elapsed();
-    ensure!(output.status.success(), "plain cargo build failed: {}", String::from_utf8_lossy(&output.stderr).trim_end());
+    ensure!(
+        output.status.success(),
+        "plain cargo build failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim_end()
+    );
     Ok(elapsed)
 }
 
@@ -124,7 +148,7 @@ fn ratio(numerator: Duration, denominator: Duration) -> f64 {
 
 fn format_runs(samples: &[Duration]) -> String {
     let runs: Vec<String> = samples.iter().map(|d| format!("{:.2}s", d.as_secs_f64())).collect();
-    format!("median {:.2}s  (sorted runs: {})", median(&mut samples.to_vec()).as_secs_f64(), runs.join(", "))
+    format!("median {:.2}s  (runs: {})", median(&mut samples.to_vec()).as_secs_f64(), runs.join(", "))
 }
 
 #[cfg(test)]

@@ -57,12 +57,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         options.out_dir = dir;
     }
     let built = build_modules(&options, &args.modules)?;
+    let mut text = String::new();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&JsonOutput { modules: &built })?);
+        text = serde_json::to_string_pretty(&JsonOutput { modules: &built })? + "\n";
     } else {
         for module in &built {
-            println!(
-                "{} {} ({})  {}  {} bytes  sha256 {}",
+            text += &format!(
+                "{} {} ({})  {}  {} bytes  sha256 {}\n",
                 module.name,
                 module.version,
                 module.version_label,
@@ -72,5 +73,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
         }
     }
+    super::print_stdout(&text)?;
     Ok(ExitCode::SUCCESS)
 }

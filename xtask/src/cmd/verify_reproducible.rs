@@ -77,13 +77,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         cargo_home: None,
         progress,
     };
-    let (_, modules) = discover_workspace_modules(&options.modules_dir, progress)?;
+    let (toolchain, modules) = discover_workspace_modules(&options.modules_dir, progress)?;
     let modules = select_modules(modules, &args.modules)?;
 
     let mut results = Vec::new();
     for module in &modules {
         progress.step(format_args!("verifying {} version {}", module.name, module.metadata.version));
-        let result = match verify_module(&options, module) {
+        let result = match verify_module(&options, &toolchain, module) {
             Ok(verification) => JsonModule {
                 module: verification.module,
                 version: verification.version,
@@ -102,7 +102,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             },
         };
         if !args.json {
-            print_human(&result);
+            print_human(&result)?;
         }
         results.push(result);
     }
@@ -110,18 +110,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let code = exit_code(results.iter().map(|r| r.status));
     if args.json {
         let output = JsonOutput { all_identical: code == 0, modules: results };
-        println!("{}", serde_json::to_string_pretty(&output)?);
+        super::print_stdout(&(serde_json::to_string_pretty(&output)? + "\n"))?;
     }
     Ok(ExitCode::from(code))
 }
 
-fn print_human(result: &JsonModule) {
+fn print_human(result: &JsonModule) -> Result<()> {
     let title = format!("{} version {}", result.module, result.version);
     match (&result.report, &result.error) {
-        (Some(report), _) => print!("{}", render_human(&title, report)),
+        (Some(report), _) => super::print_stdout(&render_human(&title, report))?,
         (None, Some(error)) => eprintln!("error: {title}: {error}"),
         (None, None) => {}
     }
+    Ok(())
 }
 
 /// 2 if any module hit an error, else 1 if any differs, else 0.

@@ -1,0 +1,164 @@
+//! The one decision the guardian makes about changed bytes: a valid upgrade
+//! to accept, or a refusal naming exactly why.
+//!
+//! A deployed bundle is accepted only if all of these hold, checked in this
+//! order: the tenant path is a real directory with a valid tenant name;
+//! `module.wasm`, `manifest.json` and every `signatures/*.minisig` are regular
+//! files (no links) that could be read within their size caps; the bundle
+//! verifies against the trust store (the threshold of distinct trusted keys,
+//! revocations, expiry: see `signer::verify`); the manifest names the tenant
+//! directory it is deployed in; and its version is above the tenant's
+//! rollback floor. An older, validly signed version is a downgrade attack;
+//! the same version with different bytes is refused as well, so re-signing
+//! a release needs a new version number.
+//!
+//! Only the bundle files are judged here. Layout problems that do not change
+//! those bytes (a file left beside them, a mode that lets others write) are
+//! repaired by restoring the accepted version, not refused.
+
+use std::collections::BTreeMap;
+
+use signer::bundle::{MANIFEST_FILE, MODULE_FILE, ReadLimits};
+use signer::trust::TrustStore;
+use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
+
+use crate::snapshot::{EntryKind, TenantSnapshot, is_bundle_file};
+use crate::state::TenantRecord;
+use crate::store::BundleFiles;
+
+/// Why changed bytes were not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("the bundle directory is gone")]
+    BundleMissing,
+    #[error("version {found} is a downgrade: version {floor} was accepted already")]
+    DowngradeRefused { found: u64, floor: u64 },
+    #[error("{path} is missing")]
+    FileMissing { path: String },
+    #[error("{name:?} is not a valid tenant name")]
+    InvalidTenantName { name: String },
+    #[error("a new tenant {name} appeared and new tenants are refused")]
+    NewTenantRefused { name: String },
+    #[error("{path} is a {kind}, not a {expected}")]
+    NotAFile { path: String, kind: &'static str, expected: &'static str },
+    #[error("version {version} was accepted with other bytes: the same version with different bytes is refused")]
+    SameVersionDifferentBytes { version: u64 },
+    #[error("{path} is a symlink")]
+    Symlink { path: String },
+    #[error("manifest is for tenant {manifest_name} but the bundle is deployed as {directory}")]
+    TenantMismatch { directory: String, manifest_name: String },
+    #[error("{path} has more than {max} signature files")]
+    TooManySignatures { path: String, max: usize },
+    #[error("{path} cannot be read: {problem}")]
+    Unreadable { path: String, problem: String },
+    #[error(transparent)]
+    Verify(VerifyError),
+}
+
+impl Refusal {
+    /// A stable snake_case code for JSON output and audit events; verification
+    /// failures keep the signer's own code.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Refusal::BundleMissing => "bundle_missing",
+            Refusal::DowngradeRefused { .. } => "downgrade",
+            Refusal::FileMissing { .. } => "file_missing",
+            Refusal::InvalidTenantName { .. } => "invalid_tenant_name",
+            Refusal::NewTenantRefused { .. } => "new_tenant_refused",
+            Refusal::NotAFile { .. } => "not_a_file",
+            Refusal::SameVersionDifferentBytes { .. } => "same_version_different_bytes",
+            Refusal::Symlink { .. } => "symlink",
+            Refusal::TenantMismatch { .. } => "tenant_mismatch",
+            Refusal::TooManySignatures { .. } => "too_many_signatures",
+            Refusal::Unreadable { .. } => "unreadable",
+            Refusal::Verify(e) => e.reason_code(),
+        }
+    }
+}
+
+/// Whether a tenant the state does not know may be accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// A new tenant whose bundle verifies is accepted (trust on first
+    /// verification: it is signed by the threshold of trusted keys).
+    #[default]
+    AcceptSigned,
+    /// New tenants are refused and quarantined.
+    Refuse,
+}
+
+/// A bundle that may replace the tenant's last verified version.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub files: BundleFiles,
+    pub verified: VerifiedBundle,
+}
+
+/// Judges the bundle files of `snapshot`, deployed as `tenant`, against the
+/// trust store and the tenant's last verified version `current`.
+pub fn evaluate(
+    tenant: &str,
+    snapshot: &TenantSnapshot,
+    current: Option<&TenantRecord>,
+    admission: Admission,
+    trust: &TrustStore,
+    limits: &ReadLimits,
+    now: time::OffsetDateTime,
+) -> Result<Accepted, Refusal> {
+    let entries = match snapshot {
+        TenantSnapshot::Missing => return Err(Refusal::BundleMissing),
+        TenantSnapshot::NotADirectory { kind: EntryKind::Symlink } => return Err(Refusal::Symlink { path: tenant.to_string() }),
+        TenantSnapshot::NotADirectory { kind } => {
+            return Err(Refusal::NotAFile { path: tenant.to_string(), kind: kind.label(), expected: "directory" });
+        }
+        TenantSnapshot::Directory { entries, .. } => entries,
+    };
+    if signer::manifest::validate_name(tenant).is_err() {
+        return Err(Refusal::InvalidTenantName { name: tenant.to_string() });
+    }
+    if current.is_none() && admission == Admission::Refuse {
+        return Err(Refusal::NewTenantRefused { name: tenant.to_string() });
+    }
+    let mut files = BTreeMap::new();
+    for required in [MODULE_FILE, MANIFEST_FILE] {
+        if !entries.contains_key(required) {
+            return Err(Refusal::FileMissing { path: format!("{tenant}/{required}") });
+        }
+    }
+    let mut signatures = 0;
+    for (rel, entry) in entries.iter().filter(|(rel, _)| is_bundle_file(rel)) {
+        let path = format!("{tenant}/{rel}");
+        match entry.kind {
+            EntryKind::File => {}
+            EntryKind::Symlink => return Err(Refusal::Symlink { path }),
+            kind => return Err(Refusal::NotAFile { path, kind: kind.label(), expected: "file" }),
+        }
+        let Some(bytes) = entry.bytes() else {
+            let problem = entry.problem.clone().unwrap_or_else(|| "unreadable".into());
+            return Err(Refusal::Unreadable { path, problem });
+        };
+        if rel != MODULE_FILE && rel != MANIFEST_FILE {
+            signatures += 1;
+            if signatures > limits.max_signatures {
+                return Err(Refusal::TooManySignatures { path: format!("{tenant}/signatures"), max: limits.max_signatures });
+            }
+        }
+        files.insert(rel.clone(), bytes.to_vec());
+    }
+    let files = BundleFiles::new(files).map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
+    let verified = verify_bundle(files.to_bundle_bytes(), trust, now).map_err(Refusal::Verify)?;
+    if verified.manifest.name != tenant {
+        return Err(Refusal::TenantMismatch { directory: tenant.to_string(), manifest_name: verified.manifest.name.clone() });
+    }
+    if let Some(current) = current {
+        let found = verified.manifest.version;
+        if found < current.floor {
+            return Err(Refusal::DowngradeRefused { found, floor: current.floor });
+        }
+        if found == current.floor && files.digest() != current.digest {
+            return Err(Refusal::SameVersionDifferentBytes { version: found });
+        }
+    }
+    Ok(Accepted { files, verified })
+}

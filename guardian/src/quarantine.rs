@@ -1,0 +1,161 @@
+//! Quarantine: refused files are moved out of the deploy tree into the state
+//! directory and kept as evidence, never deleted and never executable.
+//!
+//! Each quarantined item gets its own directory entry
+//! `STATE/quarantine/<UTC time>-<pid>-<n>-<label>`. A move is a rename when
+//! the deploy tree and the state directory share a file system, and
+//! otherwise a copy (links copied as links, never followed) followed by
+//! removal of the original. Afterwards every file is made read-only for its
+//! owner (0400) and every directory 0700, so nothing in quarantine can be
+//! executed or changed by accident.
+
+use std::fs::{self, DirBuilder};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use signer::fsutil::sync_dir;
+
+/// Why something could not be quarantined.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QuarantineError {
+    #[error("cannot quarantine {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// The quarantine directory.
+#[derive(Debug, Clone)]
+pub struct Quarantine {
+    root: PathBuf,
+}
+
+impl Quarantine {
+    pub fn open(root: &Path) -> Result<Self, QuarantineError> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
+            .map_err(|source| QuarantineError::Io { path: root.to_path_buf(), source })?;
+        Ok(Self { root: root.to_path_buf() })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Moves `source` (whatever it is; links are moved, not followed) into
+    /// quarantine and returns where it went. `label` names the entry, e.g.
+    /// the tenant; characters outside `[A-Za-z0-9._-]` become `_`.
+    pub fn take(&self, source: &Path, label: &str) -> Result<PathBuf, QuarantineError> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let label: String = label
+            .chars()
+            .take(64)
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
+            .collect();
+        let dest = self.root.join(format!("{}-{}-{n}-{label}", compact_now(), std::process::id()));
+        let err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| QuarantineError::Io { path, source }
+        };
+        if fs::rename(source, &dest).is_err() {
+            // Most likely another file system (EXDEV): copy, then remove the original.
+            copy_tree(source, &dest).map_err(err(source))?;
+            remove_any(source).map_err(err(source))?;
+        }
+        defang(&dest).map_err(err(&dest))?;
+        sync_dir(&self.root).map_err(err(&self.root))?;
+        if let Some(parent) = source.parent() {
+            // The removal from the deploy tree must be as durable as the arrival here.
+            let _ = sync_dir(parent);
+        }
+        Ok(dest)
+    }
+}
+
+/// `20261129T101500Z`, sortable and safe in a file name.
+pub(crate) fn compact_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+}
+
+fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(source)?;
+    let file_type = meta.file_type();
+    if file_type.is_symlink() {
+        std::os::unix::fs::symlink(fs::read_link(source)?, dest)
+    } else if file_type.is_dir() {
+        DirBuilder::new().mode(0o700).create(dest)?;
+        for entry in fs::read_dir(source)? {
+            let entry = entry?;
+            copy_tree(&entry.path(), &dest.join(entry.file_name()))?;
+        }
+        sync_dir(dest)
+    } else if file_type.is_file() {
+        fs::copy(source, dest)?;
+        fs::File::open(dest)?.sync_all()
+    } else {
+        // A FIFO or device is evidence only by its name: record that it was there.
+        fs::write(dest, format!("special file of mode {:o}\n", std::os::unix::fs::MetadataExt::mode(&meta)))
+    }
+}
+
+fn remove_any(path: &Path) -> io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) }
+}
+
+/// Strips execute and write bits below `path`, without following links.
+fn defang(path: &Path) -> io::Result<()> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.is_dir() {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o700))?;
+        for entry in fs::read_dir(path)? {
+            defang(&entry?.path())?;
+        }
+        Ok(())
+    } else {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o400))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn moves_trees_and_links_and_strips_exec_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::open(&dir.path().join("q")).unwrap();
+        let bad = dir.path().join("bad");
+        fs::create_dir_all(bad.join("signatures")).unwrap();
+        fs::write(bad.join("module.wasm"), b"evil").unwrap();
+        fs::set_permissions(bad.join("module.wasm"), fs::Permissions::from_mode(0o777)).unwrap();
+        let kept = q.take(&bad, "alpha/..").unwrap();
+        assert!(!bad.exists());
+        assert!(kept.file_name().unwrap().to_string_lossy().ends_with("-alpha_.."));
+        assert_eq!(fs::read(kept.join("module.wasm")).unwrap(), b"evil");
+        assert_eq!(fs::metadata(kept.join("module.wasm")).unwrap().permissions().mode() & 0o777, 0o400);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
+        let kept = q.take(&link, "l").unwrap();
+        assert_eq!(fs::read_link(kept).unwrap(), Path::new("/etc/passwd"));
+    }
+
+    #[test]
+    fn copy_tree_keeps_links_as_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        fs::write(src.join("f"), b"1").unwrap();
+        std::os::unix::fs::symlink("f", src.join("l")).unwrap();
+        copy_tree(&src, &dir.path().join("dst")).unwrap();
+        assert_eq!(fs::read_link(dir.path().join("dst/l")).unwrap(), Path::new("f"));
+        assert_eq!(fs::read(dir.path().join("dst/f")).unwrap(), b"1");
+    }
+}

@@ -1,0 +1,304 @@
+//! The guardian's own record of what it verified, kept in its state
+//! directory and trusted only after it checks out.
+//!
+//! ```text
+//! STATE/
+//!   guardian.lock      held (flock) by the one guardian that may write here
+//!   state.json         tenants, versions, rollback floors, recent events
+//!   store/<digest>/    every verified bundle version (see `store`)
+//!   quarantine/…       refused files, kept as evidence, never executed
+//!   audit-mirror/…     the last verified copy of the audit log (see `audit_mirror`)
+//! ```
+//!
+//! `state.json` is canonical JSON `{"schema":…,"sha256":…,"state":{…}}`,
+//! where `sha256` is SHA-256 over [`crate::digest::STATE_DIGEST_DOMAIN`] and
+//! the canonical bytes of `state`. It is written atomically (temp file, fsync,
+//! rename, fsync of the directory). The hash catches torn writes, bit rot and
+//! hand edits that forget it; it is not a signature, so someone who can write
+//! the state directory can forge it. What such a person gains is limited by
+//! the start-up check in [`crate::Guardian::open`]: every store entry the state
+//! names must re-hash to its name and still carry valid signatures, so the
+//! store can only ever restore signed bytes. Lowering a rollback floor is the
+//! one thing a forged state can do; see the risks in the crate docs.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use signer::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
+
+use crate::digest::{FileRecord, STATE_DIGEST_DOMAIN};
+
+pub const STATE_SCHEMA: &str = "nightcore.guardian.state.v1";
+pub const STATE_FILE: &str = "state.json";
+pub const LOCK_FILE: &str = "guardian.lock";
+pub const STORE_DIR: &str = "store";
+pub const QUARANTINE_DIR: &str = "quarantine";
+pub const AUDIT_MIRROR_DIR: &str = "audit-mirror";
+/// How many recent events `state.json` keeps for `guardian status`.
+pub const RECENT_EVENTS: usize = 32;
+const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The last verified version of one tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantRecord {
+    /// Manifest version of the deployed verified bundle.
+    pub version: u64,
+    pub version_label: String,
+    /// The highest version ever accepted for this tenant: a bundle must be
+    /// above it to be accepted as an upgrade.
+    pub floor: u64,
+    /// Store entry holding the verified files ([`crate::digest::bundle_digest`]).
+    pub digest: String,
+    pub manifest_sha256: String,
+    pub module_sha256: String,
+    /// Every file of the verified bundle, by relative path.
+    pub files: BTreeMap<String, FileRecord>,
+    /// Key ids whose signatures counted.
+    pub signers: Vec<String>,
+    /// When this version was accepted (RFC 3339 UTC).
+    pub accepted_at: String,
+}
+
+/// A line of history for `guardian status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecentEvent {
+    pub time: String,
+    pub kind: String,
+    pub tenant: Option<String>,
+    pub summary: String,
+}
+
+/// Everything the guardian knows between runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub tenants: BTreeMap<String, TenantRecord>,
+    /// Oldest first, at most [`RECENT_EVENTS`].
+    pub recent_events: Vec<RecentEvent>,
+}
+
+impl State {
+    pub fn push_event(&mut self, event: RecentEvent) {
+        self.recent_events.push(event);
+        let excess = self.recent_events.len().saturating_sub(RECENT_EVENTS);
+        self.recent_events.drain(..excess);
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    schema: String,
+    sha256: String,
+    state: State,
+}
+
+/// Why the state could not be used. Every variant but `Io` and `Locked`
+/// means the state is not trustworthy and the guardian refuses to run on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StateError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("another guardian holds {path}; only one may manage a state directory")]
+    Locked { path: PathBuf },
+    #[error("state file {path} is corrupt: {reason}")]
+    Malformed { path: PathBuf, reason: String },
+    #[error("state file {path} has schema {found:?}, not {STATE_SCHEMA:?}")]
+    Schema { path: PathBuf, found: String },
+    #[error("state file {path} is corrupt: its hash is {stated} but its contents hash to {computed}")]
+    HashMismatch { path: PathBuf, stated: String, computed: String },
+    #[error("state is inconsistent for tenant {tenant}: {reason}")]
+    Inconsistent { tenant: String, reason: String },
+}
+
+impl StateError {
+    /// A stable code for JSON output.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            StateError::Io { .. } => "io",
+            StateError::Locked { .. } => "locked",
+            StateError::Malformed { .. } => "state_malformed",
+            StateError::Schema { .. } => "state_schema",
+            StateError::HashMismatch { .. } => "state_hash_mismatch",
+            StateError::Inconsistent { .. } => "state_inconsistent",
+        }
+    }
+}
+
+fn state_hash(state: &State) -> Result<String, String> {
+    let bytes = signer::canonical::to_canonical_bytes(state).map_err(|e| e.to_string())?;
+    let mut hasher = Sha256::new();
+    hasher.update(STATE_DIGEST_DOMAIN);
+    hasher.update(&bytes);
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Reads and checks `ROOT/state.json` without taking the lock (for
+/// `guardian status`); a missing file is an empty state.
+pub fn read_state(root: &Path) -> Result<State, StateError> {
+    let path = root.join(STATE_FILE);
+    let bytes = match read_capped(&path, MAX_STATE_BYTES) {
+        Ok(bytes) => bytes,
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
+        Err(e) => return Err(StateError::Malformed { path, reason: e.to_string() }),
+    };
+    let file: StateFile =
+        serde_json::from_slice(&bytes).map_err(|e| StateError::Malformed { path: path.clone(), reason: e.to_string() })?;
+    if file.schema != STATE_SCHEMA {
+        return Err(StateError::Schema { path, found: file.schema });
+    }
+    let computed = state_hash(&file.state).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
+    if computed != file.sha256 {
+        return Err(StateError::HashMismatch { path, stated: file.sha256, computed });
+    }
+    for (name, tenant) in &file.state.tenants {
+        if tenant.floor < tenant.version {
+            return Err(StateError::Inconsistent {
+                tenant: name.clone(),
+                reason: format!("floor {} is below the accepted version {}", tenant.floor, tenant.version),
+            });
+        }
+        if crate::digest::bundle_digest(&tenant.files) != tenant.digest {
+            return Err(StateError::Inconsistent { tenant: name.clone(), reason: "its file list does not hash to its digest".into() });
+        }
+    }
+    Ok(file.state)
+}
+
+/// The state directory, locked for this process.
+#[derive(Debug)]
+pub struct StateDir {
+    root: PathBuf,
+    // Held for the lifetime of this value: the flock is released on drop.
+    _lock: File,
+}
+
+impl StateDir {
+    /// Creates the directory if needed and takes its lock, failing at once
+    /// (not waiting) if another guardian holds it.
+    pub fn open_locked(root: &Path) -> Result<Self, StateError> {
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StateError::Io { path, source }
+        };
+        fs::create_dir_all(root).map_err(io_err(root))?;
+        let lock_path = root.join(LOCK_FILE);
+        let lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(StateError::Locked { path: lock_path }),
+            Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        Ok(Self { root: root.to_path_buf(), _lock: lock })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn load(&self) -> Result<State, StateError> {
+        read_state(&self.root)
+    }
+
+    /// Writes `state` atomically with its hash.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let path = self.root.join(STATE_FILE);
+        let sha256 = state_hash(state).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
+        let file = StateFile { schema: STATE_SCHEMA.to_string(), sha256, state: state.clone() };
+        let bytes = signer::canonical::to_canonical_bytes(&file).map_err(|e| StateError::Malformed { path: path.clone(), reason: e.to_string() })?;
+        atomic_write(&path, &bytes, FileMode::Public).map_err(|source| StateError::Io { path, source })
+    }
+
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join(STORE_DIR)
+    }
+
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.root.join(QUARANTINE_DIR)
+    }
+
+    pub fn audit_mirror_dir(&self) -> PathBuf {
+        self.root.join(AUDIT_MIRROR_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> State {
+        let mut files = BTreeMap::new();
+        files.insert("module.wasm".to_string(), FileRecord::of(b"m"));
+        let record = TenantRecord {
+            version: 2,
+            version_label: "1.0".into(),
+            floor: 2,
+            digest: crate::digest::bundle_digest(&files),
+            manifest_sha256: "a".repeat(64),
+            module_sha256: "b".repeat(64),
+            files,
+            signers: vec!["K".into()],
+            accepted_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let mut state = State::default();
+        state.tenants.insert("alpha".into(), record);
+        state
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_locked(dir.path()).unwrap();
+        assert_eq!(sd.load().unwrap(), State::default());
+        sd.save(&sample()).unwrap();
+        assert_eq!(sd.load().unwrap(), sample());
+    }
+
+    #[test]
+    fn a_second_guardian_is_locked_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = StateDir::open_locked(dir.path()).unwrap();
+        assert!(matches!(StateDir::open_locked(dir.path()), Err(StateError::Locked { .. })));
+    }
+
+    #[test]
+    fn an_edited_state_is_reported_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_locked(dir.path()).unwrap();
+        sd.save(&sample()).unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let text = fs::read_to_string(&path).unwrap().replace("\"floor\":2", "\"floor\":1");
+        fs::write(&path, text).unwrap();
+        let err = sd.load().unwrap_err();
+        assert_eq!(err.reason_code(), "state_hash_mismatch", "{err}");
+        fs::write(&path, b"{\"schema\":").unwrap();
+        assert_eq!(sd.load().unwrap_err().reason_code(), "state_malformed");
+    }
+
+    #[test]
+    fn a_floor_below_the_version_is_inconsistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_locked(dir.path()).unwrap();
+        let mut state = sample();
+        state.tenants.get_mut("alpha").unwrap().floor = 1;
+        sd.save(&state).unwrap();
+        assert_eq!(sd.load().unwrap_err().reason_code(), "state_inconsistent");
+    }
+
+    #[test]
+    fn recent_events_are_capped() {
+        let mut state = State::default();
+        for i in 0..RECENT_EVENTS + 5 {
+            state.push_event(RecentEvent { time: String::new(), kind: format!("k{i}"), tenant: None, summary: String::new() });
+        }
+        assert_eq!(state.recent_events.len(), RECENT_EVENTS);
+        assert_eq!(state.recent_events[0].kind, "k5");
+    }
+}

@@ -1,0 +1,338 @@
+//! `runtime exec BUNDLE [-- ARGS…]` and `runtime exec --all DEPLOY_DIR`.
+//!
+//! # Exit codes
+//!
+//! For one bundle:
+//! - the guest's own exit status when it exits (`proc_exit(n)` gives `n`;
+//!   returning from `_start` gives 0). wasmtime-wasi only accepts statuses
+//!   0–125: `proc_exit` with any other value is a trap (134);
+//! - **124** when a limit stopped the guest: fuel, timeout, memory, table or
+//!   output (output past the cap stops the guest rather than being silently
+//!   dropped, so a run whose output is incomplete never looks successful);
+//! - **125** when the bundle was refused before running: verification,
+//!   policy, validation, compilation or linking;
+//! - **134** when the guest trapped (including stack overflow);
+//! - **2** for a usage or I/O error (unreadable bundle, config, trust store,
+//!   audit log, or host directory).
+//!
+//! A guest may itself exit with 2, 124 or 125; `--json` says which it was.
+//!
+//! With `--all`: **0** when every tenant ran and exited 0, **1** when any
+//! tenant was refused, stopped, trapped or exited non-zero, **2** for a usage
+//! or I/O error of the deploy directory, config, trust store or audit log.
+
+use anyhow::{Context, bail};
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use audit::AuditLog;
+use runtime::events::{VerificationMode, finished_event, refused_event};
+use runtime::policy::load_policy_file;
+use runtime::{
+    Allocation, CompileCache, EngineOptions, ExecOptions, ExecReport, HostPolicies, NightEngine, Outcome, PoolingOptions,
+    Refusal, TenantFailure, Verification, exec_bundle, run_all, wasi_linker,
+};
+use signer::config::{CONFIG_FILE, NodeConfig};
+use signer::manifest::MAX_MEMORY_MIB;
+use signer::trust::TrustStore;
+
+use super::report;
+
+pub const EXIT_DEPLOY_FAILURES: u8 = 1;
+pub const EXIT_USAGE_OR_IO: u8 = 2;
+pub const EXIT_STOPPED_BY_LIMIT: u8 = 124;
+pub const EXIT_REFUSED: u8 = 125;
+pub const EXIT_TRAPPED: u8 = 134;
+
+pub const EXIT_CODES_HELP: &str = "Exit status of `exec BUNDLE`: the guest's own exit status when it exits \
+(0-125; 0 when _start returns); 124 when a limit stopped it (fuel, timeout, memory, table, output); \
+125 when the bundle was refused before running (verification, policy, validation); 134 when the guest \
+trapped; 2 for a usage or I/O error. With --all: 0 when every tenant exited 0, 1 when any did not, 2 for \
+a usage or I/O error.";
+
+/// Arguments of `runtime exec`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle directory to run; with --all, the deploy directory holding one bundle directory per tenant.
+    bundle: PathBuf,
+
+    /// Arguments for the guest, after `--`; the guest sees its tenant name as argv[0].
+    #[arg(last = true)]
+    guest_args: Vec<String>,
+
+    /// Runs every bundle under the deploy directory concurrently and prints one report.
+    #[arg(long)]
+    all: bool,
+
+    /// With --all: how many tenants run at once (default: the number of CPUs).
+    #[arg(long, requires = "all")]
+    parallel: Option<NonZeroUsize>,
+
+    /// Prints one JSON object on stdout instead of the guest's output and a summary.
+    #[arg(long)]
+    json: bool,
+
+    /// The trust store directory (default: trust_dir from the config).
+    #[arg(long, value_name = "DIR")]
+    trust: Option<PathBuf>,
+
+    /// Appends run.finished / run.refused events to this audit log (default: audit_log from the config when a config file is used).
+    #[arg(long, value_name = "PATH")]
+    audit: Option<PathBuf>,
+
+    /// The node configuration file (default: ./nightcore.toml when it exists).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// A host policy file in the [tenants.NAME] format, used instead of the config's policy for the tenant.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Maps a guest directory the manifest requests to a host directory; may be repeated.
+    #[arg(long = "dir", value_name = "GUEST=HOST", value_parser = parse_dir)]
+    dirs: Vec<(String, PathBuf)>,
+
+    /// Supplies an environment variable the manifest lists; may be repeated.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// Where precompiled modules are kept (default: <state_dir>/compile-cache).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compiles every time instead of using the compile cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+
+    /// Runs the bundle without verifying its signatures. For development only; recorded in the report and the audit log.
+    #[arg(long)]
+    danger_allow_unsigned: bool,
+}
+
+fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((guest, host)) if guest.starts_with('/') && !host.is_empty() => Ok((guest.to_string(), PathBuf::from(host))),
+        _ => Err(format!("{text:?} is not GUEST=HOST with an absolute guest path")),
+    }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config_file_used = args.config.is_some() || Path::new(CONFIG_FILE).exists();
+    let config = NodeConfig::load(args.config.as_deref()).context("cannot load the node configuration")?;
+
+    let replacement = match &args.policy {
+        Some(path) => Some(load_policy_file(path).with_context(|| format!("cannot load policy file {}", path.display()))?),
+        None => None,
+    };
+    let policies = HostPolicies {
+        tenants: config.tenants.clone(),
+        replacement,
+        extra_dirs: args.dirs.iter().cloned().collect(),
+        extra_env: args.env.iter().cloned().collect(),
+    };
+
+    let trust = if args.danger_allow_unsigned {
+        None
+    } else {
+        let dir = args.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
+        Some(TrustStore::load(&dir).with_context(|| format!("cannot load the trust store {}", dir.display()))?)
+    };
+    let (verification, mode) = match &trust {
+        Some(trust) => (Verification::Required(trust), VerificationMode::Required),
+        None => (Verification::DangerAllowUnsigned, VerificationMode::DangerAllowUnsigned),
+    };
+
+    // The log is opened before anything runs, so that no run goes unrecorded
+    // because the log turned out to be unwritable afterwards.
+    let audit_path = args.audit.clone().or_else(|| config_file_used.then(|| config.audit_log.clone()));
+    let mut audit_log = match &audit_path {
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+            }
+            Some(AuditLog::open(path).with_context(|| format!("cannot open the audit log {}", path.display()))?)
+        }
+        None => None,
+    };
+
+    let cache = (!args.no_cache).then(|| CompileCache::new(args.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache"))));
+    let mut options = ExecOptions::new(verification, &policies);
+    options.cache = cache.as_ref();
+
+    if args.all {
+        let parallel = args
+            .parallel
+            .or_else(|| std::thread::available_parallelism().ok())
+            .map_or(1, NonZeroUsize::get);
+        run_deploy(&args, &options, parallel, audit_log.as_mut(), mode)
+    } else {
+        run_one(&args, &options, audit_log.as_mut(), mode)
+    }
+}
+
+fn run_one(args: &Args, options: &ExecOptions<'_>, audit_log: Option<&mut AuditLog>, mode: VerificationMode) -> anyhow::Result<ExitCode> {
+    let engine = NightEngine::new(EngineOptions::default()).context("cannot start the wasm engine")?;
+    let linker = wasi_linker(&engine).context("cannot set up WASI")?;
+    let result = exec_bundle(&engine, &linker, &args.bundle, &args.guest_args, options);
+
+    let audit_result = audit_log.map(|log| {
+        let event = match &result {
+            Ok(report) => finished_event(&args.bundle, report),
+            Err(refusal) => refused_event(&args.bundle, refusal, mode),
+        };
+        log.append(&event)
+    });
+
+    let code = match &result {
+        Ok(report) => exit_code_of(&report.run.outcome),
+        Err(refusal) => refusal_exit_code(refusal),
+    };
+    if args.json {
+        let json = match &result {
+            Ok(report) => report::ran(&args.bundle, report, code),
+            Err(refusal) => report::refused(&args.bundle, refusal, code),
+        };
+        print_json(&json)?;
+    } else {
+        match &result {
+            Ok(report) => print_run(report)?,
+            Err(refusal) => eprintln!("runtime: refused ({}/{}): {refusal}", refusal.stage(), refusal.reason_code()),
+        }
+    }
+    if let Some(Err(e)) = audit_result {
+        bail!("the run is not recorded: cannot append to the audit log: {e}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+fn run_deploy(
+    args: &Args,
+    options: &ExecOptions<'_>,
+    parallel: usize,
+    mut audit_log: Option<&mut AuditLog>,
+    mode: VerificationMode,
+) -> anyhow::Result<ExitCode> {
+    let pooling = PoolingOptions {
+        concurrent_instances: u32::try_from(parallel).unwrap_or(u32::MAX),
+        max_memory_mib: MAX_MEMORY_MIB,
+        max_table_elements: runtime::limits::DEFAULT_MAX_TABLE_ELEMENTS,
+    };
+    let engine = NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() })
+        .context("cannot start the wasm engine")?;
+    let linker = wasi_linker(&engine).context("cannot set up WASI")?;
+    let deploy = run_all(&engine, &linker, &args.bundle, &args.guest_args, options, parallel)?;
+
+    let mut audit_error = None;
+    let mut summary = report::SummaryJson { total: deploy.tenants.len(), ..report::SummaryJson::default() };
+    let mut tenants = Vec::with_capacity(deploy.tenants.len());
+    for tenant in &deploy.tenants {
+        let (json, event) = match &tenant.result {
+            Ok(run) => {
+                match run.run.outcome {
+                    Outcome::Exited { code: 0 } => summary.exited_zero += 1,
+                    Outcome::Exited { .. } => summary.exited_nonzero += 1,
+                    ref outcome if outcome.is_limit() => summary.stopped_by_limit += 1,
+                    _ => summary.trapped += 1,
+                }
+                (report::ran(&tenant.bundle, run, exit_code_of(&run.run.outcome)), finished_event(&tenant.bundle, run))
+            }
+            Err(TenantFailure::Refused(refusal)) => {
+                summary.refused += 1;
+                (report::refused(&tenant.bundle, refusal, refusal_exit_code(refusal)), refused_event(&tenant.bundle, refusal, mode))
+            }
+            Err(failure) => {
+                summary.refused += 1;
+                let refusal = Refusal::Exec(runtime::exec::ExecError::Store(failure.to_string()));
+                (report::refused(&tenant.bundle, &refusal, EXIT_USAGE_OR_IO), refused_event(&tenant.bundle, &refusal, mode))
+            }
+        };
+        if let Some(log) = audit_log.as_deref_mut()
+            && let Err(e) = log.append(&event)
+        {
+            audit_error.get_or_insert(e);
+        }
+        tenants.push(json);
+    }
+    let all_ok = summary.exited_zero == summary.total;
+    let code = if all_ok { 0 } else { EXIT_DEPLOY_FAILURES };
+    if args.json {
+        print_json(&report::DeployJson { deploy_dir: args.bundle.display().to_string(), exit_code: code, summary, tenants })?;
+    } else {
+        let mut out = std::io::stdout().lock();
+        for (tenant, json) in deploy.tenants.iter().zip(&tenants) {
+            let line = match &tenant.result {
+                Ok(run) => run.run.outcome.to_string(),
+                Err(failure) => format!("refused: {failure}"),
+            };
+            writeln!(out, "{}: {line} (exit {})", tenant.directory, json.exit_code)?;
+        }
+        writeln!(
+            out,
+            "{} tenants: {} exited 0, {} exited non-zero, {} stopped by a limit, {} trapped, {} refused",
+            summary.total, summary.exited_zero, summary.exited_nonzero, summary.stopped_by_limit, summary.trapped, summary.refused
+        )?;
+    }
+    if let Some(e) = audit_error {
+        bail!("some runs are not recorded: cannot append to the audit log: {e}");
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The exit status a run maps to; see the module documentation.
+fn exit_code_of(outcome: &Outcome) -> u8 {
+    match outcome {
+        // wasmtime-wasi only lets statuses 0..126 through; the mask keeps any
+        // other value within what a process can report, as on a native host.
+        Outcome::Exited { code } => (*code & 0xff) as u8,
+        outcome if outcome.is_limit() => EXIT_STOPPED_BY_LIMIT,
+        _ => EXIT_TRAPPED,
+    }
+}
+
+fn refusal_exit_code(refusal: &Refusal) -> u8 {
+    if refusal.is_host_io() { EXIT_USAGE_OR_IO } else { EXIT_REFUSED }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value).context("cannot write the JSON report")?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_run(report: &ExecReport) -> anyhow::Result<()> {
+    let run = &report.run;
+    std::io::stdout().lock().write_all(&run.stdout).context("cannot write the guest's stdout")?;
+    let mut err = std::io::stderr().lock();
+    err.write_all(&run.stderr)?;
+    let fuel = match run.fuel.consumed {
+        Some(consumed) => format!("{consumed}/{}", run.fuel.limit),
+        None => format!("unknown/{}", run.fuel.limit),
+    };
+    let unverified = match report.facts.verification {
+        runtime::VerificationStatus::Verified { .. } => "",
+        _ => ", UNVERIFIED (--danger-allow-unsigned)",
+    };
+    writeln!(
+        err,
+        "runtime: {} v{} {} (fuel {fuel}, {:.1} ms, cache {}{unverified})",
+        report.facts.tenant,
+        report.facts.version,
+        run.outcome,
+        run.wall_time.as_secs_f64() * 1000.0,
+        report.cache.kind()
+    )?;
+    if run.stdout_truncated || run.stderr_truncated {
+        writeln!(err, "runtime: output truncated at {} bytes per stream", report.policy.max_output_bytes)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Running every tenant of a deploy directory at once.
+//!
+//! ```text
+//! DEPLOY/
+//!   alpha/  module.wasm  manifest.json  signatures/…
+//!   beta/   …
+//! ```
+//!
+//! Each subdirectory is one tenant's bundle and must be signed for the tenant
+//! it is named after. Tenants are prepared in parallel (read, verify, narrow,
+//! validate, compile or load from cache, link into an `InstancePre`), then
+//! checked against each other so that no two tenants share a host directory,
+//! then run in parallel, each in its own store with its own preopens. Every
+//! failure is confined to its tenant: refusals, traps and limits are per-tenant
+//! results, and even a panic in one tenant's host code becomes that tenant's
+//! result instead of ending the others.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use wasmtime::Linker;
+
+use crate::engine::NightEngine;
+use crate::exec::HostState;
+use crate::pipeline::{ExecOptions, ExecReport, ReadyBundle, Refusal, prepare_bundle, run_ready};
+use crate::policy::PolicyError;
+
+/// Why one tenant produced no run report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TenantFailure {
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error("host code panicked while handling this tenant: {message}")]
+    Panicked { message: String },
+}
+
+/// One tenant's result.
+#[derive(Debug)]
+pub struct TenantResult {
+    /// The tenant directory's name.
+    pub directory: String,
+    pub bundle: PathBuf,
+    pub result: Result<ExecReport, TenantFailure>,
+}
+
+/// The results of a deploy directory, in directory-name order.
+#[derive(Debug)]
+pub struct DeployReport {
+    pub tenants: Vec<TenantResult>,
+}
+
+/// Why the deploy directory itself could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeployError {
+    #[error("cannot list deploy directory {path}: {source}")]
+    List { path: PathBuf, source: std::io::Error },
+}
+
+/// The tenant bundles in `deploy_dir`: every subdirectory whose name does not
+/// start with `.`, sorted by name.
+pub fn list_bundles(deploy_dir: &Path) -> Result<Vec<(String, PathBuf)>, DeployError> {
+    let list_error = |source| DeployError::List { path: deploy_dir.to_path_buf(), source };
+    let mut bundles = Vec::new();
+    for entry in std::fs::read_dir(deploy_dir).map_err(list_error)? {
+        let entry = entry.map_err(list_error)?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `file_type` does not follow symlinks: a linked tenant directory could
+        // point anywhere, so it is not picked up.
+        if name.starts_with('.') || !entry.file_type().map_err(list_error)?.is_dir() {
+            continue;
+        }
+        bundles.push((name, entry.path()));
+    }
+    bundles.sort();
+    Ok(bundles)
+}
+
+/// Prepares and runs every bundle in `deploy_dir` with at most `parallel`
+/// tenants in flight at once.
+pub fn run_all(
+    engine: &NightEngine,
+    linker: &Linker<HostState>,
+    deploy_dir: &Path,
+    args: &[String],
+    options: &ExecOptions<'_>,
+    parallel: usize,
+) -> Result<DeployReport, DeployError> {
+    let bundles = list_bundles(deploy_dir)?;
+    let prepared: Vec<Result<ReadyBundle, TenantFailure>> = parallel_map(&bundles, parallel, |(name, path)| {
+        let options = ExecOptions { expected_tenant: Some(name.as_str()), ..options.clone() };
+        prepare_bundle(engine, linker, path, &options).map_err(TenantFailure::Refused)
+    });
+    let prepared = refuse_shared_directories(&bundles, prepared);
+    let jobs: Vec<(usize, &ReadyBundle)> =
+        prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|ready| (i, ready))).collect();
+    let ran = parallel_map(&jobs, parallel, |(_, ready)| run_ready(engine, ready, args).map_err(TenantFailure::Refused));
+
+    let mut ran_by_index: Vec<Option<Result<ExecReport, TenantFailure>>> = prepared.iter().map(|_| None).collect();
+    for ((index, _), result) in jobs.iter().zip(ran) {
+        ran_by_index[*index] = Some(result);
+    }
+    let tenants = bundles
+        .into_iter()
+        .zip(prepared)
+        .zip(ran_by_index)
+        .map(|(((directory, bundle), prepared), ran)| {
+            let result = match (prepared, ran) {
+                (Err(failure), _) => Err(failure),
+                (Ok(_), Some(result)) => result,
+                // Every prepared tenant was handed to the run phase.
+                (Ok(_), None) => Err(TenantFailure::Panicked { message: "tenant was prepared but never run".into() }),
+            };
+            TenantResult { directory, bundle, result }
+        })
+        .collect();
+    Ok(DeployReport { tenants })
+}
+
+/// Refuses every tenant whose host directory is, contains or lies inside a
+/// host directory of an earlier tenant: isolation between tenants must not
+/// depend on each operator mapping disjoint trees by hand.
+fn refuse_shared_directories(
+    bundles: &[(String, PathBuf)],
+    prepared: Vec<Result<ReadyBundle, TenantFailure>>,
+) -> Vec<Result<ReadyBundle, TenantFailure>> {
+    let mut claimed: Vec<(String, PathBuf)> = Vec::new();
+    let mut out = Vec::with_capacity(prepared.len());
+    for ((name, _), result) in bundles.iter().zip(prepared) {
+        let result = result.and_then(|ready| {
+            for preopen in &ready.policy.preopens {
+                if let Some((other, _)) =
+                    claimed.iter().find(|(_, path)| path.starts_with(&preopen.host) || preopen.host.starts_with(path))
+                {
+                    return Err(TenantFailure::Refused(Refusal::Policy(PolicyError::SharedWithTenant {
+                        guest: preopen.guest.clone(),
+                        path: preopen.host.clone(),
+                        other: other.clone(),
+                    })));
+                }
+            }
+            Ok(ready)
+        });
+        if let Ok(ready) = &result {
+            claimed.extend(ready.policy.preopens.iter().map(|p| (name.clone(), p.host.clone())));
+        }
+        out.push(result);
+    }
+    out
+}
+
+/// Applies `work` to every item on up to `parallel` threads, keeping order.
+/// A panic in `work` becomes that item's [`TenantFailure::Panicked`].
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    parallel: usize,
+    work: impl Fn(&T) -> Result<R, TenantFailure> + Sync,
+) -> Vec<Result<R, TenantFailure>> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<R, TenantFailure>>>> = Mutex::new(items.iter().map(|_| None).collect());
+    let threads = parallel.clamp(1, items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(index) else { break };
+                    let result = catch_unwind(AssertUnwindSafe(|| work(item))).unwrap_or_else(|payload| {
+                        let message = payload
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| payload.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "non-string panic payload".to_string());
+                        Err(TenantFailure::Panicked { message })
+                    });
+                    let mut guard = results.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    guard[index] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(TenantFailure::Panicked { message: "worker thread ended early".into() })))
+        .collect()
+}

@@ -1,0 +1,90 @@
+//! Per-store resource limits that say which limit stopped a guest.
+//!
+//! wasmtime's own `StoreLimits` refuses growth with a plain error, so the host
+//! cannot tell a memory bomb from any other failure. This limiter returns a
+//! [`LimitExceeded`] instead, which survives as the error's root cause and is
+//! classified by [`crate::exec`].
+
+use wasmtime::ResourceLimiter;
+
+/// Linear memories a module may have. One is all that a WASI command uses.
+pub const MAX_MEMORIES: usize = 1;
+/// Tables a module may have.
+pub const MAX_TABLES: usize = 4;
+/// Instances a store may hold: each run instantiates exactly one module.
+pub const MAX_INSTANCES: usize = 1;
+/// Default cap on table elements.
+pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The growth caps of one store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuestLimits {
+    /// Largest linear memory, in bytes.
+    pub memory_bytes: usize,
+    /// Largest table, in elements.
+    pub table_elements: usize,
+}
+
+/// Which limit a guest ran into. Returned from the limiter as the error that
+/// stops the guest, and from the output pipes when a stream overflows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitExceeded {
+    #[error("linear memory growth to {desired} bytes exceeds the {limit}-byte cap")]
+    Memory { desired: usize, limit: usize },
+    #[error("table growth to {desired} elements exceeds the {limit}-element cap")]
+    Table { desired: usize, limit: usize },
+    #[error("{stream} output exceeds the {limit}-byte cap")]
+    Output { stream: &'static str, limit: u64 },
+}
+
+/// A [`ResourceLimiter`] that records the largest memory it allowed and stops
+/// the guest with [`LimitExceeded`] when a cap is passed.
+#[derive(Debug, Clone)]
+pub struct GuestLimiter {
+    limits: GuestLimits,
+    peak_memory_bytes: usize,
+}
+
+impl GuestLimiter {
+    pub fn new(limits: GuestLimits) -> Self {
+        Self { limits, peak_memory_bytes: 0 }
+    }
+
+    /// The largest linear memory size this limiter allowed, in bytes.
+    pub fn peak_memory_bytes(&self) -> usize {
+        self.peak_memory_bytes
+    }
+}
+
+impl ResourceLimiter for GuestLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        // Refusing with an error rather than `Ok(false)` stops the guest at the
+        // growth attempt: a guest that merely sees `memory.grow` fail would
+        // usually abort with an unclassifiable `unreachable` trap instead.
+        if desired > self.limits.memory_bytes {
+            return Err(wasmtime::Error::new(LimitExceeded::Memory { desired, limit: self.limits.memory_bytes }));
+        }
+        self.peak_memory_bytes = self.peak_memory_bytes.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.limits.table_elements {
+            return Err(wasmtime::Error::new(LimitExceeded::Table { desired, limit: self.limits.table_elements }));
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}

@@ -1,0 +1,58 @@
+//! `runtime`: the command line over the runtime library. It parses arguments,
+//! prints results (`--json` or text) and turns outcomes into exit codes; the
+//! library does the work.
+#![forbid(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Night Core's runtime: verifies signed WebAssembly bundles and runs them under their signed, host-narrowed policy.
+#[derive(Debug, Parser)]
+#[command(name = "runtime", version, after_help = cmd::exec::EXIT_CODES_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// One variant per subcommand, each backed by `cmd/<name>.rs`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Verifies a bundle (or every bundle of a deploy directory with --all) and runs it.
+    #[command(after_help = cmd::exec::EXIT_CODES_HELP)]
+    Exec(cmd::exec::Args),
+}
+
+fn main() -> ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Exec(args) => cmd::exec::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(cmd::exec::EXIT_USAGE_OR_IO)
+        }
+    }
+}
+
+/// Logs go to stderr; the level comes from `NIGHTCORE_LOG` (default `warn`).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIGHTCORE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

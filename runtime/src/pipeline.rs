@@ -1,0 +1,261 @@
+//! Verify-then-execute for one bundle: the path every run takes.
+//!
+//! The order is fixed and each step works on the output of the one before:
+//! the bundle is read once into memory; the signer verifies those bytes and
+//! hands them back; the effective policy is built from the *verified*
+//! manifest; the *verified* module bytes are validated against that policy,
+//! then compiled (or loaded from the cache under their verified hash), linked
+//! and run. Nothing is read from disk again after the first read, so nothing
+//! that changes on disk can slip between check and use.
+//!
+//! The only way to skip verification is [`Verification::DangerAllowUnsigned`],
+//! which is recorded in the report and bypasses the compile cache.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use signer::bundle::{BundleBytes, BundleError, ReadLimits};
+use signer::manifest::{Manifest, ManifestError};
+use signer::trust::TrustStore;
+use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
+use wasmtime::{InstancePre, Linker};
+
+use crate::cache::{CacheStatus, CompileCache, CompileError, compile};
+use crate::engine::NightEngine;
+use crate::exec::{ExecError, HostState, RunReport, prepare, run};
+use crate::policy::{EffectivePolicy, HostPolicies, PolicyError, narrow};
+use crate::validate::{DEFAULT_MAX_MODULE_BYTES, ModuleSummary, ValidationError, validate_module};
+
+/// Whether signatures are checked.
+#[derive(Debug, Clone, Copy)]
+pub enum Verification<'a> {
+    /// The bundle must verify against this trust store.
+    Required(&'a TrustStore),
+    /// Run without verifying. Only for development; recorded everywhere.
+    DangerAllowUnsigned,
+}
+
+/// What verification established about the bytes that ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VerificationStatus {
+    /// Verified; the distinct signer key ids.
+    Verified { signers: Vec<String> },
+    /// Not verified, because the caller asked for `--danger-allow-unsigned`.
+    DangerUnverified,
+}
+
+/// Settings for one bundle run.
+#[derive(Debug, Clone)]
+pub struct ExecOptions<'a> {
+    pub verification: Verification<'a>,
+    pub policies: &'a HostPolicies,
+    /// `None` compiles every time.
+    pub cache: Option<&'a CompileCache>,
+    pub max_module_bytes: usize,
+    /// The time expiry is checked against.
+    pub now: time::OffsetDateTime,
+    /// When set, the manifest must name this tenant (a deploy directory's
+    /// name), so one tenant's directory cannot carry another's bundle.
+    pub expected_tenant: Option<&'a str>,
+}
+
+impl<'a> ExecOptions<'a> {
+    /// Options with the default module cap, no cache and the current time.
+    pub fn new(verification: Verification<'a>, policies: &'a HostPolicies) -> Self {
+        Self {
+            verification,
+            policies,
+            cache: None,
+            max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
+            now: time::OffsetDateTime::now_utc(),
+            expected_tenant: None,
+        }
+    }
+}
+
+/// Why a bundle was not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    #[error("cannot read bundle {path}: {source}")]
+    Read { path: PathBuf, source: BundleError },
+    #[error("verification failed: {0}")]
+    Verify(VerifyError),
+    #[error("unverified manifest is invalid: {0}")]
+    Manifest(ManifestError),
+    #[error("bundle in the directory of tenant {directory} is signed for tenant {manifest}")]
+    TenantMismatch { directory: String, manifest: String },
+    #[error("policy refused: {0}")]
+    Policy(PolicyError),
+    #[error("module refused: {0}")]
+    Validation(ValidationError),
+    #[error(transparent)]
+    Compile(CompileError),
+    #[error(transparent)]
+    Exec(ExecError),
+}
+
+impl Refusal {
+    /// A stable snake_case code for JSON output and audit events.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            Refusal::Read { source: BundleError::Missing { .. }, .. } => "bundle_incomplete",
+            Refusal::Read { source: BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. }), .. } => "file_too_large",
+            Refusal::Read { source: BundleError::TooManySignatures { .. }, .. } => "too_many_signatures",
+            Refusal::Read { .. } => "bundle_unreadable",
+            Refusal::Verify(e) => e.reason_code(),
+            Refusal::Manifest(_) => "malformed_manifest",
+            Refusal::TenantMismatch { .. } => "tenant_mismatch",
+            Refusal::Policy(e) => e.reason_code(),
+            Refusal::Validation(e) => e.reason_code(),
+            Refusal::Compile(_) => "compile_failed",
+            Refusal::Exec(ExecError::Link(_)) => "link_failed",
+            Refusal::Exec(_) => "setup_failed",
+        }
+    }
+
+    /// The step that refused: `read`, `verify`, `policy`, `validate`,
+    /// `compile` or `setup`.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Refusal::Read { .. } => "read",
+            Refusal::Verify(_) | Refusal::Manifest(_) | Refusal::TenantMismatch { .. } => "verify",
+            Refusal::Policy(_) => "policy",
+            Refusal::Validation(_) => "validate",
+            Refusal::Compile(_) | Refusal::Exec(ExecError::Link(_)) => "compile",
+            Refusal::Exec(_) => "setup",
+        }
+    }
+
+    /// Whether the refusal is an I/O problem of the host (unreadable files,
+    /// directories that cannot be opened) rather than a decision about the
+    /// bundle.
+    pub fn is_host_io(&self) -> bool {
+        match self {
+            Refusal::Read { source, .. } => !matches!(
+                source,
+                BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. })
+                    | BundleError::TooManySignatures { .. }
+            ),
+            Refusal::Policy(e) => matches!(
+                e,
+                PolicyError::HostDirectory { .. } | PolicyError::Root { .. } | PolicyError::ReadPolicy(_)
+            ),
+            Refusal::Exec(ExecError::Preopen { .. } | ExecError::Store(_)) => true,
+            _ => false,
+        }
+    }
+}
+
+/// What is known about a bundle before it runs.
+#[derive(Debug, Clone)]
+pub struct BundleFacts {
+    pub tenant: String,
+    pub version: u64,
+    pub module_sha256: String,
+    pub manifest_sha256: String,
+    pub verification: VerificationStatus,
+}
+
+/// A bundle that passed every check and is ready to run, possibly many times.
+pub struct ReadyBundle {
+    pub facts: BundleFacts,
+    pub policy: EffectivePolicy,
+    pub summary: ModuleSummary,
+    pub cache: CacheStatus,
+    pre: InstancePre<HostState>,
+}
+
+impl std::fmt::Debug for ReadyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyBundle").field("facts", &self.facts).field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+/// The report of a bundle that ran.
+#[derive(Debug, Clone)]
+pub struct ExecReport {
+    pub facts: BundleFacts,
+    pub policy: EffectivePolicy,
+    pub cache: CacheStatus,
+    pub run: RunReport,
+}
+
+/// Reads, verifies, narrows, validates, compiles and links the bundle in
+/// `dir`.
+pub fn prepare_bundle(engine: &NightEngine, linker: &Linker<HostState>, dir: &Path, options: &ExecOptions<'_>) -> Result<ReadyBundle, Refusal> {
+    let limits = ReadLimits { max_module_bytes: options.max_module_bytes as u64, ..ReadLimits::default() };
+    let bytes = BundleBytes::read(dir, &limits).map_err(|source| Refusal::Read { path: dir.to_path_buf(), source })?;
+
+    let (verified, verification) = match options.verification {
+        Verification::Required(trust) => {
+            let verified = verify_bundle(bytes, trust, options.now).map_err(Refusal::Verify)?;
+            let signers = verified.signers.iter().map(ToString::to_string).collect();
+            (verified, VerificationStatus::Verified { signers })
+        }
+        Verification::DangerAllowUnsigned => {
+            tracing::warn!(bundle = %dir.display(), "running an unverified bundle (--danger-allow-unsigned)");
+            (unverified(bytes)?, VerificationStatus::DangerUnverified)
+        }
+    };
+    let manifest = &verified.manifest;
+    if let Some(expected) = options.expected_tenant
+        && expected != manifest.name
+    {
+        return Err(Refusal::TenantMismatch { directory: expected.to_string(), manifest: manifest.name.clone() });
+    }
+
+    let host = options.policies.for_tenant(&manifest.name);
+    let policy = narrow(&manifest.name, &manifest.capabilities, &host).map_err(Refusal::Policy)?;
+    let summary = validate_module(&verified.module, policy.import_policy(), options.max_module_bytes).map_err(Refusal::Validation)?;
+
+    let (module, cache) = match (options.cache, &verification) {
+        (Some(cache), VerificationStatus::Verified { .. }) => cache.load_or_compile(engine, &verified).map_err(Refusal::Compile)?,
+        // The cache only ever holds artifacts of verified modules.
+        _ => (compile(engine, &verified.module).map_err(Refusal::Compile)?, CacheStatus::Bypassed),
+    };
+    let pre = prepare(linker, &module).map_err(Refusal::Exec)?;
+    let facts = BundleFacts {
+        tenant: manifest.name.clone(),
+        version: manifest.version,
+        module_sha256: verified.module_sha256.clone(),
+        manifest_sha256: verified.manifest_sha256.clone(),
+        verification,
+    };
+    Ok(ReadyBundle { facts, policy, summary, cache, pre })
+}
+
+/// Runs a prepared bundle once.
+pub fn run_ready(engine: &NightEngine, ready: &ReadyBundle, args: &[String]) -> Result<ExecReport, Refusal> {
+    let run = run(engine, &ready.pre, &ready.policy, args).map_err(Refusal::Exec)?;
+    Ok(ExecReport { facts: ready.facts.clone(), policy: ready.policy.clone(), cache: ready.cache.clone(), run })
+}
+
+/// Prepares and runs the bundle in `dir` once.
+pub fn exec_bundle(
+    engine: &NightEngine,
+    linker: &Linker<HostState>,
+    dir: &Path,
+    args: &[String],
+    options: &ExecOptions<'_>,
+) -> Result<ExecReport, Refusal> {
+    let ready = prepare_bundle(engine, linker, dir, options)?;
+    run_ready(engine, &ready, args)
+}
+
+/// The unverified equivalent of [`VerifiedBundle`] for
+/// `--danger-allow-unsigned`: the manifest is parsed (its capabilities still
+/// bound the run) and the hashes are computed here, but no signature is
+/// checked.
+fn unverified(bytes: BundleBytes) -> Result<VerifiedBundle, Refusal> {
+    let manifest = Manifest::from_bytes(&bytes.manifest).map_err(Refusal::Manifest)?;
+    Ok(VerifiedBundle {
+        module_sha256: hex::encode(Sha256::digest(&bytes.module)),
+        manifest_sha256: hex::encode(Sha256::digest(&bytes.manifest)),
+        module: bytes.module,
+        manifest,
+        manifest_bytes: bytes.manifest,
+        signers: Vec::new(),
+    })
+}

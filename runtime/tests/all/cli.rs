@@ -1,0 +1,313 @@
+//! The `runtime` binary end to end: signed bundles in a temporary directory,
+//! exit codes, `--json` shapes, refusals with their reasons, the audit log and
+//! `--all`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use signer::manifest::{Capabilities, Preopen, PreopenMode};
+
+use crate::support::{Signer, exit_module, fixture, unsigned_bundle};
+
+const EXE: &str = env!("CARGO_BIN_EXE_runtime");
+
+/// A temporary node: trust store, signer, and a working directory in which
+/// the binary runs (so its default `./state` lands there).
+struct Node {
+    dir: tempfile::TempDir,
+    signer: Signer,
+}
+
+impl Node {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = Signer::new(dir.path());
+        Self { dir, signer }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bundle(&self, name: &str, tenant: &str, module: &[u8], caps: Capabilities) -> PathBuf {
+        self.signer.bundle(&self.path(name), tenant, module, caps)
+    }
+
+    fn exec(&self, args: &[&str]) -> Output {
+        let trust = self.signer.trust_dir.to_str().unwrap().to_string();
+        let mut command = Command::new(EXE);
+        command.current_dir(self.dir.path()).env_remove("NIGHTCORE_LOG").arg("exec").arg("--trust").arg(trust);
+        command.args(args);
+        command.output().unwrap()
+    }
+
+    fn exec_json(&self, args: &[&str]) -> (i32, Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let output = self.exec(&all);
+        let json = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {:?}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)));
+        (output.status.code().unwrap(), json)
+    }
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for args in [&["--help"][..], &["exec", "--help"][..]] {
+        let output = Command::new(EXE).args(args).output().unwrap();
+        // Help text is wrapped to the terminal width; compare with single spaces.
+        let text = String::from_utf8(output.stdout).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        for needle in ["124", "125", "134", "2 for a usage or I/O error"] {
+            assert!(text.contains(needle), "{args:?} lacks {needle}: {text}");
+        }
+    }
+}
+
+#[test]
+fn a_signed_hello_runs_and_prints() {
+    let node = Node::new();
+    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let output = node.exec(&[s(&bundle)]);
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.stdout, b"hello\n");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("runtime: hello v1 exited with status 0"), "{stderr}");
+
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(code, 0);
+    assert_eq!(json["status"], "ran");
+    assert_eq!(json["tenant"], "hello");
+    assert_eq!(json["verification"], "verified");
+    assert_eq!(json["signers"].as_array().unwrap().len(), 1);
+    assert_eq!(json["outcome"]["kind"], "exited");
+    assert_eq!(json["outcome"]["code"], 0);
+    assert_eq!(json["stdout"], "hello\n");
+    assert_eq!(json["exit_code"], 0);
+    // The first run compiled and stored; this one loads the artifact.
+    assert_eq!(json["cache"], "hit");
+}
+
+#[test]
+fn the_guest_exit_status_passes_through() {
+    let node = Node::new();
+    for code in [1, 7, 42] {
+        let bundle = node.bundle(&format!("exit{code}"), "exits", &exit_module(code), Capabilities::default());
+        let (status, json) = node.exec_json(&[s(&bundle)]);
+        assert_eq!(status, code);
+        assert_eq!(json["outcome"]["code"], code);
+    }
+}
+
+#[test]
+fn limits_exit_124_and_traps_134() {
+    let node = Node::new();
+    let caps = Capabilities { fuel: 2_000_000, ..Capabilities::default() };
+    let bundle = node.bundle("loop", "spinner", &fixture("loop"), caps);
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(code, 124);
+    assert_eq!(json["outcome"]["kind"], "fuel_exhausted");
+    assert_eq!(json["fuel"]["consumed"], 2_000_000);
+
+    let caps = Capabilities { fuel: 1 << 40, timeout_ms: 50, ..Capabilities::default() };
+    let bundle = node.bundle("slow", "spinner", &fixture("loop"), caps);
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(code, 124);
+    assert_eq!(json["outcome"]["kind"], "timeout");
+    assert_eq!(json["fuel"]["consumed"], Value::Null);
+
+    let caps = Capabilities { max_output_bytes: 100, ..Capabilities::default() };
+    let bundle = node.bundle("flood", "flood", &fixture("flood"), caps);
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(code, 124);
+    assert_eq!(json["outcome"]["kind"], "output_limit");
+    assert_eq!(json["stdout"].as_str().unwrap().len(), 100);
+    assert_eq!(json["stdout_truncated"], true);
+
+    let bundle = node.bundle("trap", "trapper", &fixture("unreachable"), Capabilities::default());
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(code, 134);
+    assert_eq!(json["outcome"]["kind"], "trap");
+    assert_eq!(json["outcome"]["trap_kind"], "unreachable_code_reached");
+}
+
+fn assert_refused(json: &Value, code: i32, stage: &str, reason: &str, message_part: &str) {
+    assert_eq!(code, 125, "{json}");
+    assert_eq!(json["status"], "refused", "{json}");
+    assert_eq!(json["refusal"]["stage"], stage, "{json}");
+    assert_eq!(json["refusal"]["reason"], reason, "{json}");
+    let message = json["refusal"]["message"].as_str().unwrap();
+    assert!(message.contains(message_part), "{message}");
+}
+
+#[test]
+fn unsigned_bundles_are_refused_unless_danger_is_named() {
+    let node = Node::new();
+    let bundle = unsigned_bundle(&node.path("unsigned"), "hello", &fixture("hello"), Capabilities::default());
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "verify", "unsigned", "bundle is unsigned");
+
+    let audit = node.path("audit.log");
+    let (code, json) = node.exec_json(&["--danger-allow-unsigned", "--audit", s(&audit), s(&bundle)]);
+    assert_eq!(code, 0);
+    assert_eq!(json["verification"], "danger_unverified");
+    assert_eq!(json["cache"], "bypassed");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains(r#""verification":"danger_unverified""#), "{log}");
+}
+
+#[test]
+fn a_tampered_module_is_refused() {
+    let node = Node::new();
+    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let mut module = std::fs::read(bundle.join("module.wasm")).unwrap();
+    let last = module.len() - 1;
+    module[last] ^= 1;
+    std::fs::write(bundle.join("module.wasm"), &module).unwrap();
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "verify", "hash_mismatch", "module hash mismatch");
+}
+
+#[test]
+fn validation_refusals_name_the_problem() {
+    let node = Node::new();
+    let module = wat::parse_str(r#"(module (import "env" "system" (func)) (func (export "_start")))"#).unwrap();
+    let bundle = node.bundle("foreign", "foreign", &module, Capabilities::default());
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "validate", "disallowed_import", "import env::system is not allowed");
+
+    let bundle = node.bundle("fs", "fs", &fixture("fs_probe"), Capabilities::default());
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "validate", "disallowed_import", "wasi_snapshot_preview1::path_open");
+
+    let bundle = node.bundle("garbage", "garbage", b"\0asm\x01\0\0\0\x0a\xff", Capabilities::default());
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "validate", "malformed_module", "module is not valid WebAssembly");
+}
+
+fn data_caps(mode: PreopenMode) -> Capabilities {
+    Capabilities { preopen: vec![Preopen { guest: "/data".into(), mode }], ..Capabilities::default() }
+}
+
+#[test]
+fn preopens_must_be_mapped_and_requested() {
+    let node = Node::new();
+    let data = node.path("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("in.txt"), "input\n").unwrap();
+    let bundle = node.bundle("reader", "reader", &fixture("fs_probe"), data_caps(PreopenMode::ReadOnly));
+
+    let (code, json) = node.exec_json(&[s(&bundle), "--", "r", "in.txt"]);
+    assert_refused(&json, code, "policy", "unmapped_preopen", "manifest requests preopen /data");
+
+    let mapping = format!("/data={}", s(&data));
+    let (code, json) = node.exec_json(&["--dir", &mapping, s(&bundle), "--", "r", "in.txt"]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["stdout"], "input\n");
+    assert_eq!(json["policy"]["preopens"]["/data"]["mode"], "ro");
+
+    let extra = format!("/other={}", s(&data));
+    let (code, json) = node.exec_json(&["--dir", &mapping, "--dir", &extra, s(&bundle), "--", "r", "in.txt"]);
+    assert_refused(&json, code, "policy", "unrequested_mapping", "/other");
+}
+
+#[test]
+fn host_policies_only_tighten() {
+    let node = Node::new();
+    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities { fuel: 1000, ..Capabilities::default() });
+    let policy = node.path("policy.toml");
+    std::fs::write(&policy, "fuel = 5000\n").unwrap();
+    let (code, json) = node.exec_json(&["--policy", s(&policy), s(&bundle)]);
+    assert_refused(&json, code, "policy", "policy_widening", "fuel = 5000 would widen the signed fuel = 1000");
+
+    let (code, json) = node.exec_json(&["--env", "PATH=/bin", s(&bundle)]);
+    assert_refused(&json, code, "policy", "env_not_requested", "PATH");
+
+    // A config file's tenant policy applies to the tenant the manifest names.
+    let spinner = node.bundle("loop", "spinner", &fixture("loop"), Capabilities { fuel: 1000, ..Capabilities::default() });
+    let config = node.path("nightcore.toml");
+    std::fs::write(&config, "[tenants.spinner]\nfuel = 10\n[tenants.other]\nfuel = 1\n").unwrap();
+    let (code, json) = node.exec_json(&["--config", s(&config), s(&spinner)]);
+    assert_eq!(code, 124, "{json}");
+    assert_eq!(json["policy"]["fuel"], 10);
+    assert_eq!(json["fuel"]["consumed"], 10);
+    assert_eq!(json["outcome"]["kind"], "fuel_exhausted");
+}
+
+#[test]
+fn runs_and_refusals_are_audited() {
+    let node = Node::new();
+    let audit = node.path("state/audit.log");
+    std::fs::create_dir_all(audit.parent().unwrap()).unwrap();
+    let good = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let bad = unsigned_bundle(&node.path("unsigned"), "hello", &fixture("hello"), Capabilities::default());
+    assert_eq!(node.exec(&["--audit", s(&audit), s(&good)]).status.code(), Some(0));
+    assert_eq!(node.exec(&["--audit", s(&audit), s(&bad)]).status.code(), Some(125));
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["kind"], "run.finished");
+    assert_eq!(entries[0]["data"]["tenant"], "hello");
+    assert_eq!(entries[0]["data"]["outcome"], "exited");
+    assert_eq!(entries[0]["data"]["exit_code"], 0);
+    assert_eq!(entries[1]["kind"], "run.refused");
+    assert_eq!(entries[1]["data"]["reason"], "unsigned");
+    assert_eq!(entries[1]["data"]["stage"], "verify");
+}
+
+#[test]
+fn usage_and_io_errors_exit_2() {
+    let node = Node::new();
+    let output = node.exec(&[s(&node.path("no-such-bundle"))]);
+    assert_eq!(output.status.code(), Some(2));
+    let output = Command::new(EXE).args(["exec", "--trust", "/nonexistent/trust", "x"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.starts_with("error: cannot load the trust store /nonexistent/trust"), "{stderr}");
+    let output = Command::new(EXE).args(["exec", "--bogus"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn all_runs_every_tenant_in_isolation() {
+    let node = Node::new();
+    let deploy = node.path("deploy");
+    let shared = node.path("shared");
+    std::fs::create_dir_all(&shared).unwrap();
+    std::fs::write(shared.join("in.txt"), "shared\n").unwrap();
+    node.signer.bundle(&deploy.join("alpha"), "alpha", &fixture("hello"), Capabilities::default());
+    node.signer.bundle(&deploy.join("beta"), "beta", &fixture("loop"), Capabilities { fuel: 1_000_000, ..Capabilities::default() });
+    node.signer.bundle(&deploy.join("gamma"), "delta", &fixture("hello"), Capabilities::default());
+    node.signer.bundle(&deploy.join("reader1"), "reader1", &fixture("fs_probe"), data_caps(PreopenMode::ReadOnly));
+    node.signer.bundle(&deploy.join("reader2"), "reader2", &fixture("fs_probe"), data_caps(PreopenMode::ReadOnly));
+    unsigned_bundle(&deploy.join("zeta"), "zeta", &fixture("hello"), Capabilities::default());
+    let config = node.path("nightcore.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[tenants.reader1]\ndirs = {{ \"/data\" = \"{0}\" }}\n[tenants.reader2]\ndirs = {{ \"/data\" = \"{0}\" }}\n",
+            s(&shared)
+        ),
+    )
+    .unwrap();
+
+    let (code, json) = node.exec_json(&["--config", s(&config), "--all", "--parallel", "3", s(&deploy), "--", "r", "in.txt"]);
+    assert_eq!(code, 1, "{json}");
+    let tenants = json["tenants"].as_array().unwrap();
+    let by_dir = |name: &str| tenants.iter().find(|t| t["bundle"].as_str().unwrap().ends_with(name)).unwrap();
+    assert_eq!(by_dir("alpha")["outcome"]["kind"], "exited");
+    assert_eq!(by_dir("alpha")["stdout"], "hello\n");
+    assert_eq!(by_dir("beta")["outcome"]["kind"], "fuel_exhausted");
+    assert_eq!(by_dir("gamma")["refusal"]["reason"], "tenant_mismatch");
+    assert_eq!(by_dir("reader1")["stdout"], "shared\n");
+    assert_eq!(by_dir("reader2")["refusal"]["reason"], "shared_host_directory");
+    assert_eq!(by_dir("zeta")["refusal"]["reason"], "unsigned");
+    assert_eq!(json["summary"]["total"], 6);
+    assert_eq!(json["summary"]["exited_zero"], 2);
+    assert_eq!(json["summary"]["stopped_by_limit"], 1);
+    assert_eq!(json["summary"]["refused"], 3);
+}
