@@ -40,6 +40,7 @@ pub mod checkpoint;
 mod entry;
 mod error;
 mod hash;
+mod host;
 pub mod kinds;
 mod lines;
 mod log;
@@ -57,6 +58,7 @@ pub use checkpoint::{
 pub use entry::{Actor, ENTRY_HASH_DOMAIN, Entry, Event, EventError};
 pub use error::{AuditError, ReadError};
 pub use hash::{HashParseError, Sha256Hash};
+pub use host::{HostLog, HostLogError};
 pub use log::{AppendReceipt, AuditLog, LogOptions, Recovery};
 pub use proof::{
     AuditProof, ConsistencyProof, InclusionProof, OldTree, ProofError, ProofVerifyError, VerifiedConsistency,

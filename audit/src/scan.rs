@@ -133,19 +133,25 @@ pub fn is_valid_kind(kind: &str) -> bool {
     if kind.is_empty() || kind.len() > 128 {
         return false;
     }
-    let mut segments = 0;
-    for segment in kind.split('.') {
-        segments += 1;
-        let mut chars = segment.bytes();
-        match chars.next() {
-            Some(b'a'..=b'z') => {}
-            _ => return false,
-        }
-        if !chars.all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')) {
+    let mut segments = 1;
+    let mut at_segment_start = true;
+    for &c in kind.as_bytes() {
+        let ok = match c {
+            b'.' if !at_segment_start => {
+                segments += 1;
+                at_segment_start = true;
+                continue;
+            }
+            b'a'..=b'z' => true,
+            b'0'..=b'9' | b'_' | b'-' => !at_segment_start,
+            _ => false,
+        };
+        if !ok {
             return false;
         }
+        at_segment_start = false;
     }
-    segments >= 2
+    segments >= 2 && !at_segment_start
 }
 
 /// Checks that `bytes` is exactly one canonical JSON value (used on the
@@ -281,30 +287,30 @@ impl<'a> Scanner<'a> {
         let mut escaped = false;
         loop {
             let rest = &self.bytes[self.pos..];
-            let Some(i) = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20) else {
+            let Some(i) = memchr::memchr2(b'"', b'\\', rest) else {
                 return Err(EntryParseError::Expected {
                     expected: "closing quote of a string",
                     offset: self.bytes.len(),
                 });
             };
-            self.pos += i;
-            match rest[i] {
-                b'"' => {
-                    let raw = &self.bytes[start..self.pos];
-                    self.pos += 1;
-                    return Ok(StrSpan { raw, escaped });
-                }
-                b'\\' => {
-                    escaped = true;
-                    self.escape()?;
-                }
-                _ => {
-                    return Err(EntryParseError::NonCanonical {
-                        offset: self.pos,
-                        reason: "raw control character in a string",
-                    });
-                }
+            // A branch-free pass the compiler vectorises; the position is
+            // only looked for when there is something to report.
+            let plain = &rest[..i];
+            if plain.iter().fold(false, |found, &c| found | (c < 0x20)) {
+                let j = plain.iter().position(|&c| c < 0x20).unwrap_or(0);
+                return Err(EntryParseError::NonCanonical {
+                    offset: self.pos + j,
+                    reason: "raw control character in a string",
+                });
             }
+            self.pos += i;
+            if rest[i] == b'"' {
+                let raw = &self.bytes[start..self.pos];
+                self.pos += 1;
+                return Ok(StrSpan { raw, escaped });
+            }
+            escaped = true;
+            self.escape()?;
         }
     }
 

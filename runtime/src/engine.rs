@@ -143,6 +143,7 @@ fn engine_config(options: &EngineOptions) -> Config {
         let slots = pool.concurrent_instances.max(1);
         pooling.total_core_instances(slots);
         pooling.total_memories(slots);
+        pooling.total_stacks(slots);
         pooling.total_tables(slots.saturating_mul(crate::limits::MAX_TABLES as u32));
         pooling.total_component_instances(0);
         pooling.max_memories_per_module(crate::limits::MAX_MEMORIES as u32);

@@ -136,7 +136,7 @@ pub enum ExecError {
 /// A linker with WASI preview 1 and nothing else.
 pub fn wasi_linker(engine: &NightEngine) -> Result<Linker<HostState>, ExecError> {
     let mut linker = Linker::new(engine.engine());
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |state: &mut HostState| &mut state.wasi)
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut HostState| &mut state.wasi)
         .map_err(|e| ExecError::Link(format!("{e:#}")))?;
     Ok(linker)
 }
@@ -159,16 +159,32 @@ pub fn run(engine: &NightEngine, pre: &InstancePre<HostState>, policy: &Effectiv
     store.set_epoch_deadline(deadline_ticks(policy.timeout));
     store.epoch_deadline_trap();
 
+    // The guest runs as a future on a single-threaded tokio runtime: the epoch
+    // deadline stops guests that spin in wasm, and the tokio timeout stops
+    // guests that sit in a blocking host call (`poll_oneoff` sleeping, a slow
+    // read), which epoch interruption cannot reach because no wasm is running.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .map_err(|e| ExecError::Store(format!("cannot start the async runtime: {e}")))?;
     let started = Instant::now();
-    let result = pre.instantiate(&mut store).and_then(|instance| {
-        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-        start.call(&mut store, ())
+    let result = runtime.block_on(async {
+        let call = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call_async(&mut store, ()).await
+        };
+        tokio::time::timeout(policy.timeout, call).await
     });
     let wall_time = started.elapsed();
+    // Blocking file operations still in flight for a stopped guest finish on
+    // their own thread; nothing waits for them.
+    runtime.shutdown_background();
 
     let outcome = match result {
-        Ok(()) => Outcome::Exited { code: 0 },
-        Err(error) => classify(&error),
+        Ok(Ok(())) => Outcome::Exited { code: 0 },
+        Ok(Err(error)) => classify(&error),
+        Err(_elapsed) => Outcome::Timeout,
     };
     let consumed = match outcome {
         Outcome::Timeout => None,
@@ -203,7 +219,10 @@ fn wasi_context(policy: &EffectivePolicy, args: &[String], stdout: &CappedPipe, 
     }
     builder.stdout(stdout.clone());
     builder.stderr(stderr.clone());
-    builder.allow_blocking_current_thread(true);
+    // File operations go to tokio's blocking pool rather than blocking the
+    // guest's thread, so that the run's timeout can still fire while one is
+    // pending.
+    builder.allow_blocking_current_thread(false);
     builder.allow_ip_name_lookup(false);
     if policy.network.is_empty() {
         builder.allow_tcp(false);

@@ -6,8 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+pub mod events;
 pub mod progress;
 pub mod rebuild;
+pub mod sign;
 pub mod source_tree;
 pub mod toolchain;
 pub mod verify;

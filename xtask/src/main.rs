@@ -26,6 +26,14 @@ enum Command {
     BenchBuild(cmd::bench_build::Args),
     /// Builds tenant modules for wasm32-wasip1 reproducibly into target/nightcore/.
     Build(cmd::build::Args),
+    /// Runs the whole pipeline on the example modules in a throwaway directory.
+    Demo(cmd::demo::Args),
+    /// Makes a minisign key pair (a thin wrapper over the signer library).
+    Keygen(cmd::keygen::Args),
+    /// Builds, bundles into dist/<module>/<version>/ and signs (or prepares for offline signing).
+    Sign(cmd::sign::Args),
+    /// Runs the whole test suite, installing what it needs first (minisign, the wasm target).
+    Test(cmd::test::Args),
     /// Rebuilds signed modules from source at another path and checks the bytes are identical.
     VerifyReproducible(cmd::verify_reproducible::Args),
 }
@@ -35,6 +43,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::BenchBuild(args) => cmd::bench_build::run(args),
         Command::Build(args) => cmd::build::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Keygen(args) => cmd::keygen::run(args),
+        Command::Sign(args) => cmd::sign::run(args),
+        Command::Test(args) => cmd::test::run(args),
         Command::VerifyReproducible(args) => cmd::verify_reproducible::run(args),
     };
     match result {

@@ -7,6 +7,7 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use signer::bundle::{BundleBytes, ReadLimits};
+use signer::trust::TrustStore;
 use signer::manifest::{Manifest, ModuleDigest, Provenance};
 use std::path::{Path, PathBuf};
 
@@ -31,8 +32,19 @@ pub struct VerifyOptions {
     pub scratch_parent: Option<PathBuf>,
     /// `CARGO_HOME` of the rebuild; `None` keeps the caller's.
     pub cargo_home: Option<PathBuf>,
+    /// Trust store the bundle's signatures are checked against; `None` checks
+    /// only that the bundle is consistent (the manifest pins the module bytes).
+    pub trust: Option<TrustStore>,
+    /// Audit log that records a `module.rebuilt` event per module.
+    pub audit_log: Option<PathBuf>,
     pub progress: Progress,
 }
+
+/// The bundle's signatures do not verify: a definite "no" (exit 1), unlike the
+/// I/O and build errors that make verification impossible (exit 2).
+#[derive(Debug, thiserror::Error)]
+#[error("the signed bundle does not verify: {0}")]
+pub struct UnverifiedBundle(pub signer::verify::VerifyError);
 
 /// A bundle read from disk whose `module.wasm` matches its manifest.
 #[derive(Debug, Clone)]
@@ -52,7 +64,7 @@ pub fn bundle_dir(dist_dir: &Path, name: &str, version: u64) -> PathBuf {
 /// Reads the bundle of `name` at `version` and checks that it is consistent:
 /// the manifest parses, names this module and version, and pins the bytes of
 /// `module.wasm`.
-pub fn load_bundle(dist_dir: &Path, name: &str, version: u64) -> Result<Bundle> {
+pub fn load_bundle(dist_dir: &Path, name: &str, version: u64, trust: Option<&TrustStore>) -> Result<Bundle> {
     let dir = bundle_dir(dist_dir, name, version);
     if !dir.is_dir() {
         let available = available_versions(&dist_dir.join(name));
@@ -78,9 +90,9 @@ pub fn load_bundle(dist_dir: &Path, name: &str, version: u64) -> Result<Bundle> 
         manifest.version
     );
 
-    // ===== LEAD: verify the bundle signature against the trust store here =====
-    // (signer::verify::verify_bundle over `bytes`). Until then the manifest is
-    // only checked for form, not for who signed it.
+    if let Some(trust) = trust {
+        signer::verify::verify_bundle(bytes.clone(), trust, time::OffsetDateTime::now_utc()).map_err(UnverifiedBundle)?;
+    }
 
     let digest = ModuleDigest::of(&bytes.module);
     ensure!(
@@ -120,11 +132,11 @@ pub struct Verification {
 /// [`build::discover_workspace_modules`] over `options.modules_dir`.
 pub fn verify_module(options: &VerifyOptions, toolchain: &Toolchain, module: &ModuleCrate) -> Result<Verification> {
     let version = module.metadata.version;
-    let bundle = load_bundle(&options.dist_dir, &module.name, version)?;
+    let bundle = load_bundle(&options.dist_dir, &module.name, version, options.trust.as_ref())?;
     let report = rebuild_and_compare(options, toolchain, module, &bundle.bytes.module, &bundle.manifest.provenance)?;
-
-    // ===== LEAD: append the audit event `module.rebuilt` here =====
-    // (module, version, report.identical, report.expected.sha256, report.actual.sha256).
+    if let Some(log) = &options.audit_log {
+        crate::events::module_rebuilt(log, &module.name, version, &report)?;
+    }
 
     Ok(Verification { module: module.name.clone(), version, bundle_dir: bundle.dir, report })
 }
@@ -207,7 +219,7 @@ mod tests {
     fn loads_a_consistent_bundle() {
         let dist = tempfile::tempdir().unwrap();
         write_bundle(dist.path(), &manifest_for("hello", 2, b"\0asm"), b"\0asm");
-        let bundle = load_bundle(dist.path(), "hello", 2).unwrap();
+        let bundle = load_bundle(dist.path(), "hello", 2, None).unwrap();
         assert_eq!(bundle.bytes.module, b"\0asm");
         assert_eq!(bundle.manifest.version, 2);
     }
@@ -217,9 +229,9 @@ mod tests {
         let dist = tempfile::tempdir().unwrap();
         write_bundle(dist.path(), &manifest_for("hello", 1, b"a"), b"a");
         write_bundle(dist.path(), &manifest_for("hello", 3, b"a"), b"a");
-        let error = load_bundle(dist.path(), "hello", 2).unwrap_err();
+        let error = load_bundle(dist.path(), "hello", 2, None).unwrap_err();
         assert!(format!("{error:#}").contains("signed versions there: 1, 3"), "{error:#}");
-        let error = load_bundle(dist.path(), "files", 1).unwrap_err();
+        let error = load_bundle(dist.path(), "files", 1, None).unwrap_err();
         assert!(format!("{error:#}").contains("no version of it is signed there"), "{error:#}");
     }
 
@@ -227,7 +239,7 @@ mod tests {
     fn a_tampered_module_is_refused_as_not_matching_its_manifest() {
         let dist = tempfile::tempdir().unwrap();
         write_bundle(dist.path(), &manifest_for("hello", 1, b"original"), b"tampered");
-        let error = load_bundle(dist.path(), "hello", 1).unwrap_err();
+        let error = load_bundle(dist.path(), "hello", 1, None).unwrap_err();
         assert!(format!("{error:#}").contains("does not match its manifest"), "{error:#}");
     }
 
@@ -239,7 +251,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(MANIFEST_FILE), manifest.to_canonical_bytes().unwrap()).unwrap();
         std::fs::write(dir.join(MODULE_FILE), b"a").unwrap();
-        let error = load_bundle(dist.path(), "hello", 1).unwrap_err();
+        let error = load_bundle(dist.path(), "hello", 1, None).unwrap_err();
         assert!(format!("{error:#}").contains("is for files version 1, not hello version 1"), "{error:#}");
     }
 
@@ -252,7 +264,7 @@ mod tests {
         let pretty = serde_json::to_vec_pretty(&manifest).unwrap();
         std::fs::write(dir.join(MANIFEST_FILE), pretty).unwrap();
         std::fs::write(dir.join(MODULE_FILE), b"a").unwrap();
-        let error = load_bundle(dist.path(), "hello", 1).unwrap_err();
+        let error = load_bundle(dist.path(), "hello", 1, None).unwrap_err();
         assert!(format!("{error:#}").contains("bad manifest"), "{error:#}");
     }
 }

@@ -245,3 +245,10 @@ fn without_a_preopen_there_is_no_file_system() {
     let report = run_module(&fixture("fs_probe"), &policy(), &["r", "ok.txt"]);
     assert_eq!(exited(&report), 8);
 }
+
+#[test]
+fn a_guest_blocked_in_a_host_call_still_times_out() {
+    let limited = runtime::EffectivePolicy { timeout: Duration::from_millis(200), ..policy() };
+    let report = run_module(&fixture("sleep"), &limited, &[]);
+    assert_eq!(report.outcome, Outcome::Timeout);
+}

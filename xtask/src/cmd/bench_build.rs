@@ -47,11 +47,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         dist_dir: args.dist.unwrap_or_else(|| root.join(DIST_DIR)),
         scratch_parent: None,
         cargo_home: None,
+        trust: None,
+        audit_log: None,
         progress: Progress::Silent,
     };
 
     // Without a signed bundle, a build of our own stands in for it.
-    let has_bundle = load_bundle(&options.dist_dir, &module.name, module.metadata.version).is_ok();
+    let has_bundle = load_bundle(&options.dist_dir, &module.name, module.metadata.version, None).is_ok();
     let stand_in = if has_bundle {
         None
     } else {

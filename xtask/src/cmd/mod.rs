@@ -3,6 +3,10 @@
 
 pub mod bench_build;
 pub mod build;
+pub mod demo;
+pub mod keygen;
+pub mod sign;
+pub mod test;
 pub mod verify_reproducible;
 
 use anyhow::{Context, Result};

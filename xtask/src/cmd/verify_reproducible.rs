@@ -11,11 +11,12 @@ use std::process::ExitCode;
 use xtask::build::{discover_workspace_modules, select_modules};
 use xtask::progress::Progress;
 use xtask::rebuild::{RebuildReport, render_human};
-use xtask::verify::{DIST_DIR, VerifyOptions, verify_module};
+use xtask::verify::{DIST_DIR, UnverifiedBundle, VerifyOptions, verify_module};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Exit status: 0 = every module rebuilt to identical bytes, 1 = at least one did not, \
-                        2 = an error (missing bundle, bad manifest, failed build).")]
+                        2 = an error (missing bundle, bad manifest, failed build); a bundle whose signatures do not verify \
+                        against --trust counts as 1.")]
 pub struct Args {
     /// Modules to verify, by package name; all modules when none is named.
     /// The version checked is the one the module's Cargo.toml declares.
@@ -30,8 +31,17 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub modules_dir: Option<PathBuf>,
 
+    /// Trust store to check each bundle's signatures against first; a bundle
+    /// that does not verify counts as a definite "no" (exit 1).
+    #[arg(long, value_name = "DIR")]
+    pub trust: Option<PathBuf>,
+
+    /// Audit log to record a `module.rebuilt` event per module in.
+    #[arg(long, value_name = "PATH")]
+    pub audit: Option<PathBuf>,
+
     /// Print one JSON document: {"all_identical": bool, "modules": [{"module",
-    /// "version", "status": "identical"|"different"|"error", "error"?,
+    /// "version", "status": "identical"|"different"|"unverified"|"error", "error"?,
     /// "bundle"?, "report"?}]}, where "report" is xtask::rebuild::RebuildReport.
     #[arg(long)]
     pub json: bool,
@@ -44,6 +54,8 @@ enum Status {
     Different,
     Error,
     Identical,
+    /// The bundle's signatures did not verify against --trust.
+    Unverified,
 }
 
 /// One module in the `--json` output.
@@ -75,6 +87,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         dist_dir: args.dist.unwrap_or_else(|| root.join(DIST_DIR)),
         scratch_parent: None,
         cargo_home: None,
+        trust: args.trust.as_deref().map(signer::trust::TrustStore::load).transpose()?,
+        audit_log: args.audit,
         progress,
     };
     let (toolchain, modules) = discover_workspace_modules(&options.modules_dir, progress)?;
@@ -95,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Err(e) => JsonModule {
                 module: module.name.clone(),
                 version: module.metadata.version,
-                status: Status::Error,
+                status: if e.is::<UnverifiedBundle>() { Status::Unverified } else { Status::Error },
                 error: Some(format!("{e:#}")),
                 bundle: None,
                 report: None,
@@ -130,7 +144,7 @@ fn exit_code(statuses: impl Iterator<Item = Status>) -> u8 {
     statuses
         .map(|status| match status {
             Status::Identical => 0,
-            Status::Different => 1,
+            Status::Different | Status::Unverified => 1,
             Status::Error => 2,
         })
         .max()

@@ -1,0 +1,548 @@
+//! A verified mirror of the audit log and its checkpoint, so that tampering
+//! with either is not only detected but undone.
+//!
+//! The mirror is a byte copy of the log's committed lines and of its
+//! checkpoint as they were when last verified, kept in
+//! `STATE/audit-mirror/`. A check copies the live files (checkpoint first,
+//! then the log, the order writers write them in reverse, so a concurrent
+//! append never looks like tampering), and then:
+//!
+//! - the copy must start with the mirror's bytes: anything else is a rewrite
+//!   (`rewritten`), a shorter file (`truncated`, which also covers an older
+//!   copy put back) or a missing one (`deleted`);
+//! - the copy must verify as a chain continuing the mirror, under the
+//!   mirror's checkpoint (`audit::verify_log`): a hand-made append with a
+//!   wrong hash or link fails here;
+//! - a changed checkpoint must verify against the copy with the trusted key
+//!   and must not cover fewer entries than the mirrored one.
+//!
+//! If all hold, the copy becomes the mirror. Otherwise the finding is
+//! returned and [`AuditMirror::restore`] quarantines the tampered live
+//! file(s) and puts the mirror back (copy beside, fsync, rename, under the
+//! log's write lock so no writer is mid-append).
+//!
+//! Before any checkpoint exists (writers that do not sign), only the chain
+//! is checked; once the mirror holds a checkpoint, a missing live one is
+//! tampering. Without a trusted key at all, checkpoints are ignored and the
+//! chain alone is checked.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use audit::{SignedCheckpoint, TamperReason, VerifyReport, verify_log};
+use ed25519_dalek::VerifyingKey;
+use serde::Serialize;
+use signer::fsutil::{sync_dir, temp_path_beside};
+
+use crate::quarantine::{Quarantine, QuarantineError};
+
+const MIRROR_LOG: &str = "audit.log";
+const MIRROR_CHECKPOINT: &str = "audit.log.checkpoint";
+const CANDIDATE_LOG: &str = ".candidate.log";
+const CANDIDATE_CHECKPOINT: &str = ".candidate.checkpoint";
+const NO_CHECKPOINT: &str = ".no-checkpoint";
+
+/// Which live file was found tampered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TamperedFile {
+    Checkpoint,
+    Log,
+}
+
+/// A finding about the live audit files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditTamper {
+    pub file: TamperedFile,
+    /// `rewritten`, `truncated`, `deleted`, `checkpoint_deleted`,
+    /// `checkpoint_rolled_back`, or the audit library's own tamper reason
+    /// (`forged_append`, `forged_checkpoint`, `checkpoint_root_mismatch`, …).
+    pub reason: String,
+    pub detail: String,
+    /// Entries in the verified mirror.
+    pub mirror_entries: u64,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditCheck {
+    /// The live files are the ones last verified.
+    Unchanged,
+    /// The log was extended correctly; the mirror now has `entries` entries.
+    Extended { entries: u64 },
+    Tampered(AuditTamper),
+}
+
+/// Why the mirror could not do its work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MirrorError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Read(#[from] audit::ReadError),
+    #[error("the verified audit mirror in {path} is itself corrupt ({reason}); move it aside to re-seed it from the live log")]
+    MirrorCorrupt { path: PathBuf, reason: String },
+    #[error("audit log {path} does not verify ({reason}) and there is no verified mirror to restore it from; run `guardian audit verify`")]
+    TamperedWithoutMirror { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MirrorError + '_ {
+    move |source| MirrorError::Io { path: path.to_path_buf(), source }
+}
+
+/// Identity and change times of the live files: if none of them moved, the
+/// files were not written since the last check (any write changes ctime).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fingerprint(Option<[i64; 6]>, Option<[i64; 6]>);
+
+fn stamp(path: &Path) -> Option<[i64; 6]> {
+    let m = fs::symlink_metadata(path).ok()?;
+    Some([m.ino() as i64, m.size() as i64, m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()])
+}
+
+/// How a log verifies with or without a checkpoint.
+enum Judgement {
+    Good { entries: u64 },
+    Bad { reason: String, detail: String },
+}
+
+/// The verified mirror of one audit log.
+#[derive(Debug)]
+pub struct AuditMirror {
+    log: PathBuf,
+    checkpoint: PathBuf,
+    dir: PathBuf,
+    key: Option<VerifyingKey>,
+    seen: Option<Fingerprint>,
+    mirror_len: u64,
+    mirror_entries: u64,
+}
+
+impl AuditMirror {
+    /// Opens the mirror in `dir` for the live `log` and `checkpoint`,
+    /// trusting checkpoints signed by `key`. The mirror itself must verify;
+    /// an absent mirror is seeded from the live files, which must verify.
+    pub fn open(dir: &Path, log: &Path, checkpoint: &Path, key: Option<VerifyingKey>) -> Result<Self, MirrorError> {
+        fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut mirror = AuditMirror {
+            log: log.to_path_buf(),
+            checkpoint: checkpoint.to_path_buf(),
+            dir: dir.to_path_buf(),
+            key,
+            seen: None,
+            mirror_len: 0,
+            mirror_entries: 0,
+        };
+        let mirror_log = mirror.dir.join(MIRROR_LOG);
+        if mirror_log.exists() {
+            let mirror_checkpoint = mirror.mirror_checkpoint_path();
+            match mirror.judge(&mirror_log, mirror_checkpoint.as_deref())? {
+                Judgement::Good { entries } => mirror.mirror_entries = entries,
+                Judgement::Bad { reason, detail } => {
+                    return Err(MirrorError::MirrorCorrupt { path: mirror.dir.clone(), reason: format!("{reason}: {detail}") });
+                }
+            }
+            mirror.mirror_len = fs::metadata(&mirror_log).map_err(io_err(&mirror_log))?.len();
+        } else {
+            match mirror.check()? {
+                AuditCheck::Tampered(t) => {
+                    return Err(MirrorError::TamperedWithoutMirror { path: log.to_path_buf(), reason: format!("{}: {}", t.reason, t.detail) });
+                }
+                AuditCheck::Unchanged | AuditCheck::Extended { .. } => {}
+            }
+        }
+        Ok(mirror)
+    }
+
+    pub fn mirror_entries(&self) -> u64 {
+        self.mirror_entries
+    }
+
+    fn mirror_checkpoint_path(&self) -> Option<PathBuf> {
+        let path = self.dir.join(MIRROR_CHECKPOINT);
+        path.exists().then_some(path)
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        Fingerprint(stamp(&self.log), stamp(&self.checkpoint))
+    }
+
+    /// Compares the live files with the mirror; see the module docs.
+    pub fn check(&mut self) -> Result<AuditCheck, MirrorError> {
+        let fingerprint = self.fingerprint();
+        if self.seen.as_ref() == Some(&fingerprint) {
+            return Ok(AuditCheck::Unchanged);
+        }
+        let candidate_checkpoint = self.dir.join(CANDIDATE_CHECKPOINT);
+        let candidate_log = self.dir.join(CANDIDATE_LOG);
+        let has_checkpoint = copy_if_exists(&self.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
+        let has_log = copy_if_exists(&self.log, &candidate_log, CopyExtent::CommittedLines)?;
+        let tampered = |file, reason: &str, detail: String, entries| {
+            Ok(AuditCheck::Tampered(AuditTamper { file, reason: reason.to_string(), detail, mirror_entries: entries }))
+        };
+        let mirror_log = self.dir.join(MIRROR_LOG);
+        if !has_log && self.mirror_len > 0 {
+            return tampered(TamperedFile::Log, "deleted", format!("{} is gone", self.log.display()), self.mirror_entries);
+        }
+        let candidate_len = if has_log { fs::metadata(&candidate_log).map_err(io_err(&candidate_log))?.len() } else { 0 };
+        let mirror_checkpoint = self.mirror_checkpoint_path();
+        if self.mirror_len > 0 {
+            let compared = self.mirror_len.min(candidate_len);
+            let first_difference = first_difference(&mirror_log, &candidate_log, compared)?;
+            if first_difference.is_some() || candidate_len < self.mirror_len {
+                let (reason, at) = match first_difference {
+                    Some(offset) => ("rewritten", offset),
+                    None => ("truncated", candidate_len),
+                };
+                let why = match self.judge(&candidate_log, mirror_checkpoint.as_deref())? {
+                    Judgement::Bad { reason, detail } => format!("; the audit library finds {reason}: {detail}"),
+                    Judgement::Good { .. } => String::new(),
+                };
+                let detail = format!("{} differs from the verified copy at byte {at} of {}{why}", self.log.display(), self.mirror_len);
+                return tampered(TamperedFile::Log, reason, detail, self.mirror_entries);
+            }
+        }
+        let entries = match self.judge_if_log(has_log, &candidate_log, mirror_checkpoint.as_deref())? {
+            Judgement::Good { entries } => entries,
+            Judgement::Bad { reason, detail } => return tampered(TamperedFile::Log, &reason, detail, self.mirror_entries),
+        };
+        if self.key.is_some() {
+            let unchanged = match &mirror_checkpoint {
+                Some(m) if has_checkpoint => fs::read(m).map_err(io_err(m))? == fs::read(&candidate_checkpoint).map_err(io_err(&candidate_checkpoint))?,
+                Some(_) => {
+                    let detail = format!("{} is gone", self.checkpoint.display());
+                    return tampered(TamperedFile::Checkpoint, "checkpoint_deleted", detail, self.mirror_entries);
+                }
+                None => !has_checkpoint,
+            };
+            if !unchanged {
+                if let Judgement::Bad { reason, detail } = self.judge_if_log(has_log, &candidate_log, Some(&candidate_checkpoint))? {
+                    return tampered(TamperedFile::Checkpoint, &reason, detail, self.mirror_entries);
+                }
+                let size = |p: &Path| checkpoint_size(p);
+                if let (Some(old), Some(new)) = (mirror_checkpoint.as_deref().and_then(size), size(&candidate_checkpoint)) {
+                    if new < old {
+                        let detail = format!("the checkpoint covers {new} entries, the verified one covered {old}");
+                        return tampered(TamperedFile::Checkpoint, "checkpoint_rolled_back", detail, self.mirror_entries);
+                    }
+                }
+            }
+        }
+        self.promote(has_log, has_checkpoint)?;
+        self.mirror_len = candidate_len;
+        self.mirror_entries = entries;
+        self.seen = Some(fingerprint);
+        Ok(AuditCheck::Extended { entries })
+    }
+
+    fn judge_if_log(&self, has_log: bool, log: &Path, checkpoint: Option<&Path>) -> Result<Judgement, MirrorError> {
+        if has_log { self.judge(log, checkpoint) } else { Ok(Judgement::Good { entries: 0 }) }
+    }
+
+    /// Verifies `log` under `checkpoint` (or none), with the trusted key.
+    fn judge(&self, log: &Path, checkpoint: Option<&Path>) -> Result<Judgement, MirrorError> {
+        // A key nobody holds stands in when there is no trusted key: with no
+        // checkpoint file it is never consulted, and the chain is still walked.
+        let fallback = VerifyingKey::from_bytes(&[0; 32]).ok();
+        let Some(key) = self.key.or(fallback) else {
+            return Ok(Judgement::Good { entries: 0 });
+        };
+        let none = self.dir.join(NO_CHECKPOINT);
+        let checkpoint = if self.key.is_some() { checkpoint.unwrap_or(&none) } else { &none };
+        Ok(match verify_log(log, checkpoint, &key)? {
+            VerifyReport::Intact(intact) => Judgement::Good { entries: intact.entries },
+            VerifyReport::Tampered(t) => match t.reason {
+                // Only reported once the whole chain was walked and found sound.
+                TamperReason::CheckpointMissing { entries } if checkpoint == none.as_path() => Judgement::Good { entries },
+                ref reason => Judgement::Bad { reason: tamper_code(reason), detail: t.to_string() },
+            },
+        })
+    }
+
+    fn promote(&self, has_log: bool, has_checkpoint: bool) -> Result<(), MirrorError> {
+        for (present, candidate, mirror) in [(has_log, CANDIDATE_LOG, MIRROR_LOG), (has_checkpoint, CANDIDATE_CHECKPOINT, MIRROR_CHECKPOINT)] {
+            let (candidate, mirror) = (self.dir.join(candidate), self.dir.join(mirror));
+            if present {
+                fs::rename(&candidate, &mirror).map_err(io_err(&mirror))?;
+            }
+        }
+        sync_dir(&self.dir).map_err(io_err(&self.dir))
+    }
+
+    /// Undoes `tamper`: quarantines the tampered live file(s) and puts the
+    /// verified bytes back. Returns the quarantine paths.
+    pub fn restore(&mut self, tamper: &AuditTamper, quarantine: &Quarantine) -> Result<Vec<PathBuf>, MirrorError> {
+        // Writers append under this lock; holding it means none is mid-write.
+        // (A writer that opened the old file before the swap appends to it
+        // in quarantine: that is the evidence trail, not the live log.)
+        let lock = match OpenOptions::new().read(true).append(true).open(&self.log) {
+            Ok(file) => {
+                file.lock().map_err(io_err(&self.log))?;
+                Some(file)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&self.log)(e)),
+        };
+        let mut quarantined = Vec::new();
+        let mut targets = vec![(self.checkpoint.clone(), MIRROR_CHECKPOINT, "audit-checkpoint")];
+        if tamper.file == TamperedFile::Log {
+            targets.push((self.log.clone(), MIRROR_LOG, "audit-log"));
+        }
+        for (live, mirror_name, label) in targets {
+            let mirror = self.dir.join(mirror_name);
+            let live_exists = fs::symlink_metadata(&live).is_ok();
+            let same = live_exists && mirror.exists() && files_equal(&live, &mirror)?;
+            if same {
+                continue;
+            }
+            if mirror.exists() {
+                let tmp = temp_path_beside(&live);
+                copy_if_exists(&mirror, &tmp, CopyExtent::Whole)?;
+                if live_exists {
+                    quarantined.push(quarantine.take(&live, label)?);
+                }
+                fs::rename(&tmp, &live).map_err(io_err(&live))?;
+            } else if live_exists && tamper.file == TamperedFile::Checkpoint {
+                quarantined.push(quarantine.take(&live, label)?);
+            }
+        }
+        let dir = live_parent(&self.log);
+        sync_dir(&dir).map_err(io_err(&dir))?;
+        drop(lock);
+        self.seen = None;
+        Ok(quarantined)
+    }
+}
+
+fn live_parent(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// The `reason` tag the audit library gives a finding (`edited_entry`, …).
+fn tamper_code(reason: &TamperReason) -> String {
+    serde_json::to_value(reason)
+        .ok()
+        .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "tampered".to_string())
+}
+
+fn checkpoint_size(path: &Path) -> Option<u64> {
+    let text = fs::read_to_string(path).ok()?;
+    SignedCheckpoint::parse(&text).ok().map(|c| c.checkpoint.size)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CopyExtent {
+    Whole,
+    /// Up to and including the last newline: a torn line being written is
+    /// not committed and not copied.
+    CommittedLines,
+}
+
+/// Copies `from` to a fresh `to` (flushed); false if `from` does not exist.
+fn copy_if_exists(from: &Path, to: &Path, extent: CopyExtent) -> Result<bool, MirrorError> {
+    let mut source = match File::open(from) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let _ = fs::remove_file(to);
+            return Ok(false);
+        }
+        Err(e) => return Err(io_err(from)(e)),
+    };
+    let _ = fs::remove_file(to);
+    let mut out = OpenOptions::new().write(true).create_new(true).open(to).map_err(io_err(to))?;
+    let mut buffer = vec![0u8; 256 * 1024];
+    let (mut written, mut committed) = (0u64, 0u64);
+    loop {
+        let n = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err(from)(e)),
+        };
+        out.write_all(&buffer[..n]).map_err(io_err(to))?;
+        if let Some(i) = buffer[..n].iter().rposition(|&b| b == b'\n') {
+            committed = written + i as u64 + 1;
+        }
+        written += n as u64;
+    }
+    if extent == CopyExtent::CommittedLines && committed < written {
+        out.set_len(committed).map_err(io_err(to))?;
+    }
+    out.sync_all().map_err(io_err(to))?;
+    Ok(true)
+}
+
+/// The first offset below `len` where `a` and `b` differ, if any.
+fn first_difference(a: &Path, b: &Path, len: u64) -> Result<Option<u64>, MirrorError> {
+    let mut fa = File::open(a).map_err(io_err(a))?.take(len);
+    let mut fb = File::open(b).map_err(io_err(b))?.take(len);
+    let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
+    let mut offset = 0u64;
+    loop {
+        let na = read_full(&mut fa, &mut ba).map_err(io_err(a))?;
+        let nb = read_full(&mut fb, &mut bb).map_err(io_err(b))?;
+        if let Some(i) = ba[..na.min(nb)].iter().zip(&bb[..na.min(nb)]).position(|(x, y)| x != y) {
+            return Ok(Some(offset + i as u64));
+        }
+        if na != nb {
+            return Ok(Some(offset + na.min(nb) as u64));
+        }
+        if na == 0 {
+            return Ok(None);
+        }
+        offset += na as u64;
+    }
+}
+
+fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match reader.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn files_equal(a: &Path, b: &Path) -> Result<bool, MirrorError> {
+    let (la, lb) = (fs::metadata(a).map_err(io_err(a))?.len(), fs::metadata(b).map_err(io_err(b))?.len());
+    Ok(la == lb && first_difference(a, b, la)?.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use audit::{Actor, AuditLog, CheckpointSigner, Event, LogOptions};
+    use ed25519_dalek::SigningKey;
+
+    struct Fixture {
+        dir: tempfile::TempDir,
+        key: SigningKey,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self { dir: tempfile::tempdir().unwrap(), key: SigningKey::from_bytes(&[7; 32]) }
+        }
+        fn log(&self) -> PathBuf {
+            self.dir.path().join("audit.log")
+        }
+        fn checkpoint(&self) -> PathBuf {
+            audit::default_checkpoint_path(&self.log())
+        }
+        fn append(&self, n: usize) {
+            let signer = CheckpointSigner::new("test/log", self.key.clone()).unwrap();
+            let mut log = AuditLog::open_with(self.log(), LogOptions { checkpoint_signer: Some(signer), checkpoint_path: None }).unwrap();
+            for i in 0..n {
+                let mut data = serde_json::Map::new();
+                data.insert("i".into(), i.into());
+                log.append(&Event::new("test.event", Actor::new("t", "h"), data)).unwrap();
+            }
+        }
+        fn mirror(&self) -> AuditMirror {
+            AuditMirror::open(&self.dir.path().join("mirror"), &self.log(), &self.checkpoint(), Some(self.key.verifying_key())).unwrap()
+        }
+        fn quarantine(&self) -> Quarantine {
+            Quarantine::open(&self.dir.path().join("q")).unwrap()
+        }
+    }
+
+    #[test]
+    fn appends_extend_the_mirror() {
+        let f = Fixture::new();
+        f.append(3);
+        let mut m = f.mirror();
+        assert_eq!(m.mirror_entries(), 3);
+        assert_eq!(m.check().unwrap(), AuditCheck::Unchanged);
+        f.append(2);
+        assert_eq!(m.check().unwrap(), AuditCheck::Extended { entries: 5 });
+    }
+
+    #[test]
+    fn an_edit_in_the_middle_is_found_and_undone() {
+        let f = Fixture::new();
+        f.append(4);
+        let mut m = f.mirror();
+        let good = fs::read(f.log()).unwrap();
+        let text = String::from_utf8(good.clone()).unwrap().replacen("\"i\":1", "\"i\":7", 1);
+        fs::write(f.log(), text).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Log, "rewritten"));
+        assert!(t.detail.contains("edited_entry"), "{}", t.detail);
+        let q = f.quarantine();
+        let kept = m.restore(&t, &q).unwrap();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(fs::read(f.log()).unwrap(), good);
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 4 }));
+        f.append(1);
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 5 }));
+    }
+
+    #[test]
+    fn truncation_and_an_older_copy_are_found() {
+        let f = Fixture::new();
+        f.append(2);
+        let older = fs::read(f.log()).unwrap();
+        let older_checkpoint = fs::read(f.checkpoint()).unwrap();
+        f.append(2);
+        let mut m = f.mirror();
+        fs::write(f.log(), &older).unwrap();
+        fs::write(f.checkpoint(), &older_checkpoint).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!(t.reason, "truncated");
+        m.restore(&t, &f.quarantine()).unwrap();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 4 }));
+        fs::remove_file(f.log()).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!(t.reason, "deleted");
+    }
+
+    #[test]
+    fn a_forged_append_and_a_deleted_checkpoint_are_found() {
+        let f = Fixture::new();
+        f.append(2);
+        let mut m = f.mirror();
+        let mut file = OpenOptions::new().append(true).open(f.log()).unwrap();
+        file.write_all(b"{\"not\":\"an entry\"}\n").unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Log, "malformed_line"));
+        m.restore(&t, &f.quarantine()).unwrap();
+        fs::remove_file(f.checkpoint()).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Checkpoint, "checkpoint_deleted"));
+        m.restore(&t, &f.quarantine()).unwrap();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 2 }));
+    }
+
+    #[test]
+    fn a_torn_tail_is_not_tampering() {
+        let f = Fixture::new();
+        f.append(2);
+        let mut m = f.mirror();
+        let mut file = OpenOptions::new().append(true).open(f.log()).unwrap();
+        file.write_all(b"{\"actor\":").unwrap();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 2 }));
+    }
+
+    #[test]
+    fn a_tampered_log_without_a_mirror_is_refused() {
+        let f = Fixture::new();
+        f.append(2);
+        let text = fs::read_to_string(f.log()).unwrap().replacen("\"i\":0", "\"i\":9", 1);
+        fs::write(f.log(), text).unwrap();
+        let err = AuditMirror::open(&f.dir.path().join("mirror"), &f.log(), &f.checkpoint(), Some(f.key.verifying_key())).unwrap_err();
+        assert!(matches!(err, MirrorError::TamperedWithoutMirror { .. }), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask test`: the README's test command. Installs what the tests need
+//! on a fresh machine (the `minisign` CLI, the wasm32-wasip1 target), builds the
+//! binaries the end-to-end tests drive, then runs every test of the workspace.
+//! Nothing is skipped for want of a tool: a missing tool is installed or the
+//! run fails saying why.
+
+use anyhow::{Context, Result, bail};
+use std::process::{Command, ExitCode};
+
+use xtask::progress::Progress;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Extra arguments passed to `cargo test` (after `--workspace`), e.g. a test name filter.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cargo_test_args: Vec<String>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let root = xtask::workspace_root();
+    let progress = Progress::for_stderr();
+    ensure_minisign(progress)?;
+    let toolchain = xtask::toolchain::Toolchain::probe(&xtask::toolchain::pinned_channel(&root)?)?;
+    toolchain.ensure_target(xtask::build::WASM_TARGET, progress)?;
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The end-to-end tests drive the real binaries, which `cargo test` alone
+    // does not build for another package's tests.
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["build", "--workspace", "--bins", "--locked"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        return Ok(ExitCode::from(2));
+    }
+    let status = Command::new(&cargo)
+        .current_dir(&root)
+        .args(["test", "--workspace", "--locked"])
+        .args(&args.cargo_test_args)
+        .status()
+        .context("running cargo test")?;
+    Ok(if status.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Installs the minisign CLI with apt when it is missing (the interop tests
+/// check our signatures with it and its signatures with us).
+fn ensure_minisign(progress: Progress) -> Result<()> {
+    if Command::new("minisign").arg("-v").output().is_ok() {
+        return Ok(());
+    }
+    progress.notice("the minisign CLI is missing; installing it with apt-get (Debian package minisign)");
+    let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+    for step in [&["apt-get", "update"][..], &["apt-get", "install", "-y", "minisign"][..]] {
+        let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
+        let status = Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("running {}", argv.join(" ")))?;
+        if !status.success() {
+            bail!("`{}` failed; install minisign by hand and run again", argv.join(" "));
+        }
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0")).unwrap_or(false)
+}
