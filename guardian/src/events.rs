@@ -185,20 +185,23 @@ pub fn drift_detected(tenant: &str, items: &[DriftItem], refusal: Option<&Refusa
     GuardianEvent::new(DRIFT_DETECTED, data)
 }
 
+/// `reverify_failure` is `changed_again` when the tenant changed while it was
+/// being restored, or the refusal code when the restored version no longer
+/// verifies (a key revoked since, an approval expired).
 pub fn rollback_completed(
     tenant: &str,
     restored: &TenantRecord,
     reason_code: &str,
     quarantined_to: Option<&Path>,
-    reverified: Result<(), &Refusal>,
+    reverify_failure: Option<&str>,
     timings: &RollbackTimings,
 ) -> GuardianEvent {
     let data = json!({
         "tenant": tenant,
         "reason_code": reason_code,
         "quarantined_to": quarantined_to.map(|p| p.display().to_string()),
-        "reverified": reverified.is_ok(),
-        "reverify_failure": reverified.err().map(Refusal::reason_code),
+        "reverified": reverify_failure.is_none(),
+        "reverify_failure": reverify_failure,
         "timings": timings,
     });
     GuardianEvent::new(ROLLBACK_COMPLETED, merge(data, record_fields(restored)))

@@ -68,6 +68,18 @@ pub fn finished_event(bundle: &Path, report: &ExecReport) -> Event {
     Event::new(kinds::RUN_FINISHED, actor(), object(data))
 }
 
+/// `run.refused` for a tenant whose handling failed inside the host (a panic
+/// caught by `--all`), with stage `host` and reason `host_panic`.
+pub fn host_failure_event(bundle: &Path, message: &str) -> Event {
+    let data = json!({
+        "bundle": bundle.display().to_string(),
+        "stage": "host",
+        "reason": "host_panic",
+        "detail": message,
+    });
+    Event::new(RUN_REFUSED, actor(), object(data))
+}
+
 /// `run.refused` for a bundle that was not run.
 pub fn refused_event(bundle: &Path, refusal: &Refusal, mode: VerificationMode) -> Event {
     let data = json!({

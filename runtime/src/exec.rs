@@ -7,6 +7,10 @@
 //! returns: `proc_exit` arrives as [`wasmtime_wasi::I32Exit`], fuel and epoch
 //! stops as [`wasmtime::Trap::OutOfFuel`] and [`wasmtime::Trap::Interrupt`],
 //! and the host's own limits as [`LimitExceeded`].
+//!
+//! Guests run as futures on a per-run, single-threaded tokio runtime (WASI's
+//! asynchronous host functions), so that a wall-clock timeout also reaches a
+//! guest that is blocked in a host call, where epoch interruption cannot.
 
 use std::time::{Duration, Instant};
 

@@ -126,6 +126,8 @@ pub enum ValidationError {
     TooManyTables { count: usize, max: usize },
     #[error("module does not export a `_start` function of type () -> ()")]
     NoStart,
+    #[error("module imports WASI functions but exports no memory named `memory` for them to use")]
+    NoMemoryExport,
 }
 
 impl ValidationError {
@@ -140,6 +142,7 @@ impl ValidationError {
             ValidationError::TooManyMemories { .. } => "too_many_memories",
             ValidationError::TooManyTables { .. } => "too_many_tables",
             ValidationError::NoStart => "no_start",
+            ValidationError::NoMemoryExport => "no_memory_export",
         }
     }
 }
@@ -171,6 +174,7 @@ pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usi
     let mut imported_functions = 0u32;
     let mut types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
     let mut start_function = None;
+    let mut exports_memory = false;
     let malformed = |e: wasmparser::BinaryReaderError| ValidationError::Malformed(e.to_string());
 
     for payload in Parser::new(0).parse_all(bytes) {
@@ -182,6 +186,8 @@ pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usi
                             wasmparser::CompositeInnerType::Func(f) => {
                                 types.push((f.params().to_vec(), f.results().to_vec()));
                             }
+                            // A non-function type still takes a type index; the
+                            // placeholder never matches `() -> ()`.
                             _ => types.push((vec![ValType::I32], Vec::new())),
                         }
                     }
@@ -218,6 +224,9 @@ pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usi
                     if export.name == "_start" && export.kind == wasmparser::ExternalKind::Func {
                         start_function = Some(export.index);
                     }
+                    if export.name == "memory" && export.kind == wasmparser::ExternalKind::Memory {
+                        exports_memory = true;
+                    }
                 }
             }
             _ => {}
@@ -238,6 +247,11 @@ pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usi
         .is_some_and(|(params, results)| params.is_empty() && results.is_empty());
     if !start_ok {
         return Err(ValidationError::NoStart);
+    }
+    // WASI passes every buffer through the exported memory; without one the
+    // first call would fail with an opaque host error.
+    if !imports.is_empty() && !exports_memory {
+        return Err(ValidationError::NoMemoryExport);
     }
     Ok(ModuleSummary { imports })
 }
@@ -278,6 +292,10 @@ mod tests {
         wat::parse_str(format!("(module {body} (func (export \"_start\")))")).unwrap()
     }
 
+    fn with_memory(body: &str) -> Vec<u8> {
+        module(&format!("{body} (memory (export \"memory\") 1)"))
+    }
+
     #[test]
     fn hello_imports_are_accepted() {
         let bytes = module(
@@ -291,7 +309,7 @@ mod tests {
 
     #[test]
     fn path_open_needs_a_preopen() {
-        let bytes = module(r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#);
+        let bytes = with_memory(r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#);
         let err = validate_module(&bytes, NONE, 1 << 20).unwrap_err();
         assert_eq!(err.reason_code(), "disallowed_import");
         assert!(err.to_string().contains("wasi_snapshot_preview1::path_open"), "{err}");
@@ -301,7 +319,7 @@ mod tests {
 
     #[test]
     fn sockets_need_network() {
-        let bytes = module(r#"(import "wasi_snapshot_preview1" "sock_send" (func (param i32 i32 i32 i32 i32) (result i32)))"#);
+        let bytes = with_memory(r#"(import "wasi_snapshot_preview1" "sock_send" (func (param i32 i32 i32 i32 i32) (result i32)))"#);
         let err = validate_module(&bytes, NONE, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("sock_send is not allowed: network access is not granted"), "{err}");
     }
@@ -343,6 +361,14 @@ mod tests {
         assert_eq!(validate_module(&bytes, NONE, 1 << 20), Err(ValidationError::NoStart));
         let bytes = wat::parse_str("(module (func (export \"_start\") (param i32)))").unwrap();
         assert_eq!(validate_module(&bytes, NONE, 1 << 20), Err(ValidationError::NoStart));
+    }
+
+    #[test]
+    fn wasi_imports_need_an_exported_memory() {
+        let bytes = module(r#"(import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))"#);
+        assert_eq!(validate_module(&bytes, NONE, 1 << 20), Err(ValidationError::NoMemoryExport));
+        let bytes = with_memory(r#"(import "wasi_snapshot_preview1" "proc_exit" (func (param i32)))"#);
+        validate_module(&bytes, NONE, 1 << 20).unwrap();
     }
 
     #[test]

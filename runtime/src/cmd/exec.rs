@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use audit::AuditLog;
-use runtime::events::{VerificationMode, finished_event, refused_event};
+use runtime::events::{VerificationMode, finished_event, host_failure_event, refused_event};
 use runtime::policy::load_policy_file;
 use runtime::{
     Allocation, CompileCache, EngineOptions, ExecOptions, ExecReport, HostPolicies, NightEngine, Outcome, PoolingOptions,
@@ -251,8 +251,8 @@ fn run_deploy(
             }
             Err(failure) => {
                 summary.refused += 1;
-                let refusal = Refusal::Exec(runtime::exec::ExecError::Store(failure.to_string()));
-                (report::refused(&tenant.bundle, &refusal, EXIT_USAGE_OR_IO), refused_event(&tenant.bundle, &refusal, mode))
+                let message = failure.to_string();
+                (report::host_failure(&tenant.bundle, message.clone(), EXIT_USAGE_OR_IO), host_failure_event(&tenant.bundle, &message))
             }
         };
         if let Some(log) = audit_log.as_deref_mut()

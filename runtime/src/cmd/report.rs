@@ -4,7 +4,8 @@
 //! A single run prints one [`RunJson`]; `--all` prints one [`DeployJson`] whose
 //! `tenants` are [`RunJson`] objects in directory-name order. Fields:
 //!
-//! - `bundle`: the bundle directory; `status`: `ran` or `refused`;
+//! - `bundle`: the bundle directory; `status`: `ran`, `refused`, or (with
+//!   `--all` only, when host code panicked for that tenant) `failed`;
 //!   `exit_code`: the exit status this run maps to (see `--help`).
 //! - when refused: `refusal` = `{stage, reason, message}`, where `stage` is one
 //!   of `read`, `verify`, `policy`, `validate`, `compile`, `setup` and `reason`
@@ -122,6 +123,17 @@ pub fn refused(bundle: &Path, refusal: &Refusal, exit_code: u8) -> RunJson {
         status: "refused",
         exit_code,
         refusal: Some(RefusalJson { stage: refusal.stage(), reason: refusal.reason_code(), message: refusal.to_string() }),
+        ran: None,
+    }
+}
+
+/// A tenant whose handling failed inside the host (`--all` only).
+pub fn host_failure(bundle: &Path, message: String, exit_code: u8) -> RunJson {
+    RunJson {
+        bundle: bundle.display().to_string(),
+        status: "failed",
+        exit_code,
+        refusal: Some(RefusalJson { stage: "host", reason: "host_panic", message }),
         ran: None,
     }
 }

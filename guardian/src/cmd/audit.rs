@@ -1,0 +1,239 @@
+//! `guardian audit …`: the audit log's command-line face: verify, show,
+//! checkpoint, prove, consistency, verify-proof.
+//!
+//! Verifiers never trust a key found beside the log: the checkpoint key comes
+//! from the trust store's `log_keys` (`--trust`, default: the config's
+//! trust_dir) or from `--log-key PUB` (a minisign public key file).
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use audit::{
+    AuditProof, Filter, HostLog, OldTree, VerifyReport, default_checkpoint_path, load_checkpoint, prove_consistency,
+    prove_inclusion, read_entries, verify_log, verify_proof,
+};
+use ed25519_dalek::VerifyingKey;
+use signer::config::NodeConfig;
+use signer::trust::TrustStore;
+
+const EXIT_CODES: &str = "Exit codes: verify: 0 = intact, 1 = tampered (first bad seq and reason printed), 2 = I/O error. \
+verify-proof: 0 = valid, 1 = invalid, 2 = I/O error. Other subcommands: 0 = done, 2 = error.";
+
+/// Verify, inspect and prove things about the audit log.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES)]
+pub struct Args {
+    #[command(subcommand)]
+    command: AuditCommand,
+    /// The audit log (default: audit_log from the config).
+    #[arg(long, global = true, value_name = "PATH")]
+    audit: Option<PathBuf>,
+    /// The node configuration file (default: ./nightcore.toml when it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Which key checkpoints must be signed by.
+#[derive(Debug, clap::Args)]
+struct KeyArgs {
+    /// Trust store whose `log_keys` may sign checkpoints (default: trust_dir from the config).
+    #[arg(long, value_name = "DIR", conflicts_with = "log_key")]
+    trust: Option<PathBuf>,
+    /// The log's public key (minisign format), instead of a trust store.
+    #[arg(long, value_name = "PUB")]
+    log_key: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum AuditCommand {
+    /// Sign and write a checkpoint of the log as it is now, with the host key.
+    Checkpoint,
+    /// Print a consistency proof (JSON) between the tree of OLD_SIZE entries and the current checkpoint.
+    Consistency { old_size: u64 },
+    /// Print an inclusion proof (JSON) of entry SEQ in the current checkpoint.
+    Prove { seq: u64 },
+    /// List entries, optionally only of a kind (or dotted prefix) and since a time.
+    Show {
+        /// Only entries of this kind, or of kinds under this dotted prefix (`run` matches `run.finished`).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only entries at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+    },
+    /// Walk the whole log: every hash, seq continuity, the chain, and the signed checkpoint.
+    Verify {
+        /// The log to verify (default: --audit, then the config).
+        log: Option<PathBuf>,
+        #[command(flatten)]
+        keys: KeyArgs,
+    },
+    /// Verify a proof printed by `prove` or `consistency`, offline.
+    VerifyProof {
+        /// The proof file (JSON).
+        proof: PathBuf,
+        #[command(flatten)]
+        keys: KeyArgs,
+        /// For a consistency proof: an older signed checkpoint you trust, which the proof must extend.
+        #[arg(long, value_name = "FILE")]
+        old_checkpoint: Option<PathBuf>,
+    },
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let config = NodeConfig::load(args.config.as_deref())?;
+    let log_path = args.audit.clone().unwrap_or_else(|| config.audit_log.clone());
+    match args.command {
+        AuditCommand::Verify { log, keys } => {
+            let log_path = log.unwrap_or(log_path);
+            let checkpoint = default_checkpoint_path(&log_path);
+            let key = log_key(&keys, &config, &checkpoint)?;
+            let report = verify_log(&log_path, &checkpoint, &key).with_context(|| format!("reading {}", log_path.display()))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            match report {
+                VerifyReport::Intact(intact) => {
+                    if !args.json {
+                        println!(
+                            "intact: {} entries, root {}, checkpoint covers {}{}",
+                            intact.entries,
+                            intact.root,
+                            intact.checkpoint.as_ref().map_or(0, |c| c.size),
+                            if intact.uncheckpointed_entries > 0 {
+                                format!(" ({} entries after it are not yet covered by a signature)", intact.uncheckpointed_entries)
+                            } else {
+                                String::new()
+                            }
+                        );
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                VerifyReport::Tampered(tampering) => {
+                    if !args.json {
+                        println!("TAMPERED: {tampering}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Show { kind, since } => {
+            let since = match since {
+                Some(text) => Some(signer::manifest::parse_rfc3339(&text, "--since")?),
+                None => None,
+            };
+            for item in read_entries(&log_path, Filter { kind, since })? {
+                match item {
+                    Ok(entry) => {
+                        if args.json {
+                            println!("{}", serde_json::to_string(&entry)?);
+                        } else {
+                            println!(
+                                "{:>6}  {}  {:<20} {}",
+                                entry.seq,
+                                signer::manifest::format_rfc3339(entry.time),
+                                entry.kind,
+                                serde_json::Value::Object(entry.data.clone())
+                            );
+                        }
+                    }
+                    Err(e) => eprintln!("warning: {e}"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Checkpoint => {
+            let mut log = HostLog { log: log_path, host_key: config.host_key.clone(), origin: config.origin.clone() }.open()?;
+            let signer = audit::CheckpointSigner::new(
+                config.origin.clone(),
+                signer::keyfile::load_or_create_host_key(&config.host_key)?.signing_key().clone(),
+            )?;
+            let signed = log.write_checkpoint(&signer)?;
+            print!("{}", signed.to_signed_note());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prove { seq } => {
+            let signed = load_checkpoint(&default_checkpoint_path(&log_path))?;
+            let proof = AuditProof::Inclusion(prove_inclusion(&log_path, &signed, seq)?);
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Consistency { old_size } => {
+            let signed = load_checkpoint(&default_checkpoint_path(&log_path))?;
+            let proof = AuditProof::Consistency(prove_consistency(&log_path, &signed, old_size)?);
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::VerifyProof { proof, keys, old_checkpoint } => {
+            let text = signer::fsutil::read_capped(&proof, 16 * 1024 * 1024)?;
+            let parsed: AuditProof = serde_json::from_slice(&text).with_context(|| format!("{} is not a proof", proof.display()))?;
+            let checkpoint_text = match &parsed {
+                AuditProof::Inclusion(p) => p.checkpoint.clone(),
+                AuditProof::Consistency(p) => p.checkpoint.clone(),
+            };
+            let key = log_key_for_note(&keys, &config, &checkpoint_text)?;
+            let old_text = match &old_checkpoint {
+                Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+                None => None,
+            };
+            let old = match &old_text {
+                Some(text) => OldTree::SignedCheckpoint(text),
+                None => OldTree::DangerouslyUnanchored,
+            };
+            if matches!(parsed, AuditProof::Consistency(_)) && old_text.is_none() {
+                eprintln!("note: no --old-checkpoint given: the proof shows the new tree extends the old root it names, not that you trusted that root");
+            }
+            match verify_proof(&parsed, &key, old) {
+                Ok(verified) => {
+                    if args.json {
+                        println!("{}", serde_json::json!({"valid": true, "proof": verified}));
+                    } else {
+                        println!("valid");
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    if args.json {
+                        println!("{}", serde_json::json!({"valid": false, "reason": e.to_string()}));
+                    } else {
+                        println!("INVALID: {e}");
+                    }
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}
+
+/// The trusted checkpoint key for the log whose checkpoint is at `checkpoint`.
+fn log_key(keys: &KeyArgs, config: &NodeConfig, checkpoint: &Path) -> Result<VerifyingKey> {
+    let note = std::fs::read_to_string(checkpoint).unwrap_or_default();
+    log_key_for_note(keys, config, &note)
+}
+
+/// Picks, among the trusted log keys, the one that signed `note` (by the C2SP
+/// key hash); if none did, the first trusted key, so that verification reports
+/// the checkpoint as signed by an unknown key.
+fn log_key_for_note(keys: &KeyArgs, config: &NodeConfig, note: &str) -> Result<VerifyingKey> {
+    if let Some(path) = &keys.log_key {
+        return Ok(*signer::keyfile::load_public_key(path)?.verifying_key());
+    }
+    let trust_dir = keys.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
+    let trust = TrustStore::load(&trust_dir)?;
+    let candidates: Vec<VerifyingKey> = trust.log_keys().map(|k| *k.verifying_key()).collect();
+    let Some(first) = candidates.first().copied() else {
+        bail!("trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key", trust_dir.display());
+    };
+    if let Ok(signed) = audit::SignedCheckpoint::parse(note) {
+        let origin = &signed.checkpoint.origin;
+        let ids: Vec<String> = signed.signatures().into_iter().map(|s| s.key_id).collect();
+        if let Some(key) = candidates.iter().find(|k| ids.contains(&audit::checkpoint::key_id(origin, k))) {
+            return Ok(*key);
+        }
+    }
+    Ok(first)
+}

@@ -1,0 +1,630 @@
+//! The guardian: one object that owns the state directory, the trust store
+//! and the audit recorder, and checks tenants, accepting signed upgrades and
+//! rolling everything else back.
+//!
+//! A check of a set of tenants reads and hashes them in parallel (one
+//! worker per core), keeps the bytes only of those that drifted, and then
+//! handles the drifted ones one at a time, in name order:
+//!
+//! 1. bundle files identical to the verified version, only the layout
+//!    differs (a file added, a mode loosened) → `drift.detected` with reason
+//!    `layout`, then the verified version is restored;
+//! 2. otherwise the bytes are judged ([`crate::decide::evaluate`]): accepted
+//!    bytes become the tenant's new verified version (`module.trusted` /
+//!    `module.upgraded`, stored, floor raised);
+//! 3. refused bytes → `drift.detected`, then rollback to the last verified
+//!    version (`rollback.completed`), or, with none, quarantine of the whole
+//!    tenant path (`drift.quarantined`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use signer::bundle::ReadLimits;
+use signer::keyfile::KeyFileError;
+use signer::trust::{TrustError, TrustStore};
+use signer::verify::{VerifyError, verify_bundle};
+
+use crate::audit_mirror::AuditTamper;
+use crate::decide::{Admission, Refusal, evaluate};
+use crate::drift::{DriftItem, Expected, compare};
+use crate::events::{self, Admitted, AuditSetup, DriftAction, EventsError, GuardianEvent, Observer, Recorder, RollbackTimings};
+use crate::quarantine::{Quarantine, QuarantineError};
+use crate::restore::{self, Swapped};
+use crate::snapshot::TenantSnapshot;
+use crate::state::{State, StateDir, StateError, TenantRecord};
+use crate::store::{Store, StoreError};
+use crate::RepairMode;
+
+/// Where the audit log is and which key signs its checkpoints.
+#[derive(Debug, Clone)]
+pub struct AuditOptions {
+    pub log: PathBuf,
+    /// `<log>.checkpoint` when `None`.
+    pub checkpoint: Option<PathBuf>,
+    /// The host key (created on first use, see
+    /// `signer::keyfile::load_or_create_host_key`); when `None`, no
+    /// checkpoints are written and they are verified with the trust store's
+    /// log key if it has exactly one.
+    pub host_key: Option<PathBuf>,
+    /// Checkpoint origin line (`signer::config::NodeConfig::origin`).
+    pub origin: String,
+}
+
+/// Hooks that make timing-dependent behaviour testable. Never set in production.
+#[derive(Debug, Clone, Default)]
+pub struct TestHooks {
+    /// Sleep this long after staging a rollback and again after the swap,
+    /// logging `test hook: rollback paused` with the step, so that a test can
+    /// kill the process inside the window.
+    pub rollback_pause: Option<Duration>,
+}
+
+/// Everything the guardian needs to know.
+#[derive(Debug, Clone)]
+pub struct GuardianOptions {
+    pub deploy_dir: PathBuf,
+    pub trust_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub audit: AuditOptions,
+    pub admission: Admission,
+    pub limits: ReadLimits,
+    pub test_hooks: TestHooks,
+}
+
+/// Why the guardian could not do its work (as opposed to drift, which is a result).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuardianError {
+    #[error("trust store: {0}")]
+    Trust(#[from] TrustError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Quarantine(#[from] QuarantineError),
+    #[error(transparent)]
+    Events(#[from] EventsError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("host key: {0}")]
+    HostKey(#[from] KeyFileError),
+    #[error("checkpoint origin {origin:?} is not usable: {reason}")]
+    Origin { origin: String, reason: String },
+    #[error("the state directory {state} and the deploy directory {deploy} overlap; keep the state outside the deploy tree")]
+    Overlap { state: PathBuf, deploy: PathBuf },
+    #[error("cannot watch {path}: {source}")]
+    Watch { path: PathBuf, source: notify::Error },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> GuardianError + '_ {
+    move |source| GuardianError::Io { path: path.to_path_buf(), source }
+}
+
+/// What happened to one tenant in a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Action {
+    /// Drift found and, without `--repair`, left in place.
+    DriftReported,
+    /// The repair could not be completed (see `reason`).
+    Failed,
+    /// Refused with nothing to roll back to: moved to quarantine.
+    Quarantined,
+    /// The last verified version was restored.
+    RolledBack,
+    /// First verified version accepted.
+    Trusted,
+    /// A valid signed upgrade was accepted.
+    Upgraded,
+}
+
+/// One tenant that was not clean.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantOutcome {
+    pub tenant: String,
+    pub action: Action,
+    /// The version now verified and deployed, where there is one.
+    pub version: Option<u64>,
+    pub reason_code: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// The result of a check.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanReport {
+    /// Tenant paths looked at.
+    pub checked: usize,
+    /// Every tenant that was not clean, in the order handled.
+    pub outcomes: Vec<TenantOutcome>,
+    /// The audit log or its checkpoint was found tampered.
+    pub audit_tampered: Option<AuditTamper>,
+}
+
+impl ScanReport {
+    /// Whether anything was found that is not a valid upgrade.
+    pub fn drift_found(&self) -> bool {
+        self.audit_tampered.is_some()
+            || self.outcomes.iter().any(|o| matches!(o.action, Action::DriftReported | Action::Quarantined | Action::RolledBack | Action::Failed))
+    }
+
+    pub fn failed(&self) -> bool {
+        self.outcomes.iter().any(|o| o.action == Action::Failed)
+    }
+}
+
+/// A tenant that was not clean when read.
+struct Inspected {
+    tenant: String,
+    result: io::Result<(TenantSnapshot, Vec<DriftItem>)>,
+}
+
+/// The guardian of one deploy directory.
+pub struct Guardian {
+    options: GuardianOptions,
+    mode: RepairMode,
+    trust: TrustStore,
+    state_dir: StateDir,
+    state: State,
+    store: Store,
+    quarantine: Quarantine,
+    recorder: Recorder,
+    initial_scan_done: bool,
+}
+
+impl std::fmt::Debug for Guardian {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guardian").field("deploy_dir", &self.options.deploy_dir).field("mode", &self.mode).finish_non_exhaustive()
+    }
+}
+
+fn expected(record: &TenantRecord) -> Expected<'_> {
+    Expected { digest: &record.digest, files: &record.files }
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+impl Guardian {
+    /// Locks and loads the state directory, checks its integrity (every
+    /// store entry the state names is re-hashed and re-verified), loads the
+    /// trust store, opens the audit log and its mirror, and quarantines what
+    /// an interrupted rollback left behind.
+    pub fn open(options: GuardianOptions, mode: RepairMode, observer: Observer) -> Result<Guardian, GuardianError> {
+        let deploy_meta = fs::metadata(&options.deploy_dir).map_err(io_error(&options.deploy_dir))?;
+        if !deploy_meta.is_dir() {
+            return Err(io_error(&options.deploy_dir)(io::Error::other("not a directory")));
+        }
+        let state_dir = StateDir::open_locked(&options.state_dir)?;
+        let canonical = |p: &Path| fs::canonicalize(p).map_err(io_error(p));
+        let (state_abs, deploy_abs) = (canonical(&options.state_dir)?, canonical(&options.deploy_dir)?);
+        if state_abs.starts_with(&deploy_abs) || deploy_abs.starts_with(&state_abs) {
+            return Err(GuardianError::Overlap { state: state_abs, deploy: deploy_abs });
+        }
+        let state = state_dir.load()?;
+        let trust = TrustStore::load(&options.trust_dir)?;
+        let store = Store::open(&state_dir.store_dir())?;
+        let quarantine = Quarantine::open(&state_dir.quarantine_dir())?;
+        check_integrity(&state, &store, &trust, &options.limits)?;
+
+        let audit = &options.audit;
+        let (signer, trusted_key) = match &audit.host_key {
+            Some(path) => {
+                let key = signer::keyfile::load_or_create_host_key(path)?;
+                if trust.log_keys().next().is_some() && trust.log_key(key.key_id()).is_none() {
+                    tracing::warn!(key_id = %key.key_id(), "the host key is not a log key of the trust store: others cannot verify its checkpoints");
+                }
+                let signer = audit::CheckpointSigner::new(audit.origin.clone(), key.signing_key().clone())
+                    .map_err(|e| GuardianError::Origin { origin: audit.origin.clone(), reason: e.to_string() })?;
+                let verifying = signer.verifying_key();
+                (Some(signer), Some(verifying))
+            }
+            None => {
+                let mut log_keys = trust.log_keys();
+                match (log_keys.next(), log_keys.next()) {
+                    (Some(only), None) => (None, Some(*only.verifying_key())),
+                    _ => (None, None),
+                }
+            }
+        };
+        let setup = AuditSetup {
+            checkpoint: audit.checkpoint.clone().unwrap_or_else(|| audit::default_checkpoint_path(&audit.log)),
+            log: audit.log.clone(),
+            mirror_dir: state_dir.audit_mirror_dir(),
+            signer,
+            trusted_key,
+        };
+        let recorder = Recorder::open(setup, quarantine.clone(), mode, observer)?;
+        let mut guardian =
+            Guardian { options, mode, trust, state_dir, state, store, quarantine, recorder, initial_scan_done: false };
+        guardian.recover_leftovers()?;
+        guardian.save()?;
+        Ok(guardian)
+    }
+
+    pub fn deploy_dir(&self) -> &Path {
+        &self.options.deploy_dir
+    }
+
+    pub fn audit_log(&self) -> &Path {
+        &self.options.audit.log
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// Records events that are not about a check (daemon start and stop).
+    pub fn record(&mut self, events: Vec<GuardianEvent>) -> Result<(), GuardianError> {
+        self.recorder.record(events)?;
+        self.save()
+    }
+
+    fn save(&mut self) -> Result<(), GuardianError> {
+        for event in self.recorder.take_recent() {
+            self.state.push_event(event);
+        }
+        Ok(self.state_dir.save(&self.state)?)
+    }
+
+    fn recover_leftovers(&mut self) -> Result<(), GuardianError> {
+        let deploy = self.options.deploy_dir.clone();
+        for (tenant, path) in restore::leftovers(&deploy).map_err(io_error(&deploy))? {
+            match self.mode {
+                RepairMode::Repair => {
+                    let kept = self.quarantine.take(&path, &tenant)?;
+                    tracing::warn!(tenant, quarantined_to = %kept.display(), "quarantined what an interrupted rollback left behind");
+                    self.recorder.record(vec![events::rollback_recovered(&tenant, &kept)])?;
+                }
+                RepairMode::ReportOnly => tracing::warn!(path = %path.display(), "an interrupted rollback left this behind"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reloads the trust store, keeping the old one if the new one does not load.
+    fn reload_trust(&mut self) {
+        match TrustStore::load(&self.options.trust_dir) {
+            Ok(trust) => self.trust = trust,
+            Err(e) => tracing::error!(error = %e, "trust store does not load; keeping the previous one"),
+        }
+    }
+
+    /// Every tenant name to look at: those in the state and every entry of
+    /// the deploy directory whose name does not start with `.`.
+    fn tenant_names(&self) -> Result<BTreeSet<String>, GuardianError> {
+        let deploy = &self.options.deploy_dir;
+        let mut names: BTreeSet<String> = self.state.tenants.keys().cloned().collect();
+        for entry in fs::read_dir(deploy).map_err(io_error(deploy))? {
+            let entry = entry.map_err(io_error(deploy))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') {
+                names.insert(name);
+            }
+        }
+        Ok(names)
+    }
+
+    /// Checks every tenant and the audit log once. The trust store is
+    /// reloaded first, so revocations take effect at the next full scan.
+    pub fn scan(&mut self) -> Result<ScanReport, GuardianError> {
+        self.reload_trust();
+        let names = self.tenant_names()?;
+        let observed: BTreeMap<String, Option<Instant>> = names.into_iter().map(|n| (n, None)).collect();
+        let mut report = self.check_tenants(&observed)?;
+        report.audit_tampered = self.recorder.check_audit()?;
+        self.initial_scan_done = true;
+        self.save()?;
+        Ok(report)
+    }
+
+    /// Checks the audit log against its mirror (and repairs it in repair mode).
+    pub fn check_audit(&mut self) -> Result<Option<AuditTamper>, GuardianError> {
+        let found = self.recorder.check_audit()?;
+        if found.is_some() {
+            self.save()?;
+        }
+        Ok(found)
+    }
+
+    /// Checks the named tenants; each may carry the time of the first file
+    /// event that concerned it, for the rollback timings.
+    pub fn check_tenants(&mut self, tenants: &BTreeMap<String, Option<Instant>>) -> Result<ScanReport, GuardianError> {
+        let mut report = ScanReport::default();
+        let mut names: Vec<String> = tenants.keys().cloned().collect();
+        // A rollback whose result changed again before it was re-verified is
+        // checked again, a bounded number of times.
+        for _round in 0..3 {
+            if names.is_empty() {
+                break;
+            }
+            let detected = Instant::now();
+            let inspected = self.inspect(&names);
+            report.checked += names.len();
+            names.clear();
+            for Inspected { tenant, result } in inspected {
+                let event_at = tenants.get(&tenant).copied().flatten();
+                let outcome = match result {
+                    Ok((snapshot, items)) => self.handle(&tenant, snapshot, items, detected, event_at),
+                    Err(e) => Err(GuardianError::Io { path: self.options.deploy_dir.join(&tenant), source: e }),
+                };
+                match outcome {
+                    Ok((outcome, again)) => {
+                        if again {
+                            names.push(tenant.clone());
+                        }
+                        report.outcomes.push(outcome);
+                    }
+                    Err(e) => {
+                        tracing::error!(tenant, error = %e, "check failed");
+                        report.outcomes.push(TenantOutcome {
+                            tenant,
+                            action: Action::Failed,
+                            version: None,
+                            reason_code: Some("error".into()),
+                            reason: Some(e.to_string()),
+                        });
+                    }
+                }
+            }
+            self.save()?;
+        }
+        Ok(report)
+    }
+
+    /// Reads and compares `names` in parallel; returns those not clean.
+    fn inspect(&self, names: &[String]) -> Vec<Inspected> {
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len().div_ceil(4)).max(1);
+        let next = AtomicUsize::new(0);
+        let found = Mutex::new(Vec::new());
+        let work = || {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(tenant) = names.get(i) else { break };
+                if let Some(inspected) = self.inspect_one(tenant) {
+                    if let Ok(mut found) = found.lock() {
+                        found.push(inspected);
+                    }
+                }
+            }
+        };
+        if workers == 1 {
+            work();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+        let mut found = found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+        found
+    }
+
+    fn inspect_one(&self, tenant: &str) -> Option<Inspected> {
+        let path = self.options.deploy_dir.join(tenant);
+        let result = TenantSnapshot::take(&path, &self.options.limits).map(|mut snapshot| {
+            let items = compare(tenant, self.state.tenants.get(tenant).map(expected), &snapshot);
+            if items.is_empty() {
+                snapshot.drop_bytes();
+            }
+            (snapshot, items)
+        });
+        match result {
+            Ok((_, ref items)) if items.is_empty() => None,
+            result => Some(Inspected { tenant: tenant.to_string(), result }),
+        }
+    }
+
+    /// Handles one drifted tenant. The flag asks for another check (the
+    /// tenant changed again while it was being rolled back).
+    fn handle(
+        &mut self,
+        tenant: &str,
+        snapshot: TenantSnapshot,
+        items: Vec<DriftItem>,
+        detected: Instant,
+        event_at: Option<Instant>,
+    ) -> Result<(TenantOutcome, bool), GuardianError> {
+        let current = self.state.tenants.get(tenant).cloned();
+        if let Some(current) = current.as_ref().filter(|c| snapshot.content_records() == c.files) {
+            return self.repair_layout(tenant, current, &items, detected, event_at);
+        }
+        let admitted = if self.initial_scan_done || !self.state.tenants.is_empty() { Admitted::NewTenant } else { Admitted::FirstRun };
+        let admission = if admitted == Admitted::FirstRun { Admission::AcceptSigned } else { self.options.admission };
+        let now = time::OffsetDateTime::now_utc();
+        match evaluate(tenant, &snapshot, current.as_ref(), admission, &self.trust, &self.options.limits, now) {
+            Ok(accepted) => {
+                let digest = self.store.put(&accepted.files)?;
+                let v = &accepted.verified;
+                let record = TenantRecord {
+                    version: v.manifest.version,
+                    version_label: v.manifest.version_label.clone(),
+                    floor: current.as_ref().map_or(v.manifest.version, |c| c.floor.max(v.manifest.version)),
+                    digest,
+                    manifest_sha256: v.manifest_sha256.clone(),
+                    module_sha256: v.module_sha256.clone(),
+                    files: accepted.files.records(),
+                    signers: v.signers.iter().map(ToString::to_string).collect(),
+                    accepted_at: signer::manifest::format_rfc3339(now),
+                };
+                self.state.tenants.insert(tenant.to_string(), record.clone());
+                self.save()?;
+                let (event, action) = match &current {
+                    Some(from) => (events::module_upgraded(tenant, from, &record, &items), Action::Upgraded),
+                    None => (events::module_trusted(tenant, &record, admitted), Action::Trusted),
+                };
+                tracing::info!(tenant, version = record.version, kind = event.kind, "accepted a verified version");
+                self.recorder.record(vec![event])?;
+                let layout = compare(tenant, Some(expected(&record)), &snapshot);
+                if !layout.is_empty() {
+                    return self.repair_layout(tenant, &record, &layout, detected, event_at);
+                }
+                let outcome = TenantOutcome { tenant: tenant.to_string(), action, version: Some(record.version), reason_code: None, reason: None };
+                Ok((outcome, false))
+            }
+            Err(refusal) => self.refuse(tenant, current.as_ref(), &items, &refusal, detected, event_at),
+        }
+    }
+
+    fn repair_layout(
+        &mut self,
+        tenant: &str,
+        record: &TenantRecord,
+        items: &[DriftItem],
+        detected: Instant,
+        event_at: Option<Instant>,
+    ) -> Result<(TenantOutcome, bool), GuardianError> {
+        let action = if self.mode == RepairMode::Repair { DriftAction::Rollback } else { DriftAction::Report };
+        tracing::warn!(tenant, changes = items.len(), "layout drift");
+        self.recorder.record(vec![events::drift_detected(tenant, items, None, action)])?;
+        match self.mode {
+            RepairMode::Repair => self.rollback(tenant, record, "layout", detected, event_at),
+            RepairMode::ReportOnly => Ok((self.outcome(tenant, Action::DriftReported, Some(record.version), "layout", "files added or permissions loosened".into()), false)),
+        }
+    }
+
+    fn refuse(
+        &mut self,
+        tenant: &str,
+        current: Option<&TenantRecord>,
+        items: &[DriftItem],
+        refusal: &Refusal,
+        detected: Instant,
+        event_at: Option<Instant>,
+    ) -> Result<(TenantOutcome, bool), GuardianError> {
+        let action = match (self.mode, current) {
+            (RepairMode::ReportOnly, _) => DriftAction::Report,
+            (RepairMode::Repair, Some(_)) => DriftAction::Rollback,
+            (RepairMode::Repair, None) => DriftAction::Quarantine,
+        };
+        tracing::warn!(tenant, reason_code = refusal.reason_code(), reason = %refusal, ?action, "drift refused");
+        self.recorder.record(vec![events::drift_detected(tenant, items, Some(refusal), action)])?;
+        let code = refusal.reason_code();
+        match (action, current) {
+            (DriftAction::Rollback, Some(record)) => self.rollback(tenant, record, code, detected, event_at),
+            (DriftAction::Quarantine, _) => {
+                let path = self.options.deploy_dir.join(tenant);
+                let kept = match fs::symlink_metadata(&path) {
+                    Ok(_) => Some(self.quarantine.take(&path, tenant)?),
+                    Err(_) => None,
+                };
+                self.recorder.record(vec![events::drift_quarantined(tenant, code, kept.as_deref())])?;
+                Ok((self.outcome(tenant, Action::Quarantined, None, code, refusal.to_string()), false))
+            }
+            _ => Ok((self.outcome(tenant, Action::DriftReported, current.map(|c| c.version), code, refusal.to_string()), false)),
+        }
+    }
+
+    fn outcome(&self, tenant: &str, action: Action, version: Option<u64>, code: &str, reason: String) -> TenantOutcome {
+        TenantOutcome { tenant: tenant.to_string(), action, version, reason_code: Some(code.to_string()), reason: Some(reason) }
+    }
+
+    fn pause(&self, step: &str, tenant: &str) {
+        if let Some(pause) = self.options.test_hooks.rollback_pause {
+            tracing::warn!(tenant, step, pause_ms = micros(pause) / 1000, "test hook: rollback paused");
+            std::thread::sleep(pause);
+        }
+    }
+
+    /// Restores `record` at the tenant path; see [`crate::restore`].
+    fn rollback(
+        &mut self,
+        tenant: &str,
+        record: &TenantRecord,
+        reason_code: &str,
+        detected: Instant,
+        event_at: Option<Instant>,
+    ) -> Result<(TenantOutcome, bool), GuardianError> {
+        let deploy = self.options.deploy_dir.clone();
+        let start = Instant::now();
+        let files = self.store.get(&record.digest, &self.options.limits)?;
+        let staging = restore::stage(&deploy, tenant, &files).map_err(io_error(&deploy))?;
+        let staged = Instant::now();
+        self.pause("staged", tenant);
+        let swap_start = Instant::now();
+        let swapped = restore::swap_in(&deploy, tenant, &staging).map_err(io_error(&staging))?;
+        let swapped_at = Instant::now();
+        self.pause("swapped", tenant);
+        let quarantine_start = Instant::now();
+        let kept = match swapped {
+            Swapped::Exchanged { evicted } => Some(self.quarantine.take(&evicted, tenant)?),
+            Swapped::Placed => None,
+        };
+        let quarantined_at = Instant::now();
+        let path = deploy.join(tenant);
+        let snapshot = TenantSnapshot::take(&path, &self.options.limits).map_err(io_error(&path))?;
+        let changed_again = !compare(tenant, Some(expected(record)), &snapshot).is_empty();
+        let reverified = if changed_again {
+            Err("changed_again".to_string())
+        } else {
+            let now = time::OffsetDateTime::now_utc();
+            evaluate(tenant, &snapshot, Some(record), Admission::AcceptSigned, &self.trust, &self.options.limits, now)
+                .map(|_| ())
+                .map_err(|r| r.reason_code().to_string())
+        };
+        let done = Instant::now();
+        let timings = RollbackTimings {
+            stage_us: micros(staged - start),
+            swap_us: micros(swapped_at - swap_start),
+            quarantine_us: micros(quarantined_at - quarantine_start),
+            reverify_us: micros(done - quarantined_at),
+            since_detection_us: micros(done - detected),
+            since_event_us: event_at.map(|at| micros(done.saturating_duration_since(at))),
+        };
+        let failure = reverified.as_ref().err().map(String::as_str);
+        let event = events::rollback_completed(tenant, record, reason_code, kept.as_deref(), failure, &timings);
+        tracing::info!(tenant, version = record.version, reason_code, reverified = failure.is_none(), "rollback completed");
+        self.recorder.record(vec![event])?;
+        let outcome = self.outcome(tenant, Action::RolledBack, Some(record.version), reason_code, format!("restored version {}", record.version));
+        Ok((outcome, changed_again))
+    }
+}
+
+/// The start-up check of the state against the store and the trust store.
+/// Byte-level failures (a store entry that no longer hashes to its name, a
+/// signature that no longer matches bytes it once verified) mean the state
+/// cannot be trusted; trust-level ones (a key revoked or rotated out since,
+/// an approval that expired) only mean that version could not be accepted
+/// today, and are logged.
+fn check_integrity(state: &State, store: &Store, trust: &TrustStore, limits: &ReadLimits) -> Result<(), StateError> {
+    let now = time::OffsetDateTime::now_utc();
+    for (tenant, record) in &state.tenants {
+        let inconsistent = |reason: String| StateError::Inconsistent { tenant: tenant.clone(), reason };
+        let files = store.get(&record.digest, limits).map_err(|e| inconsistent(e.to_string()))?;
+        if files.records() != record.files {
+            return Err(inconsistent(format!("store entry {} does not hold the recorded files", record.digest)));
+        }
+        let manifest = match verify_bundle(files.to_bundle_bytes(), trust, now) {
+            Ok(verified) => {
+                if verified.manifest_sha256 != record.manifest_sha256 {
+                    return Err(inconsistent("the stored manifest does not have the recorded hash".into()));
+                }
+                verified.manifest
+            }
+            Err(e @ (VerifyError::Expired { .. }
+            | VerifyError::RevokedKey { .. }
+            | VerifyError::UntrustedKey { .. }
+            | VerifyError::ThresholdNotMet { .. }
+            | VerifyError::KeyNotAllowedForTenant { .. }
+            | VerifyError::LogKeyCannotApprove { .. })) => {
+                tracing::warn!(tenant, version = record.version, error = %e, "the last verified version would not be accepted today");
+                signer::manifest::Manifest::from_bytes(&files.to_bundle_bytes().manifest).map_err(|e| inconsistent(e.to_string()))?
+            }
+            Err(e) => return Err(inconsistent(format!("stored bundle {} fails verification: {e}", record.digest))),
+        };
+        if manifest.version != record.version || manifest.name != *tenant {
+            return Err(inconsistent(format!("stored manifest is {} v{}, the state says v{}", manifest.name, manifest.version, record.version)));
+        }
+    }
+    Ok(())
+}
