@@ -18,7 +18,10 @@
 //!   the log before each append and a new one is written after it; if the
 //!   log no longer matches the last checkpoint (truncated, restored, or
 //!   re-signed by another key) the writer refuses, so tampered history is
-//!   never re-signed.
+//!   never re-signed. A missing checkpoint is simply written afresh: nothing
+//!   local can tell a deleted checkpoint from a first one (until then
+//!   `verify` reports it missing); a witness that keeps old checkpoints and
+//!   asks for consistency proofs can.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

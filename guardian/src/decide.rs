@@ -27,7 +27,7 @@ use crate::state::TenantRecord;
 use crate::store::BundleFiles;
 
 /// Why changed bytes were not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
     #[error("the bundle directory is gone")]
@@ -161,4 +161,85 @@ pub fn evaluate(
         }
     }
     Ok(Accepted { files, verified })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+    use signer::minisign::SignatureError;
+
+    fn judge(kit: &Kit, tenant: &str, current: Option<&TenantRecord>) -> Result<Accepted, Refusal> {
+        let trust = TrustStore::load(&kit.trust()).unwrap();
+        let snapshot = TenantSnapshot::take(&kit.deploy().join(tenant), &ReadLimits::default()).unwrap();
+        evaluate(tenant, &snapshot, current, Admission::AcceptSigned, &trust, &ReadLimits::default(), time::OffsetDateTime::now_utc())
+    }
+
+    fn record(accepted: &Accepted) -> TenantRecord {
+        TenantRecord {
+            version: accepted.verified.manifest.version,
+            version_label: String::new(),
+            floor: accepted.verified.manifest.version,
+            digest: accepted.files.digest(),
+            manifest_sha256: accepted.verified.manifest_sha256.clone(),
+            module_sha256: accepted.verified.module_sha256.clone(),
+            files: accepted.files.records(),
+            signers: Vec::new(),
+            accepted_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn upgrades_must_be_newer_and_signed_by_the_threshold() {
+        let kit = Kit::new("threshold = 2\n");
+        kit.deploy_bundle("alpha", 2, &[0, 1]);
+        let v2 = record(&judge(&kit, "alpha", None).unwrap());
+        kit.replace_bundle("alpha", 3, &[0, 2]);
+        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap().verified.manifest.version, 3);
+        kit.replace_bundle("alpha", 1, &[0, 1]);
+        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap_err(), Refusal::DowngradeRefused { found: 1, floor: 2 });
+        kit.replace_bundle("alpha", 2, &[0, 2]);
+        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap_err(), Refusal::SameVersionDifferentBytes { version: 2 });
+        kit.replace_bundle("alpha", 3, &[1]);
+        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap_err().reason_code(), "threshold_not_met");
+    }
+
+    #[test]
+    fn revoked_key_and_tampered_bytes_keep_the_signer_reason() {
+        let kit = Kit::new("threshold = 1\n");
+        let revoked = kit.keys[2].key_id();
+        kit.set_trust(&format!("threshold = 1\nrevoked = [\"{revoked}\"]\n"));
+        kit.deploy_bundle("alpha", 1, &[0, 2]);
+        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::Verify(VerifyError::RevokedKey { key_id: revoked }));
+        kit.replace_bundle("alpha", 1, &[0]);
+        let manifest = kit.deploy().join("alpha/manifest.json");
+        let text = std::fs::read_to_string(&manifest).unwrap().replace("1.0.0", "9.0.0");
+        std::fs::write(&manifest, text).unwrap();
+        assert_eq!(
+            judge(&kit, "alpha", None).unwrap_err(),
+            Refusal::Verify(VerifyError::BadSignature(SignatureError::Invalid { key_id: kit.keys[0].key_id() }))
+        );
+    }
+
+    #[test]
+    fn a_bundle_deployed_under_another_tenant_name_is_refused() {
+        let kit = Kit::new("threshold = 1\n");
+        kit.bundle_at(&kit.deploy().join("beta"), "alpha", 1, &[0]);
+        assert_eq!(
+            judge(&kit, "beta", None).unwrap_err(),
+            Refusal::TenantMismatch { directory: "beta".into(), manifest_name: "alpha".into() }
+        );
+    }
+
+    #[test]
+    fn links_and_missing_files_are_refused_before_verification() {
+        let kit = Kit::new("threshold = 1\n");
+        let dir = kit.deploy_bundle("alpha", 1, &[0]);
+        std::fs::rename(dir.join("module.wasm"), kit.root.join("m")).unwrap();
+        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::FileMissing { path: "alpha/module.wasm".into() });
+        std::os::unix::fs::symlink(kit.root.join("m"), dir.join("module.wasm")).unwrap();
+        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::Symlink { path: "alpha/module.wasm".into() });
+        std::fs::write(kit.deploy().join("Bad Name"), b"x").unwrap();
+        assert_eq!(judge(&kit, "Bad Name", None).unwrap_err().reason_code(), "not_a_file");
+    }
 }

@@ -347,7 +347,7 @@ impl Guardian {
                 break;
             }
             let detected = Instant::now();
-            let inspected = self.inspect(&names);
+            let inspected = inspect(&self.options.deploy_dir, &self.options.limits, &self.state, &names);
             report.checked += names.len();
             names.clear();
             for Inspected { tenant, result } in inspected {
@@ -378,51 +378,6 @@ impl Guardian {
             self.save()?;
         }
         Ok(report)
-    }
-
-    /// Reads and compares `names` in parallel; returns those not clean.
-    fn inspect(&self, names: &[String]) -> Vec<Inspected> {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len().div_ceil(4)).max(1);
-        let next = AtomicUsize::new(0);
-        let found = Mutex::new(Vec::new());
-        let work = || {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(tenant) = names.get(i) else { break };
-                if let Some(inspected) = self.inspect_one(tenant) {
-                    if let Ok(mut found) = found.lock() {
-                        found.push(inspected);
-                    }
-                }
-            }
-        };
-        if workers == 1 {
-            work();
-        } else {
-            std::thread::scope(|s| {
-                for _ in 0..workers {
-                    s.spawn(work);
-                }
-            });
-        }
-        let mut found = found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-        found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-        found
-    }
-
-    fn inspect_one(&self, tenant: &str) -> Option<Inspected> {
-        let path = self.options.deploy_dir.join(tenant);
-        let result = TenantSnapshot::take(&path, &self.options.limits).map(|mut snapshot| {
-            let items = compare(tenant, self.state.tenants.get(tenant).map(expected), &snapshot);
-            if items.is_empty() {
-                snapshot.drop_bytes();
-            }
-            (snapshot, items)
-        });
-        match result {
-            Ok((_, ref items)) if items.is_empty() => None,
-            result => Some(Inspected { tenant: tenant.to_string(), result }),
-        }
     }
 
     /// Handles one drifted tenant. The flag asks for another check (the
@@ -590,6 +545,52 @@ impl Guardian {
     }
 }
 
+/// Reads and compares `names` in parallel, one worker per core; returns
+/// those not clean, in name order.
+fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) -> Vec<Inspected> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len().div_ceil(4)).max(1);
+    let next = AtomicUsize::new(0);
+    let found = Mutex::new(Vec::new());
+    let work = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(tenant) = names.get(i) else { break };
+            if let Some(inspected) = inspect_one(deploy, limits, state, tenant) {
+                if let Ok(mut found) = found.lock() {
+                    found.push(inspected);
+                }
+            }
+        }
+    };
+    if workers == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
+    }
+    let mut found = found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    found
+}
+
+fn inspect_one(deploy: &Path, limits: &ReadLimits, state: &State, tenant: &str) -> Option<Inspected> {
+    let path = deploy.join(tenant);
+    let result = TenantSnapshot::take(&path, limits).map(|mut snapshot| {
+        let items = compare(tenant, state.tenants.get(tenant).map(expected), &snapshot);
+        if items.is_empty() {
+            snapshot.drop_bytes();
+        }
+        (snapshot, items)
+    });
+    match result {
+        Ok((_, ref items)) if items.is_empty() => None,
+        result => Some(Inspected { tenant: tenant.to_string(), result }),
+    }
+}
+
 /// The start-up check of the state against the store and the trust store.
 /// Byte-level failures (a store entry that no longer hashes to its name, a
 /// signature that no longer matches bytes it once verified) mean the state
@@ -627,4 +628,157 @@ fn check_integrity(state: &State, store: &Store, trust: &TrustStore, limits: &Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Kit;
+    use std::sync::Arc;
+
+    type Seen = Arc<Mutex<Vec<GuardianEvent>>>;
+
+    fn open(kit: &Kit, mode: RepairMode) -> Result<(Guardian, Seen), GuardianError> {
+        let seen: Seen = Arc::default();
+        let sink = Arc::clone(&seen);
+        let options = GuardianOptions {
+            deploy_dir: kit.deploy(),
+            trust_dir: kit.trust(),
+            state_dir: kit.state(),
+            audit: AuditOptions {
+                log: kit.root.join("audit/audit.log"),
+                checkpoint: None,
+                host_key: Some(kit.root.join("audit/host.key")),
+                origin: "test/node".into(),
+            },
+            admission: Admission::AcceptSigned,
+            limits: ReadLimits::default(),
+            test_hooks: TestHooks::default(),
+        };
+        let guardian = Guardian::open(options, mode, Box::new(move |e: &GuardianEvent| sink.lock().unwrap().push(e.clone())))?;
+        Ok((guardian, seen))
+    }
+
+    fn kinds(seen: &Seen) -> Vec<(String, Option<String>, Option<String>)> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .map(|e| (e.kind.to_string(), e.tenant().map(str::to_string), e.reason_code().map(str::to_string)))
+            .collect()
+    }
+
+    fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+        let snap = TenantSnapshot::take(dir, &ReadLimits::default()).unwrap();
+        snap.entries().unwrap().iter().filter_map(|(k, e)| e.bytes().map(|b| (k.clone(), b.to_vec()))).collect()
+    }
+
+    #[test]
+    fn first_run_trusts_signed_bundles_and_quarantines_the_rest() {
+        let kit = Kit::new("threshold = 1\n");
+        kit.deploy_bundle("alpha", 1, &[0]);
+        kit.deploy_bundle("beta", 1, &[]);
+        let (mut g, seen) = open(&kit, RepairMode::Repair).unwrap();
+        let report = g.scan().unwrap();
+        assert!(report.drift_found());
+        let actions: Vec<_> = report.outcomes.iter().map(|o| (o.tenant.as_str(), o.action, o.reason_code.as_deref())).collect();
+        assert_eq!(actions, vec![("alpha", Action::Trusted, None), ("beta", Action::Quarantined, Some("unsigned"))]);
+        assert!(!kit.deploy().join("beta").exists());
+        assert_eq!(fs::read_dir(kit.state().join("quarantine")).unwrap().count(), 1);
+        let k = kinds(&seen);
+        assert!(k.contains(&("module.trusted".into(), Some("alpha".into()), None)), "{k:?}");
+        assert!(k.contains(&("drift.quarantined".into(), Some("beta".into()), Some("unsigned".into()))), "{k:?}");
+        assert!(!g.scan().unwrap().drift_found());
+        drop(g);
+        let (g, _) = open(&kit, RepairMode::Repair).unwrap();
+        assert_eq!(g.state().tenants["alpha"].floor, 1);
+    }
+
+    #[test]
+    fn a_rollback_puts_back_exactly_the_verified_files() {
+        let kit = Kit::new("threshold = 1\n");
+        let alpha = kit.deploy_bundle("alpha", 1, &[0]);
+        let original = tree(&alpha);
+        let (mut g, seen) = open(&kit, RepairMode::Repair).unwrap();
+        g.scan().unwrap();
+        fs::write(alpha.join("module.wasm"), b"\0asm evil").unwrap();
+        fs::write(alpha.join("signatures/extra.minisig"), b"junk").unwrap();
+        let report = g.scan().unwrap();
+        assert_eq!(report.outcomes[0].action, Action::RolledBack);
+        assert_eq!(report.outcomes[0].reason_code.as_deref(), Some("malformed_signature"));
+        assert_eq!(tree(&alpha), original);
+        let events = seen.lock().unwrap();
+        let done = events.iter().find(|e| e.kind == events::ROLLBACK_COMPLETED).unwrap();
+        assert_eq!(done.data["reverified"], true);
+        let kept = PathBuf::from(done.data["quarantined_to"].as_str().unwrap());
+        assert_eq!(fs::read(kept.join("module.wasm")).unwrap(), b"\0asm evil");
+    }
+
+    #[test]
+    fn report_only_leaves_the_files_and_layout_drift_is_named() {
+        let kit = Kit::new("threshold = 1\n");
+        let alpha = kit.deploy_bundle("alpha", 1, &[0]);
+        let (mut g, _) = open(&kit, RepairMode::Repair).unwrap();
+        g.scan().unwrap();
+        drop(g);
+        fs::write(alpha.join("README"), b"hi").unwrap();
+        let (mut g, seen) = open(&kit, RepairMode::ReportOnly).unwrap();
+        let report = g.scan().unwrap();
+        assert_eq!(report.outcomes[0].action, Action::DriftReported);
+        assert_eq!(report.outcomes[0].reason_code.as_deref(), Some("layout"));
+        assert!(alpha.join("README").exists());
+        let events = seen.lock().unwrap();
+        assert_eq!(events[0].data["kind"], "file_added");
+        assert_eq!(events[0].data["path"], "alpha/README");
+    }
+
+    #[test]
+    fn a_corrupt_store_entry_or_state_file_is_reported_not_trusted() {
+        let kit = Kit::new("threshold = 1\n");
+        kit.deploy_bundle("alpha", 1, &[0]);
+        let (mut g, _) = open(&kit, RepairMode::Repair).unwrap();
+        g.scan().unwrap();
+        let digest = g.state().tenants["alpha"].digest.clone();
+        drop(g);
+        let stored = kit.state().join("store").join(&digest).join("module.wasm");
+        let good = fs::read(&stored).unwrap();
+        fs::write(&stored, b"\0asm other").unwrap();
+        let err = open(&kit, RepairMode::Repair).unwrap_err();
+        assert!(matches!(err, GuardianError::State(StateError::Inconsistent { .. })), "{err}");
+        fs::write(&stored, good).unwrap();
+        let state = kit.state().join("state.json");
+        let text = fs::read_to_string(&state).unwrap().replace("\"floor\":1", "\"floor\":0");
+        fs::write(&state, text).unwrap();
+        let err = open(&kit, RepairMode::Repair).unwrap_err();
+        assert!(matches!(err, GuardianError::State(StateError::HashMismatch { .. })), "{err}");
+    }
+
+    #[test]
+    fn leftovers_of_an_interrupted_rollback_are_quarantined_at_start() {
+        let kit = Kit::new("threshold = 1\n");
+        kit.deploy_bundle("alpha", 1, &[0]);
+        let (mut g, _) = open(&kit, RepairMode::Repair).unwrap();
+        g.scan().unwrap();
+        drop(g);
+        let staging = restore::staging_path(&kit.deploy(), "alpha");
+        fs::create_dir(&staging).unwrap();
+        let (_, seen) = open(&kit, RepairMode::Repair).unwrap();
+        assert!(!staging.exists());
+        assert_eq!(kinds(&seen), vec![("rollback.recovered".into(), Some("alpha".into()), None)]);
+    }
+
+    #[test]
+    fn state_inside_the_deploy_tree_is_refused() {
+        let kit = Kit::new("threshold = 1\n");
+        let seen: Observer = Box::new(|_| {});
+        let options = GuardianOptions {
+            deploy_dir: kit.deploy(),
+            trust_dir: kit.trust(),
+            state_dir: kit.deploy().join(".state"),
+            audit: AuditOptions { log: kit.root.join("a.log"), checkpoint: None, host_key: None, origin: "o".into() },
+            admission: Admission::AcceptSigned,
+            limits: ReadLimits::default(),
+            test_hooks: TestHooks::default(),
+        };
+        assert!(matches!(Guardian::open(options, RepairMode::Repair, seen), Err(GuardianError::Overlap { .. })));
+    }
 }

@@ -4,5 +4,6 @@
 //! `cargo xtask test` builds them first. A missing binary fails the test with
 //! that instruction rather than skipping it.
 
+mod pipeline;
 mod signer_cli;
 mod support;

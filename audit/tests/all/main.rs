@@ -7,6 +7,7 @@
 
 mod concurrency;
 mod crash;
+mod mutation;
 mod proofs;
 mod recovery;
 mod show;

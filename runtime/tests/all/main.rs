@@ -6,6 +6,6 @@
 
 mod cache;
 mod cli;
-mod pipeline;
 mod contain;
+mod pipeline;
 mod support;

@@ -1,0 +1,119 @@
+//! One module per `guardian` subcommand, and what they share: where the
+//! trust store, state and audit log are, and how events are printed.
+
+pub mod scan;
+pub mod status;
+pub mod watch;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use guardian::events::{GuardianEvent, Observer};
+use guardian::{Admission, AuditOptions, GuardianOptions, TestHooks};
+use signer::bundle::ReadLimits;
+use signer::config::NodeConfig;
+
+/// The test hook that pauses rollbacks (see `TestHooks::rollback_pause`).
+pub const ROLLBACK_PAUSE_ENV: &str = "NIGHTCORE_TEST_ROLLBACK_PAUSE_MS";
+
+/// Where things are; every flag overrides `nightcore.toml`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The node configuration file (default: ./nightcore.toml if it exists).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Trust store directory (*.pub files and trust.toml); default: the config's trust_dir.
+    #[arg(long)]
+    trust: Option<PathBuf>,
+    /// The guardian's state directory; default: the config's state_dir.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The audit log; default: the config's audit_log, or audit.log in the state directory.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// The host key that signs audit checkpoints (created if missing); default: the config's host_key, or host.key in the state directory.
+    #[arg(long)]
+    host_key: Option<PathBuf>,
+}
+
+impl NodeArgs {
+    pub fn config(&self) -> anyhow::Result<NodeConfig> {
+        let mut config = NodeConfig::load(self.config.as_deref()).context("cannot load the node configuration")?;
+        if let Some(state) = &self.state {
+            // Paths the config derived from its own state_dir follow --state.
+            if config.audit_log == config.state_dir.join("audit.log") {
+                config.audit_log = state.join("audit.log");
+            }
+            if config.host_key == config.state_dir.join("host.key") {
+                config.host_key = state.join("host.key");
+            }
+            config.state_dir = state.clone();
+        }
+        if let Some(trust) = &self.trust {
+            config.trust_dir = trust.clone();
+        }
+        if let Some(log) = &self.audit_log {
+            config.audit_log = log.clone();
+        }
+        if let Some(key) = &self.host_key {
+            config.host_key = key.clone();
+        }
+        Ok(config)
+    }
+
+    pub fn guardian_options(&self, deploy: PathBuf, admission: Admission) -> anyhow::Result<GuardianOptions> {
+        let config = self.config()?;
+        let rollback_pause = match std::env::var(ROLLBACK_PAUSE_ENV) {
+            Ok(ms) => Some(Duration::from_millis(ms.parse().with_context(|| format!("{ROLLBACK_PAUSE_ENV}={ms:?} is not a number of milliseconds"))?)),
+            Err(_) => None,
+        };
+        Ok(GuardianOptions {
+            deploy_dir: deploy,
+            trust_dir: config.trust_dir,
+            state_dir: config.state_dir,
+            audit: AuditOptions { log: config.audit_log, checkpoint: None, host_key: Some(config.host_key), origin: config.origin },
+            admission,
+            limits: ReadLimits::default(),
+            test_hooks: TestHooks { rollback_pause },
+        })
+    }
+}
+
+/// How new tenant directories are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NewTenants {
+    /// Accept a new tenant whose bundle verifies (signed by the threshold of trusted keys).
+    AcceptSigned,
+    /// Quarantine every tenant directory not already in the state.
+    Refuse,
+}
+
+impl From<NewTenants> for Admission {
+    fn from(value: NewTenants) -> Self {
+        match value {
+            NewTenants::AcceptSigned => Admission::AcceptSigned,
+            NewTenants::Refuse => Admission::Refuse,
+        }
+    }
+}
+
+/// Prints each event as it happens: one JSON object per line, or one
+/// readable line. A closed stdout is ignored: the audit log has the record.
+pub fn printing_observer(json: bool) -> Observer {
+    Box::new(move |event: &GuardianEvent| {
+        let line = if json { serde_json::to_string(event).unwrap_or_default() } else { human_line(event) };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    })
+}
+
+fn human_line(event: &GuardianEvent) -> String {
+    let fields: Vec<String> = ["tenant", "reason_code", "reason", "version", "to_version", "path", "quarantined_to", "file"]
+        .iter()
+        .filter_map(|k| event.data.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))))
+        .collect();
+    format!("{} {} {}", event.time, event.kind, fields.join(" "))
+}

@@ -1,0 +1,79 @@
+//! `guardian status`: what the state says, read without taking the lock.
+
+use serde::Serialize;
+use guardian::state::{RecentEvent, TenantRecord};
+
+use super::NodeArgs;
+use crate::Outcome;
+
+/// Show the tenants, their verified versions and rollback floors, and the last events, from the state directory.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    node: NodeArgs,
+    /// Print the status as one JSON object (see `StatusJson` in the source for its fields).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `--json` output.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    state_dir: String,
+    tenants: Vec<TenantJson<'a>>,
+    recent_events: &'a [RecentEvent],
+}
+
+#[derive(Serialize)]
+struct TenantJson<'a> {
+    tenant: &'a str,
+    version: u64,
+    version_label: &'a str,
+    floor: u64,
+    digest: &'a str,
+    manifest_sha256: &'a str,
+    module_sha256: &'a str,
+    signers: &'a [String],
+    accepted_at: &'a str,
+}
+
+impl<'a> TenantJson<'a> {
+    fn new(tenant: &'a str, r: &'a TenantRecord) -> Self {
+        Self {
+            tenant,
+            version: r.version,
+            version_label: &r.version_label,
+            floor: r.floor,
+            digest: &r.digest,
+            manifest_sha256: &r.manifest_sha256,
+            module_sha256: &r.module_sha256,
+            signers: &r.signers,
+            accepted_at: &r.accepted_at,
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<Outcome> {
+    let config = args.node.config()?;
+    let state = guardian::read_state(&config.state_dir)?;
+    let out = StatusJson {
+        state_dir: config.state_dir.display().to_string(),
+        tenants: state.tenants.iter().map(|(t, r)| TenantJson::new(t, r)).collect(),
+        recent_events: &state.recent_events,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(Outcome::Clean);
+    }
+    println!("state {}: {} tenants", out.state_dir, out.tenants.len());
+    for t in &out.tenants {
+        println!("  {:<24} v{:<6} ({}) floor {:<6} manifest {}…  since {}", t.tenant, t.version, t.version_label, t.floor, &t.manifest_sha256[..12.min(t.manifest_sha256.len())], t.accepted_at);
+    }
+    if !out.recent_events.is_empty() {
+        println!("recent events:");
+        for e in out.recent_events {
+            println!("  {} {} {} {}", e.time, e.kind, e.tenant.as_deref().unwrap_or("-"), e.summary);
+        }
+    }
+    Ok(Outcome::Clean)
+}

@@ -1,0 +1,350 @@
+//! The `guardian watch` daemon end to end: a real process over real files,
+//! tampered with while it runs. Every wait has a deadline; nothing asserts
+//! on time.
+
+mod support;
+
+use std::fs;
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde_json::Value;
+use support::{Daemon, Node};
+
+const WATCH: &[&str] = &["--settle-ms", "100", "--rescan-secs", "3600"];
+
+/// Replaces a file in one rename, so the daemon never sees a half-done tamper.
+fn replace_file(node: &Node, path: &Path, bytes: &[u8]) {
+    let tmp = node.deploy().join(".tamper-tmp");
+    fs::write(&tmp, bytes).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// Exchanges two paths atomically (a file or link for a directory too).
+fn exchange(a: &Path, b: &Path) {
+    rustix::fs::renameat_with(rustix::fs::CWD, a, rustix::fs::CWD, b, rustix::fs::RenameFlags::EXCHANGE).unwrap();
+}
+
+/// Applies `tamper`, then waits for the refusal and the repair and checks
+/// that `alpha` is back to `original`. Returns the `drift.detected` event.
+fn tamper_and_expect(node: &Node, daemon: &mut Daemon, original: &std::collections::BTreeMap<String, (Vec<u8>, u32)>, reason: &str, tamper: impl FnOnce()) -> Value {
+    let from = daemon.count();
+    tamper();
+    let drift = daemon.wait_event(from, &format!("drift.detected {reason}"), |e| e["kind"] == "drift.detected" && e["tenant"] == "alpha");
+    assert_eq!(drift["reason_code"], reason, "{drift:#}");
+    let done = daemon.wait_kind(from, "rollback.completed", "alpha");
+    assert_eq!(done["reason_code"], reason, "{done:#}");
+    assert_eq!(done["reverified"], true, "{done:#}");
+    assert!(done["timings"]["since_detection_us"].is_u64(), "{done:#}");
+    assert_eq!(&node.files("alpha"), original, "alpha was not restored after {reason}");
+    drift
+}
+
+#[test]
+fn every_kind_of_drift_is_detected_and_rolled_back() {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_bundle("alpha", 1, &[0]);
+    node.deploy_bundle("beta", 1, &[1]);
+    let original = node.files("alpha");
+    let beta = node.files("beta");
+    let mut d = Daemon::start(&node, WATCH, &[]);
+
+    let module = fs::read(alpha.join("module.wasm")).unwrap();
+    let mut flipped = module.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    let drift = tamper_and_expect(&node, &mut d, &original, "hash_mismatch", || replace_file(&node, &alpha.join("module.wasm"), &flipped));
+    assert_eq!(drift["kind"], "content_changed");
+    assert_eq!(drift["path"], "alpha/module.wasm");
+    assert_eq!(drift["found"], guardian::digest::sha256_hex(&flipped));
+    assert_eq!(drift["expected"], guardian::digest::sha256_hex(&module));
+
+    let manifest = fs::read_to_string(alpha.join("manifest.json")).unwrap().replace("1.0.0", "1.0.1");
+    tamper_and_expect(&node, &mut d, &original, "bad_signature", || replace_file(&node, &alpha.join("manifest.json"), manifest.as_bytes()));
+
+    let signature = fs::read_dir(alpha.join("signatures")).unwrap().next().unwrap().unwrap().path();
+    tamper_and_expect(&node, &mut d, &original, "malformed_signature", || replace_file(&node, &signature, b"untrusted comment: x\nnot base64\n"));
+
+    let drift = tamper_and_expect(&node, &mut d, &original, "file_missing", || {
+        fs::rename(alpha.join("module.wasm"), node.deploy().join(".gone")).unwrap();
+    });
+    assert_eq!(drift["kind"], "file_deleted");
+
+    let drift = tamper_and_expect(&node, &mut d, &original, "layout", || replace_file(&node, &alpha.join("notes.txt"), b"hello"));
+    assert_eq!((drift["kind"].as_str(), drift["path"].as_str()), (Some("file_added"), Some("alpha/notes.txt")));
+
+    // A second valid signature makes other bytes of the same version.
+    let extra = node.deploy().join(".extra.minisig");
+    let manifest_bytes = fs::read(alpha.join("manifest.json")).unwrap();
+    fs::write(&extra, node.keys[1].sign(&manifest_bytes, "file:manifest.json").unwrap().to_file_text()).unwrap();
+    let target = alpha.join(format!("signatures/{}.minisig", node.keys[1].key_id()));
+    tamper_and_expect(&node, &mut d, &original, "same_version_different_bytes", || fs::rename(&extra, &target).unwrap());
+
+    let elsewhere = node.root.join("elsewhere.wasm");
+    fs::write(&elsewhere, &module).unwrap();
+    let link = node.deploy().join(".link");
+    std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+    let drift = tamper_and_expect(&node, &mut d, &original, "symlink", || fs::rename(&link, alpha.join("module.wasm")).unwrap());
+    assert_eq!(drift["kind"], "symlink");
+
+    // The whole bundle replaced by a link to an identical copy elsewhere.
+    let copy = node.root.join("copy");
+    node.bundle_at(&copy, "alpha", 1, &[0]);
+    std::os::unix::fs::symlink(&copy, &link).unwrap();
+    let drift = tamper_and_expect(&node, &mut d, &original, "symlink", || exchange(&link, &alpha));
+    assert_eq!((drift["kind"].as_str(), drift["path"].as_str()), (Some("symlink"), Some("alpha")));
+    fs::remove_dir_all(&link).unwrap_or_else(|_| fs::remove_file(&link).unwrap());
+
+    let drift = tamper_and_expect(&node, &mut d, &original, "layout", || {
+        fs::set_permissions(alpha.join("module.wasm"), fs::Permissions::from_mode(0o664)).unwrap();
+    });
+    assert_eq!((drift["kind"].as_str(), drift["found"].as_str()), (Some("permissions"), Some("mode 0664")));
+
+    let drift = tamper_and_expect(&node, &mut d, &original, "bundle_missing", || {
+        fs::rename(&alpha, node.deploy().join(".deleted")).unwrap();
+    });
+    assert_eq!(drift["kind"], "bundle_deleted");
+
+    // A new tenant directory that does not verify has nothing to roll back to.
+    let from = d.count();
+    node.bundle_at(&node.tenant("gamma"), "gamma", 1, &[]);
+    let q = d.wait_kind(from, "drift.quarantined", "gamma");
+    assert_eq!(q["reason_code"], "unsigned");
+    assert!(!node.tenant("gamma").exists());
+    assert!(Path::new(q["quarantined_to"].as_str().unwrap()).join("module.wasm").exists());
+
+    let from = d.count();
+    fs::write(node.tenant("junk"), b"not a bundle").unwrap();
+    assert_eq!(d.wait_kind(from, "drift.quarantined", "junk")["reason_code"], "not_a_file");
+
+    assert_eq!(node.files("beta"), beta, "an untouched tenant was changed");
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 0, "{json:#} {stderr}");
+}
+
+#[test]
+fn signed_upgrades_are_accepted_and_downgrades_and_bad_signatures_rolled_back() {
+    let node = Node::new("threshold = 1\n");
+    let revoked = node.keys[2].key_id();
+    node.set_trust(&format!("threshold = 2\nrevoked = [\"{revoked}\"]\n"));
+    node.deploy_bundle("alpha", 1, &[0, 1]);
+    let mut d = Daemon::start(&node, WATCH, &[]);
+
+    let from = d.count();
+    node.swap_in("alpha", 2, &[0, 1]);
+    let up = d.wait_kind(from, "module.upgraded", "alpha");
+    assert_eq!((up["from_version"].as_u64(), up["to_version"].as_u64()), (Some(1), Some(2)));
+    let v2 = node.files("alpha");
+
+    let cases: [(u64, &[usize], usize, &str); 4] = [
+        (1, &[0, 1], 0, "downgrade"),
+        (3, &[0], 0, "threshold_not_met"),
+        (3, &[0, 1, 2], 0, "revoked_key"),
+        (2, &[0, 1], 7, "same_version_different_bytes"),
+    ];
+    for (version, signers, padding, reason) in cases {
+        let from = d.count();
+        let staged = node.deploy().join(format!(".stage-{reason}"));
+        node.bundle_with(&staged, "alpha", version, signers, padding);
+        exchange(&staged, &node.tenant("alpha"));
+        let drift = d.wait_kind(from, "drift.detected", "alpha");
+        assert_eq!(drift["reason_code"], reason, "{drift:#}");
+        let done = d.wait_kind(from, "rollback.completed", "alpha");
+        assert_eq!((done["reason_code"].as_str(), done["version"].as_u64()), (Some(reason), Some(2)));
+        assert_eq!(node.files("alpha"), v2, "not rolled back to v2 after {reason}");
+    }
+
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // No false alarm: the upgrade produced exactly one event, and every
+    // refusal exactly one drift and one rollback.
+    let alpha: Vec<String> = node
+        .audit_kinds()
+        .into_iter()
+        .filter(|k| k.starts_with("module.") || k.starts_with("drift.") || k.starts_with("rollback."))
+        .collect();
+    let mut expected = vec!["module.trusted".to_string(), "module.upgraded".to_string()];
+    for _ in 0..4 {
+        expected.extend(["drift.detected".to_string(), "rollback.completed".to_string()]);
+    }
+    assert_eq!(alpha, expected);
+
+    let out = node.guardian("status").arg("--json").output().unwrap();
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["tenants"][0]["tenant"], "alpha");
+    assert_eq!((status["tenants"][0]["version"].as_u64(), status["tenants"][0]["floor"].as_u64()), (Some(2), Some(2)));
+    assert_eq!(status["recent_events"].as_array().unwrap().last().unwrap()["kind"], "guardian.stopped");
+}
+
+fn wait_audit_tampered(d: &mut Daemon, from: usize) -> Value {
+    d.wait_event(from, "audit.tampered", |e| e["kind"] == "audit.tampered")
+}
+
+#[test]
+fn a_tampered_audit_log_is_detected_and_restored() {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_bundle("alpha", 1, &[0]);
+    let mut d = Daemon::start(&node, WATCH, &[]);
+    d.wait_kind(0, "guardian.started", "");
+    let log = node.audit_log();
+    let checkpoint = audit::default_checkpoint_path(&log);
+    d.wait_until("guardian.started in the audit log", || node.audit_kinds().last().map(String::as_str) == Some("guardian.started"));
+    let older = (fs::read(&log).unwrap(), fs::read(&checkpoint).unwrap());
+
+    // More history, so that the older copy is really older.
+    let from = d.count();
+    fs::set_permissions(alpha.join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
+    d.wait_kind(from, "rollback.completed", "alpha");
+    d.wait_until("the rollback in the audit log", || node.audit_kinds().last().map(String::as_str) == Some("rollback.completed"));
+
+    // Edited in the middle, in place.
+    let good = fs::read(&log).unwrap();
+    let at = good.windows(9).position(|w| w == b"first_run").unwrap();
+    let from = d.count();
+    let mut file = fs::OpenOptions::new().write(true).open(&log).unwrap();
+    file.seek(SeekFrom::Start(at as u64)).unwrap();
+    file.write_all(b"FIRST_RUN").unwrap();
+    drop(file);
+    let t = wait_audit_tampered(&mut d, from);
+    assert_eq!((t["file"].as_str(), t["reason"].as_str(), t["restored"].as_bool()), (Some("log"), Some("rewritten"), Some(true)), "{t:#}");
+    assert!(t["detail"].as_str().unwrap().contains("edited_entry"), "{t:#}");
+    let kept = Path::new(t["quarantined_to"][0].as_str().unwrap()).to_path_buf();
+    assert!(fs::read(&kept).unwrap().windows(9).any(|w| w == b"FIRST_RUN"), "the tampered copy is kept as evidence");
+    d.wait_until("the restored log to verify", || matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+    assert!(fs::read(&log).unwrap().starts_with(&good));
+    assert_eq!(node.audit_kinds().last().map(String::as_str), Some("audit.tampered"));
+
+    // Truncated.
+    let from = d.count();
+    let len = fs::metadata(&log).unwrap().len();
+    fs::OpenOptions::new().write(true).open(&log).unwrap().set_len(len / 2).unwrap();
+    let t = wait_audit_tampered(&mut d, from);
+    assert_eq!((t["reason"].as_str(), t["restored"].as_bool()), (Some("truncated"), Some(true)), "{t:#}");
+    d.wait_until("the restored log to verify", || matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+
+    // Replaced by an older copy, with its older (validly signed) checkpoint.
+    let from = d.count();
+    let tmp = node.root.join("audit/.older");
+    fs::write(&tmp, &older.1).unwrap();
+    fs::rename(&tmp, &checkpoint).unwrap();
+    fs::write(&tmp, &older.0).unwrap();
+    fs::rename(&tmp, &log).unwrap();
+    let t = wait_audit_tampered(&mut d, from);
+    assert_eq!((t["file"].as_str(), t["reason"].as_str()), (Some("log"), Some("truncated")), "{t:#}");
+    d.wait_until("the restored log to verify", || matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+    let audit::VerifyReport::Intact(intact) = node.audit_report() else { unreachable!() };
+    assert!(intact.entries as usize > older.0.iter().filter(|&&b| b == b'\n').count());
+
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+}
+
+#[test]
+fn an_event_queue_overflow_still_ends_with_every_tenant_verified() {
+    let node = Node::new("threshold = 1\n");
+    let names = ["alpha", "beta", "gamma", "delta"];
+    for name in names {
+        node.deploy_bundle(name, 1, &[0]);
+    }
+    let originals: Vec<_> = names.iter().map(|n| node.files(n)).collect();
+    let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(16384);
+    // The pause holds the daemon inside a rollback while the burst arrives,
+    // so the kernel queue overflows for certain.
+    let mut d = Daemon::start(&node, &["--settle-ms", "100", "--rescan-secs", "3600"], &[("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS", "1500")]);
+    fs::set_permissions(node.tenant("alpha").join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
+    d.wait_stderr("test hook: rollback paused");
+
+    let beta = node.tenant("beta");
+    let gamma = node.tenant("gamma").join("module.wasm");
+    let mut events = 0;
+    let mut i = 0;
+    while events < queue * 3 {
+        let f = beta.join(format!("burst-{}", i % 64));
+        fs::File::create(&f).unwrap();
+        fs::remove_file(&f).unwrap();
+        fs::set_permissions(&gamma, fs::Permissions::from_mode(if i % 2 == 0 { 0o646 } else { 0o644 })).unwrap();
+        events += 5;
+        i += 1;
+    }
+    // What the burst leaves behind must still be found.
+    fs::write(beta.join("left-behind"), b"x").unwrap();
+    fs::set_permissions(&gamma, fs::Permissions::from_mode(0o666)).unwrap();
+
+    d.wait_stderr("file event queue overflowed");
+    for (name, original) in names.iter().zip(&originals) {
+        d.wait_until(&format!("{name} to be verified again"), || &node.files(name) == original);
+    }
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 0, "{json:#}\n{stderr}");
+}
+
+fn kill_mid_rollback(step: &str) {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_bundle("alpha", 1, &[0]);
+    let original = node.files("alpha");
+    let mut d = Daemon::start(&node, WATCH, &[("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS", "30000")]);
+    replace_file(&node, &alpha.join("module.wasm"), &support::module("alpha", 9, 100));
+    let tampered = node.files("alpha");
+    assert_ne!(tampered, original);
+    d.wait_stderr(&format!("step=\"{step}\""));
+    let stderr = d.kill_hard();
+    assert!(stderr.contains("test hook: rollback paused"), "{stderr}");
+
+    let now = node.files("alpha");
+    assert!(now == original || now == tampered, "a mix of old and new files after kill -9 at {step}: {:?}", now.keys().collect::<Vec<_>>());
+    assert_eq!(now == original, step == "swapped", "the swap is the one step that changes the tenant");
+
+    let mut d = Daemon::start(&node, WATCH, &[]);
+    assert_eq!(node.files("alpha"), original);
+    let recovered = d.wait_kind(0, "rollback.recovered", "alpha");
+    assert!(Path::new(recovered["quarantined_to"].as_str().unwrap()).exists());
+    assert!(fs::read_dir(node.deploy()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".guardian")));
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)), "{:?}", node.audit_report());
+}
+
+#[test]
+fn kill_9_after_staging_leaves_the_old_bytes_and_a_restart_repairs() {
+    kill_mid_rollback("staged");
+}
+
+#[test]
+fn kill_9_after_the_swap_leaves_the_verified_bytes_and_a_restart_cleans_up() {
+    kill_mid_rollback("swapped");
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let d = Daemon::start(&node, WATCH, &[]);
+    let ready: Value = serde_json::from_slice(&fs::read(node.ready_file()).unwrap()).unwrap();
+    assert_eq!(ready["pid"].as_u64(), Some(u64::from(d.pid())));
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.lines().last().unwrap_or_default().contains("guardian stopped"), "{stderr}");
+    assert_eq!(node.audit_kinds().last().map(String::as_str), Some("guardian.stopped"));
+}
+
+#[test]
+fn a_corrupted_state_stops_the_daemon_from_starting() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let (code, _, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{stderr}");
+    let state = node.state().join("state.json");
+    let text = fs::read_to_string(&state).unwrap().replace("\"floor\":1", "\"floor\":7");
+    fs::write(&state, text).unwrap();
+    let mut c = node.guardian("watch");
+    c.args(WATCH);
+    let (status, stderr) = Daemon::spawn(c).wait_exit();
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is corrupt: its hash is"), "{stderr}");
+}
