@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use runtime::cache::compile;
-use runtime::exec::{prepare, run};
+use runtime::exec::{Determinism, prepare, run};
 use runtime::{
     Allocation, CompileCache, EffectivePolicy, EngineOptions, ExecOptions, HostPolicies, NightEngine, PoolingOptions,
     Verification, run_all, wasi_linker,
@@ -91,7 +91,7 @@ fn instantiate_and_run(c: &mut Criterion) {
     let pre = prepare(&linker, &module).unwrap();
     let policy = policy();
     c.bench_function("hello/instantiate_and_run", |b| {
-        b.iter(|| black_box(run(&engine, &pre, &policy, &[]).unwrap()));
+        b.iter(|| black_box(run(&engine, &pre, &policy, &[], Determinism::Host).unwrap()));
     });
 }
 

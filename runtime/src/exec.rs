@@ -24,6 +24,67 @@ use crate::limits::{DEFAULT_MAX_TABLE_ELEMENTS, GuestLimiter, GuestLimits, Limit
 use crate::output::CappedPipe;
 use crate::policy::EffectivePolicy;
 
+/// Whether the guest sees the host's clocks and randomness or fixed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Determinism {
+    /// Real clocks and a secure random source.
+    Host,
+    /// The wall clock reads [`DETERMINISTIC_EPOCH`], the monotonic clock
+    /// advances one microsecond per reading, and randomness is a fixed stream
+    /// derived from a seed: the same module, arguments, environment and files
+    /// then produce the same output and fuel, which `runtime replay` checks.
+    /// The random stream is public; nothing secret may depend on it.
+    Fixed,
+}
+
+/// What the wall clock reads under [`Determinism::Fixed`]: 2000-01-01T00:00:00Z.
+pub const DETERMINISTIC_EPOCH: Duration = Duration::from_secs(946_684_800);
+
+/// Seed bytes of the fixed random stream; public by design.
+const DETERMINISTIC_SEED_DOMAIN: &[u8] = b"nightcore-deterministic-random-v1\0";
+
+struct FixedWallClock;
+
+impl wasmtime_wasi::HostWallClock for FixedWallClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_micros(1)
+    }
+
+    fn now(&self) -> Duration {
+        DETERMINISTIC_EPOCH
+    }
+}
+
+/// A monotonic clock that moves only when read, so that loops waiting for
+/// time to pass still terminate, in the same number of steps every run.
+#[derive(Default)]
+struct SteppingMonotonicClock(std::sync::atomic::AtomicU64);
+
+impl wasmtime_wasi::HostMonotonicClock for SteppingMonotonicClock {
+    fn resolution(&self) -> u64 {
+        1_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.fetch_add(1_000, std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// 64 KiB of SHA-256 counter-mode output, cycled by wasmtime-wasi's
+/// `Deterministic` generator.
+fn fixed_random_stream(label: &[u8]) -> wasmtime_wasi::Deterministic {
+    use sha2::{Digest, Sha256};
+    let mut bytes = Vec::with_capacity(64 * 1024);
+    for counter in 0u32..2048 {
+        let mut block = Sha256::new();
+        block.update(DETERMINISTIC_SEED_DOMAIN);
+        block.update(label);
+        block.update(counter.to_be_bytes());
+        bytes.extend_from_slice(&block.finalize());
+    }
+    wasmtime_wasi::Deterministic::new(bytes)
+}
+
 /// Per-store host state: the guest's WASI context and its resource limiter.
 pub struct HostState {
     wasi: WasiP1Ctx,
@@ -152,10 +213,16 @@ pub fn prepare(linker: &Linker<HostState>, module: &Module) -> Result<InstancePr
 
 /// Runs `_start` of a fresh instance under `policy`, with `args` as argv
 /// (argv[0] is the tenant name).
-pub fn run(engine: &NightEngine, pre: &InstancePre<HostState>, policy: &EffectivePolicy, args: &[String]) -> Result<RunReport, ExecError> {
+pub fn run(
+    engine: &NightEngine,
+    pre: &InstancePre<HostState>,
+    policy: &EffectivePolicy,
+    args: &[String],
+    determinism: Determinism,
+) -> Result<RunReport, ExecError> {
     let stdout = CappedPipe::new("stdout", policy.max_output_bytes);
     let stderr = CappedPipe::new("stderr", policy.max_output_bytes);
-    let wasi = wasi_context(policy, args, &stdout, &stderr)?;
+    let wasi = wasi_context(policy, args, &stdout, &stderr, determinism)?;
     let limiter = GuestLimiter::new(GuestLimits { memory_bytes: policy.memory_bytes(), table_elements: DEFAULT_MAX_TABLE_ELEMENTS });
     let mut store = Store::new(engine.engine(), HostState { wasi, limiter });
     store.limiter(|state| &mut state.limiter);
@@ -210,8 +277,21 @@ pub fn run(engine: &NightEngine, pre: &InstancePre<HostState>, policy: &Effectiv
     })
 }
 
-fn wasi_context(policy: &EffectivePolicy, args: &[String], stdout: &CappedPipe, stderr: &CappedPipe) -> Result<WasiP1Ctx, ExecError> {
+fn wasi_context(
+    policy: &EffectivePolicy,
+    args: &[String],
+    stdout: &CappedPipe,
+    stderr: &CappedPipe,
+    determinism: Determinism,
+) -> Result<WasiP1Ctx, ExecError> {
     let mut builder = WasiCtxBuilder::new();
+    if determinism == Determinism::Fixed {
+        builder.wall_clock(FixedWallClock);
+        builder.monotonic_clock(SteppingMonotonicClock::default());
+        builder.secure_random(fixed_random_stream(b"secure"));
+        builder.insecure_random(fixed_random_stream(b"insecure"));
+        builder.insecure_random_seed(0);
+    }
     // Nothing is inherited: stdin stays closed, the environment holds only the
     // variables the policy lists, and the output goes to the capped pipes.
     let mut argv = Vec::with_capacity(args.len() + 1);

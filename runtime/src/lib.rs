@@ -13,6 +13,7 @@
 //! | one store, one instance, one classified outcome | [`exec`] with [`limits`] and [`output`] |
 //! | every tenant of a deploy directory in parallel | [`deploy`] |
 //! | `run.finished` / `run.refused` audit events | [`events`] |
+//! | signed execution receipts and deterministic replay | [`receipt`] |
 //!
 //! Invariants: the runtime never compiles or instantiates bytes it has not
 //! received back from verification (the only exception is the explicitly
@@ -31,12 +32,13 @@ pub mod limits;
 pub mod output;
 pub mod pipeline;
 pub mod policy;
+pub mod receipt;
 pub mod validate;
 
 pub use cache::{CacheStatus, CompileCache};
 pub use deploy::{DeployReport, TenantFailure, TenantResult, run_all};
 pub use engine::{Allocation, EngineOptions, NightEngine, PoolingOptions};
-pub use exec::{FuelUsage, HostState, Outcome, RunReport, wasi_linker};
+pub use exec::{Determinism, FuelUsage, HostState, Outcome, RunReport, wasi_linker};
 pub use pipeline::{ExecOptions, ExecReport, Refusal, Verification, VerificationStatus, exec_bundle, prepare_bundle, run_ready};
 pub use policy::{EffectivePolicy, GrantedPreopen, HostPolicies, PolicyError, narrow};
 pub use validate::{ValidationError, validate_module};

@@ -22,7 +22,7 @@ use wasmtime::{InstancePre, Linker};
 
 use crate::cache::{CacheStatus, CompileCache, CompileError, compile};
 use crate::engine::NightEngine;
-use crate::exec::{ExecError, HostState, RunReport, prepare, run};
+use crate::exec::{Determinism, ExecError, HostState, RunReport, prepare, run};
 use crate::policy::{EffectivePolicy, HostPolicies, PolicyError, narrow};
 use crate::validate::{DEFAULT_MAX_MODULE_BYTES, ModuleSummary, ValidationError, validate_module};
 
@@ -58,6 +58,8 @@ pub struct ExecOptions<'a> {
     /// When set, the manifest must name this tenant (a deploy directory's
     /// name), so one tenant's directory cannot carry another's bundle.
     pub expected_tenant: Option<&'a str>,
+    /// Host clocks and randomness, or fixed ones for replayable runs.
+    pub determinism: Determinism,
 }
 
 impl<'a> ExecOptions<'a> {
@@ -70,6 +72,7 @@ impl<'a> ExecOptions<'a> {
             max_module_bytes: DEFAULT_MAX_MODULE_BYTES,
             now: time::OffsetDateTime::now_utc(),
             expected_tenant: None,
+            determinism: Determinism::Host,
         }
     }
 }
@@ -177,6 +180,9 @@ impl std::fmt::Debug for ReadyBundle {
 #[derive(Debug, Clone)]
 pub struct ExecReport {
     pub facts: BundleFacts,
+    /// The guest's arguments after argv[0].
+    pub args: Vec<String>,
+    pub determinism: Determinism,
     pub policy: EffectivePolicy,
     pub cache: CacheStatus,
     pub run: RunReport,
@@ -227,9 +233,16 @@ pub fn prepare_bundle(engine: &NightEngine, linker: &Linker<HostState>, dir: &Pa
 }
 
 /// Runs a prepared bundle once.
-pub fn run_ready(engine: &NightEngine, ready: &ReadyBundle, args: &[String]) -> Result<ExecReport, Refusal> {
-    let run = run(engine, &ready.pre, &ready.policy, args).map_err(Refusal::Exec)?;
-    Ok(ExecReport { facts: ready.facts.clone(), policy: ready.policy.clone(), cache: ready.cache.clone(), run })
+pub fn run_ready(engine: &NightEngine, ready: &ReadyBundle, args: &[String], determinism: Determinism) -> Result<ExecReport, Refusal> {
+    let run = run(engine, &ready.pre, &ready.policy, args, determinism).map_err(Refusal::Exec)?;
+    Ok(ExecReport {
+        facts: ready.facts.clone(),
+        args: args.to_vec(),
+        determinism,
+        policy: ready.policy.clone(),
+        cache: ready.cache.clone(),
+        run,
+    })
 }
 
 /// Prepares and runs the bundle in `dir` once.
@@ -241,7 +254,7 @@ pub fn exec_bundle(
     options: &ExecOptions<'_>,
 ) -> Result<ExecReport, Refusal> {
     let ready = prepare_bundle(engine, linker, dir, options)?;
-    run_ready(engine, &ready, args)
+    run_ready(engine, &ready, args, options.determinism)
 }
 
 /// The unverified equivalent of [`VerifiedBundle`] for

@@ -147,7 +147,7 @@ impl Node {
         let mut c = Command::new(guardian_bin());
         c.current_dir(&self.root)
             .env_remove("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS")
-            .env("NIGHTCORE_LOG", "info")
+            .env("NIGHTCORE_LOG", std::env::var("GUARDIAN_TEST_LOG").unwrap_or_else(|_| "info".into()))
             .arg(subcommand);
         if subcommand != "status" {
             c.arg(self.deploy());

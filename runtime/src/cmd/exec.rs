@@ -24,19 +24,20 @@
 use anyhow::{Context, bail};
 use std::io::Write;
 use std::num::NonZeroUsize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use audit::AuditLog;
 use runtime::events::{VerificationMode, finished_event, host_failure_event, refused_event};
-use runtime::policy::load_policy_file;
+use runtime::receipt::Receipt;
 use runtime::{
-    Allocation, CompileCache, EngineOptions, ExecOptions, ExecReport, HostPolicies, NightEngine, Outcome, PoolingOptions,
-    Refusal, TenantFailure, Verification, exec_bundle, run_all, wasi_linker,
+    Allocation, Determinism, EngineOptions, ExecOptions, ExecReport, NightEngine, Outcome, PoolingOptions, Refusal,
+    TenantFailure, Verification, exec_bundle, run_all, wasi_linker,
 };
-use signer::config::{CONFIG_FILE, NodeConfig};
+use signer::fsutil::{FileMode, atomic_write};
+use signer::keyfile::load_or_create_host_key;
 use signer::manifest::MAX_MEMORY_MIB;
-use signer::trust::TrustStore;
+use signer::minisign::SecretKey;
 
 use super::report;
 
@@ -74,86 +75,42 @@ pub struct Args {
     #[arg(long)]
     json: bool,
 
-    /// The trust store directory (default: trust_dir from the config).
-    #[arg(long, value_name = "DIR")]
-    trust: Option<PathBuf>,
-
     /// Appends run.finished / run.refused events to this audit log (default: audit_log from the config when a config file is used).
     #[arg(long, value_name = "PATH")]
     audit: Option<PathBuf>,
 
-    /// The node configuration file (default: ./nightcore.toml when it exists).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    host: super::host::HostArgs,
 
-    /// A host policy file in the [tenants.NAME] format, used instead of the config's policy for the tenant.
-    #[arg(long, value_name = "FILE")]
-    policy: Option<PathBuf>,
+    /// Writes a receipt of the run, signed with the host key, to this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "all")]
+    receipt: Option<PathBuf>,
 
-    /// Maps a guest directory the manifest requests to a host directory; may be repeated.
-    #[arg(long = "dir", value_name = "GUEST=HOST", value_parser = parse_dir)]
-    dirs: Vec<(String, PathBuf)>,
+    /// Gives the guest a fixed clock and a fixed random stream so that the run can be replayed (`runtime replay`).
+    #[arg(long)]
+    deterministic: bool,
 
-    /// Supplies an environment variable the manifest lists; may be repeated.
-    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
-    env: Vec<(String, String)>,
-
-    /// Where precompiled modules are kept (default: <state_dir>/compile-cache).
-    #[arg(long, value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
-
-    /// Compiles every time instead of using the compile cache.
-    #[arg(long, conflicts_with = "cache_dir")]
-    no_cache: bool,
+    /// The host key that signs receipts (default: host_key from the config; created if missing).
+    #[arg(long, value_name = "PATH", requires = "receipt")]
+    host_key: Option<PathBuf>,
 
     /// Runs the bundle without verifying its signatures. For development only; recorded in the report and the audit log.
     #[arg(long)]
     danger_allow_unsigned: bool,
 }
 
-fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
-    match text.split_once('=') {
-        Some((guest, host)) if guest.starts_with('/') && !host.is_empty() => Ok((guest.to_string(), PathBuf::from(host))),
-        _ => Err(format!("{text:?} is not GUEST=HOST with an absolute guest path")),
-    }
-}
-
-fn parse_env(text: &str) -> Result<(String, String), String> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
-        _ => Err(format!("{text:?} is not NAME=VALUE")),
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config_file_used = args.config.is_some() || Path::new(CONFIG_FILE).exists();
-    let config = NodeConfig::load(args.config.as_deref()).context("cannot load the node configuration")?;
-
-    let replacement = match &args.policy {
-        Some(path) => Some(load_policy_file(path).with_context(|| format!("cannot load policy file {}", path.display()))?),
-        None => None,
-    };
-    let policies = HostPolicies {
-        tenants: config.tenants.clone(),
-        replacement,
-        extra_dirs: args.dirs.iter().cloned().collect(),
-        extra_env: args.env.iter().cloned().collect(),
-    };
-
-    let trust = if args.danger_allow_unsigned {
-        None
-    } else {
-        let dir = args.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
-        Some(TrustStore::load(&dir).with_context(|| format!("cannot load the trust store {}", dir.display()))?)
-    };
+    let host = args.host.load()?;
+    let trust = if args.danger_allow_unsigned { None } else { Some(args.host.trust_store(&host.config)?) };
     let (verification, mode) = match &trust {
         Some(trust) => (Verification::Required(trust), VerificationMode::Required),
         None => (Verification::DangerAllowUnsigned, VerificationMode::DangerAllowUnsigned),
     };
+    let config = &host.config;
 
     // The log is opened before anything runs, so that no run goes unrecorded
     // because the log turned out to be unwritable afterwards.
-    let audit_path = args.audit.clone().or_else(|| config_file_used.then(|| config.audit_log.clone()));
+    let audit_path = args.audit.clone().or_else(|| host.config_file_used.then(|| config.audit_log.clone()));
     let mut audit_log = match &audit_path {
         Some(path) => {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -164,9 +121,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
 
-    let cache = (!args.no_cache).then(|| CompileCache::new(args.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache"))));
-    let mut options = ExecOptions::new(verification, &policies);
-    options.cache = cache.as_ref();
+    // The host key is loaded before running too: a receipt that cannot be
+    // signed is better found out before the guest has had its effects.
+    let receipt_key = match &args.receipt {
+        Some(_) => {
+            let path = args.host_key.clone().unwrap_or_else(|| config.host_key.clone());
+            Some(load_or_create_host_key(&path).with_context(|| format!("cannot load the host key {}", path.display()))?)
+        }
+        None => None,
+    };
+
+    let mut options = ExecOptions::new(verification, &host.policies);
+    options.cache = host.cache.as_ref();
+    if args.deterministic {
+        options.determinism = Determinism::Fixed;
+    }
 
     if args.all {
         let parallel = args
@@ -175,11 +144,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map_or(1, NonZeroUsize::get);
         run_deploy(&args, &options, parallel, audit_log.as_mut(), mode)
     } else {
-        run_one(&args, &options, audit_log.as_mut(), mode)
+        let code = run_one(&args, &options, audit_log.as_mut(), mode, receipt_key.as_ref())?;
+        Ok(code)
     }
 }
 
-fn run_one(args: &Args, options: &ExecOptions<'_>, audit_log: Option<&mut AuditLog>, mode: VerificationMode) -> anyhow::Result<ExitCode> {
+fn run_one(
+    args: &Args,
+    options: &ExecOptions<'_>,
+    audit_log: Option<&mut AuditLog>,
+    mode: VerificationMode,
+    receipt_key: Option<&SecretKey>,
+) -> anyhow::Result<ExitCode> {
     let engine = NightEngine::new(EngineOptions::default()).context("cannot start the wasm engine")?;
     let linker = wasi_linker(&engine).context("cannot set up WASI")?;
     let result = exec_bundle(&engine, &linker, &args.bundle, &args.guest_args, options);
@@ -210,6 +186,11 @@ fn run_one(args: &Args, options: &ExecOptions<'_>, audit_log: Option<&mut AuditL
     }
     if let Some(Err(e)) = audit_result {
         bail!("the run is not recorded: cannot append to the audit log: {e}");
+    }
+    if let (Some(path), Some(key), Ok(report)) = (&args.receipt, receipt_key, &result) {
+        let signed = Receipt::of(report).and_then(|receipt| receipt.sign(key)).context("cannot make the receipt")?;
+        atomic_write(path, &signed.to_bytes()?, FileMode::Public)
+            .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(ExitCode::from(code))
 }
@@ -288,7 +269,7 @@ fn run_deploy(
 }
 
 /// The exit status a run maps to; see the module documentation.
-fn exit_code_of(outcome: &Outcome) -> u8 {
+pub fn exit_code_of(outcome: &Outcome) -> u8 {
     match outcome {
         // wasmtime-wasi only lets statuses 0..126 through; the mask keeps any
         // other value within what a process can report, as on a native host.
@@ -298,11 +279,11 @@ fn exit_code_of(outcome: &Outcome) -> u8 {
     }
 }
 
-fn refusal_exit_code(refusal: &Refusal) -> u8 {
+pub fn refusal_exit_code(refusal: &Refusal) -> u8 {
     if refusal.is_host_io() { EXIT_USAGE_OR_IO } else { EXIT_REFUSED }
 }
 
-fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     serde_json::to_writer(&mut out, value).context("cannot write the JSON report")?;
     writeln!(out)?;

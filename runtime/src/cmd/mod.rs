@@ -1,4 +1,7 @@
-//! One module per subcommand.
+//! One module per subcommand, plus the host arguments they share.
 
 pub mod exec;
+mod host;
+pub mod replay;
 mod report;
+pub mod verify_receipt;

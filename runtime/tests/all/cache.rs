@@ -1,7 +1,7 @@
 //! The compile cache: only verified bundles get in, valid artifacts are hits,
 //! and anything corrupt is rebuilt rather than loaded.
 
-use runtime::exec::{prepare, run};
+use runtime::exec::{Determinism, prepare, run};
 use runtime::{CacheStatus, CompileCache, EngineOptions, NightEngine, Outcome, wasi_linker};
 use sha2::{Digest, Sha256};
 use signer::manifest::Manifest;
@@ -40,7 +40,7 @@ fn dummy_manifest() -> Manifest {
 fn run_hello(engine: &NightEngine, module: &wasmtime::Module) -> Outcome {
     let linker = wasi_linker(engine).unwrap();
     let pre = prepare(&linker, module).unwrap();
-    run(engine, &pre, &policy(), &[]).unwrap().outcome
+    run(engine, &pre, &policy(), &[], Determinism::Host).unwrap().outcome
 }
 
 #[test]

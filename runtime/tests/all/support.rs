@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use runtime::exec::{prepare, run};
+use runtime::exec::{Determinism, prepare, run};
 use runtime::{EffectivePolicy, EngineOptions, NightEngine, RunReport, wasi_linker};
 use signer::bundle::{write_signature, write_unsigned};
 use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
@@ -49,7 +49,7 @@ pub fn run_module(module: &[u8], policy: &EffectivePolicy, args: &[&str]) -> Run
     let module = runtime::cache::compile(&engine, module).unwrap();
     let pre = prepare(&linker, &module).unwrap();
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    run(&engine, &pre, policy, &args).unwrap()
+    run(&engine, &pre, policy, &args, Determinism::Host).unwrap()
 }
 
 /// A signing key with its trust store in `dir/trust`.

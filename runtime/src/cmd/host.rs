@@ -1,0 +1,99 @@
+//! Host-side inputs shared by `exec` and `replay`: the node configuration,
+//! the trust store, host policies and the compile cache.
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+use runtime::policy::load_policy_file;
+use runtime::{CompileCache, HostPolicies};
+use signer::config::{CONFIG_FILE, NodeConfig};
+use signer::trust::TrustStore;
+
+/// Arguments that say how this host runs guests.
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// The trust store directory (default: trust_dir from the config).
+    #[arg(long, value_name = "DIR")]
+    trust: Option<PathBuf>,
+
+    /// The node configuration file (default: ./nightcore.toml when it exists).
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// A host policy file in the [tenants.NAME] format, used instead of the config's policy for the tenant.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
+    /// Maps a guest directory the manifest requests to a host directory; may be repeated. With --all it applies to every tenant.
+    #[arg(long = "dir", value_name = "GUEST=HOST", value_parser = parse_dir)]
+    dirs: Vec<(String, PathBuf)>,
+
+    /// Supplies an environment variable the manifest lists; may be repeated.
+    #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+
+    /// Where precompiled modules are kept (default: <state_dir>/compile-cache).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compiles every time instead of using the compile cache.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+/// What [`HostArgs`] resolve to.
+#[derive(Debug)]
+pub struct Host {
+    pub config: NodeConfig,
+    /// Whether a configuration file was read (rather than defaults used).
+    pub config_file_used: bool,
+    pub policies: HostPolicies,
+    pub cache: Option<CompileCache>,
+}
+
+fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
+    match text.split_once('=') {
+        Some((guest, host)) if guest.starts_with('/') && !host.is_empty() => Ok((guest.to_string(), PathBuf::from(host))),
+        _ => Err(format!("{text:?} is not GUEST=HOST with an absolute guest path")),
+    }
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not NAME=VALUE")),
+    }
+}
+
+impl HostArgs {
+    /// Loads the configuration and the policy file, and assembles the policies
+    /// and cache.
+    pub fn load(&self) -> anyhow::Result<Host> {
+        let config_file_used = self.config.is_some() || Path::new(CONFIG_FILE).exists();
+        let config = NodeConfig::load(self.config.as_deref()).context("cannot load the node configuration")?;
+        let replacement = match &self.policy {
+            Some(path) => Some(load_policy_file(path).with_context(|| format!("cannot load policy file {}", path.display()))?),
+            None => None,
+        };
+        let policies = HostPolicies {
+            tenants: config.tenants.clone(),
+            replacement,
+            extra_dirs: self.dirs.iter().cloned().collect(),
+            extra_env: self.env.iter().cloned().collect(),
+        };
+        let cache = (!self.no_cache)
+            .then(|| CompileCache::new(self.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache"))));
+        Ok(Host { config, config_file_used, policies, cache })
+    }
+
+    /// Loads the trust store named by `--trust` or the configuration.
+    pub fn trust_store(&self, config: &NodeConfig) -> anyhow::Result<TrustStore> {
+        trust_store(self.trust.as_deref(), config)
+    }
+}
+
+/// Loads the trust store at `dir`, or the configuration's.
+pub fn trust_store(dir: Option<&Path>, config: &NodeConfig) -> anyhow::Result<TrustStore> {
+    let dir = dir.unwrap_or(&config.trust_dir);
+    TrustStore::load(dir).with_context(|| format!("cannot load the trust store {}", dir.display()))
+}
