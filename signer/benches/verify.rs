@@ -2,6 +2,8 @@
 //! 1 MiB and 10 MiB modules. Verification should be hashing-bound: the two
 //! Ed25519 checks of a 2-of-2 bundle cost ~80 µs whatever the module size.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use sha2::{Digest, Sha256};
 use std::hint::black_box;
@@ -16,7 +18,8 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = [SecretKey::generate(), SecretKey::generate()];
     let pubs = [keys[0].public_key(), keys[1].public_key()];
-    write_trust_store(&dir.path().join("trust"), &[("a", &pubs[0]), ("b", &pubs[1])], "threshold = 2\n").expect("trust");
+    write_trust_store(&dir.path().join("trust"), &[("a", &pubs[0]), ("b", &pubs[1])], "threshold = 2\n")
+        .expect("trust");
     let trust = TrustStore::load(&dir.path().join("trust")).expect("trust");
     let now = time::OffsetDateTime::now_utc();
 
@@ -46,12 +49,17 @@ fn bench(c: &mut Criterion) {
         });
         // The clone is the price of handing verify_bundle owned bytes; it is
         // measured separately so that it can be subtracted.
-        group.bench_with_input(BenchmarkId::new("clone_only", label), &bytes, |b, bytes| b.iter(|| black_box(bytes.clone())));
+        group.bench_with_input(BenchmarkId::new("clone_only", label), &bytes, |b, bytes| {
+            b.iter(|| black_box(bytes.clone()))
+        });
         group.bench_with_input(BenchmarkId::new("verify_bundle", label), &bytes, |b, bytes| {
             b.iter(|| verify_bundle(black_box(bytes.clone()), &trust, now).expect("verifies"))
         });
         group.bench_with_input(BenchmarkId::new("read_and_verify", label), &path, |b, path| {
-            b.iter(|| verify_bundle(BundleBytes::read(path, &ReadLimits::default()).expect("read"), &trust, now).expect("verifies"))
+            b.iter(|| {
+                verify_bundle(BundleBytes::read(path, &ReadLimits::default()).expect("read"), &trust, now)
+                    .expect("verifies")
+            })
         });
     }
     group.finish();

@@ -91,10 +91,7 @@ mod tests {
     #[test]
     fn keys_are_sorted_and_whitespace_dropped() {
         let v = json!({"b": 1, "a": {"d": [1, 2, {"z": null, "y": true}], "c": "x"}});
-        assert_eq!(
-            to_canonical_bytes(&v).unwrap(),
-            br#"{"a":{"c":"x","d":[1,2,{"y":true,"z":null}]},"b":1}"#
-        );
+        assert_eq!(to_canonical_bytes(&v).unwrap(), br#"{"a":{"c":"x","d":[1,2,{"y":true,"z":null}]},"b":1}"#);
     }
 
     #[test]

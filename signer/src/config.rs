@@ -94,7 +94,11 @@ impl NodeConfig {
             Some(path) => (Self::read(path)?, parent(path)),
             None => {
                 let default = Path::new(CONFIG_FILE);
-                if default.exists() { (Self::read(default)?, PathBuf::from(".")) } else { (ConfigFile::default(), PathBuf::from(".")) }
+                if default.exists() {
+                    (Self::read(default)?, PathBuf::from("."))
+                } else {
+                    (ConfigFile::default(), PathBuf::from("."))
+                }
             }
         };
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };

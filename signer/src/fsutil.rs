@@ -89,11 +89,7 @@ pub enum ReadCappedError {
 pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReadCappedError> {
     let io_err = |source| ReadCappedError::Io { path: path.to_path_buf(), source };
     let file = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(path).map_err(|e| {
-        if e.raw_os_error() == Some(ELOOP) {
-            ReadCappedError::NotAFile { path: path.to_path_buf() }
-        } else {
-            io_err(e)
-        }
+        if e.raw_os_error() == Some(ELOOP) { ReadCappedError::NotAFile { path: path.to_path_buf() } } else { io_err(e) }
     })?;
     let meta = file.metadata().map_err(io_err)?;
     if !meta.is_file() {

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
 use crate::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
-use crate::minisign::{FormatError, KeyProtection, LockedSecretKey, MAX_KEY_FILE_BYTES, PublicKey, SecretKey, UnlockError};
+use crate::minisign::{
+    FormatError, KeyProtection, LockedSecretKey, MAX_KEY_FILE_BYTES, PublicKey, SecretKey, UnlockError,
+};
 
 /// The environment variable a password is read from before prompting.
 pub const PASSWORD_ENV: &str = "NIGHTCORE_KEY_PASSWORD";
@@ -53,12 +55,17 @@ pub enum KeyFileError {
 pub fn load_secret_key(path: &Path, source: PasswordSource) -> Result<SecretKey, KeyFileError> {
     let locked = read_locked(path)?;
     let password = if locked.is_encrypted() { Some(read_password(source, PasswordPrompt::Once)?) } else { None };
-    locked.unlock(password.as_deref().map(String::as_str)).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })
+    locked
+        .unlock(password.as_deref().map(String::as_str))
+        .map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })
 }
 
 fn read_locked(path: &Path) -> Result<LockedSecretKey, KeyFileError> {
     let bytes = Zeroizing::new(read_capped(path, MAX_KEY_FILE_BYTES as u64)?);
-    let mode = fs::metadata(path).map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })?.permissions().mode();
+    let mode = fs::metadata(path)
+        .map_err(|source| KeyFileError::Io { path: path.to_path_buf(), source })?
+        .permissions()
+        .mode();
     if mode & 0o077 != 0 {
         return Err(KeyFileError::PermissionsTooOpen { path: path.to_path_buf(), mode: mode & 0o777 });
     }
@@ -88,7 +95,8 @@ pub fn read_password(source: PasswordSource, prompt: PasswordPrompt) -> Result<Z
     }
     let first = Zeroizing::new(rpassword::prompt_password("Password: ").map_err(|_| KeyFileError::NoPassword)?);
     if prompt == PasswordPrompt::Confirm {
-        let second = Zeroizing::new(rpassword::prompt_password("Password (again): ").map_err(|_| KeyFileError::NoPassword)?);
+        let second =
+            Zeroizing::new(rpassword::prompt_password("Password (again): ").map_err(|_| KeyFileError::NoPassword)?);
         if first != second {
             return Err(KeyFileError::PasswordMismatch);
         }
@@ -104,7 +112,12 @@ pub struct KeyPairPaths {
 }
 
 /// Writes `dir/NAME.key` (mode 0600, never overwriting) and `dir/NAME.pub`.
-pub fn write_key_pair(dir: &Path, name: &str, key: &SecretKey, protection: KeyProtection<'_>) -> Result<KeyPairPaths, KeyFileError> {
+pub fn write_key_pair(
+    dir: &Path,
+    name: &str,
+    key: &SecretKey,
+    protection: KeyProtection<'_>,
+) -> Result<KeyPairPaths, KeyFileError> {
     fs::create_dir_all(dir).map_err(|source| KeyFileError::Io { path: dir.to_path_buf(), source })?;
     let secret = dir.join(format!("{name}.key"));
     let public = dir.join(format!("{name}.pub"));
@@ -125,7 +138,11 @@ pub fn write_key_pair(dir: &Path, name: &str, key: &SecretKey, protection: KeyPr
 fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
     let io_err = |source| KeyFileError::Io { path: path.to_path_buf(), source };
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
-        if e.kind() == io::ErrorKind::AlreadyExists { KeyFileError::AlreadyExists { path: path.to_path_buf() } } else { io_err(e) }
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            KeyFileError::AlreadyExists { path: path.to_path_buf() }
+        } else {
+            io_err(e)
+        }
     })?;
     file.write_all(bytes).map_err(io_err)?;
     file.sync_all().map_err(io_err)?;
@@ -141,15 +158,15 @@ fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> 
 /// approves modules (the trust store lists it under `log_keys`).
 pub fn load_or_create_host_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     match read_locked(path) {
-        Ok(locked) => {
-            locked.unlock(None).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })
-        }
+        Ok(locked) => locked.unlock(None).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source }),
         Err(KeyFileError::Read(ReadCappedError::Io { source, .. })) if source.kind() == io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fs::create_dir_all(dir).map_err(|source| KeyFileError::Io { path: dir.to_path_buf(), source })?;
             }
-            let text = key.to_file_text(KeyProtection::DangerUnencrypted).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })?;
+            let text = key
+                .to_file_text(KeyProtection::DangerUnencrypted)
+                .map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })?;
             match write_new_secret_file(path, text.as_bytes()) {
                 Ok(()) => {
                     let public = path.with_extension("pub");

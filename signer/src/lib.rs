@@ -6,12 +6,12 @@
 //! verifier and one set of error kinds.
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod canonical;
+pub mod config;
 pub mod fsutil;
+pub mod keyfile;
 pub mod manifest;
 pub mod minisign;
-pub mod bundle;
 pub mod trust;
 pub mod verify;
-pub mod config;
-pub mod keyfile;

@@ -235,9 +235,8 @@ impl Capabilities {
             return Err(field("capabilities.timeout_ms", format!("must be between 1 and {MAX_TIMEOUT_MS}")));
         }
         for name in &self.env {
-            let ok = !name.is_empty()
-                && name.len() <= 128
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let ok =
+                !name.is_empty() && name.len() <= 128 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
             if !ok {
                 return Err(field("capabilities.env", format!("{name:?} is not an environment variable name")));
             }
@@ -279,7 +278,14 @@ fn validate_guest_path(path: &str) -> Result<(), ManifestError> {
         && !path.split('/').any(|c| c == ".." || c == ".")
         && !path.contains('\0')
         && !path.contains("//");
-    if ok { Ok(()) } else { Err(field("capabilities.preopen", format!("guest path {path:?} must be absolute, without '.', '..' or empty components"))) }
+    if ok {
+        Ok(())
+    } else {
+        Err(field(
+            "capabilities.preopen",
+            format!("guest path {path:?} must be absolute, without '.', '..' or empty components"),
+        ))
+    }
 }
 
 pub(crate) fn is_lower_hex_sha256(s: &str) -> bool {

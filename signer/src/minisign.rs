@@ -130,7 +130,9 @@ pub enum UnlockError {
     PasswordRequired,
     #[error("password is over {MAX_PASSWORD_BYTES} bytes")]
     PasswordTooLong,
-    #[error("secret key asks for scrypt parameters (opslimit {opslimit}, memlimit {memlimit}) above the accepted maximum")]
+    #[error(
+        "secret key asks for scrypt parameters (opslimit {opslimit}, memlimit {memlimit}) above the accepted maximum"
+    )]
     KdfTooExpensive { opslimit: u64, memlimit: u64 },
     #[error("secret key {key_id} is inconsistent: its public half does not match its seed")]
     Inconsistent { key_id: String },
@@ -187,7 +189,10 @@ impl PublicKey {
             return Err(FormatError::Length { what: "public key", found: bytes.len(), expected: 42 });
         }
         if bytes[..2] != ALG_ED25519 {
-            return Err(FormatError::Algorithm { what: "public key", found: String::from_utf8_lossy(&bytes[..2]).into() });
+            return Err(FormatError::Algorithm {
+                what: "public key",
+                found: String::from_utf8_lossy(&bytes[..2]).into(),
+            });
         }
         let key_id = KeyId(array(&bytes[2..10]));
         let verifying_key = VerifyingKey::from_bytes(&array(&bytes[10..42])).map_err(|_| FormatError::InvalidPoint)?;
@@ -219,7 +224,12 @@ impl PublicKey {
     }
 
     /// Verifies a minisign signature over `message`, including its trusted comment.
-    pub fn verify(&self, message: &[u8], signature: &Signature, legacy: LegacySignatures) -> Result<(), SignatureError> {
+    pub fn verify(
+        &self,
+        message: &[u8],
+        signature: &Signature,
+        legacy: LegacySignatures,
+    ) -> Result<(), SignatureError> {
         if signature.key_id != self.key_id {
             return Err(SignatureError::KeyIdMismatch { expected: self.key_id, found: signature.key_id });
         }
@@ -371,7 +381,10 @@ impl LockedSecretKey {
             return Err(FormatError::Length { what: "secret key", found: raw.len(), expected: SECRET_KEY_BYTES });
         }
         if raw[..2] != ALG_ED25519 || raw[4..6] != CHK_BLAKE2B || !(raw[2..4] == KDF_SCRYPT || raw[2..4] == KDF_NONE) {
-            return Err(FormatError::Algorithm { what: "secret key", found: String::from_utf8_lossy(&raw[..6]).into() });
+            return Err(FormatError::Algorithm {
+                what: "secret key",
+                found: String::from_utf8_lossy(&raw[..6]).into(),
+            });
         }
         Ok(Self { raw })
     }
@@ -444,7 +457,10 @@ impl Signature {
             ALG_PREHASHED => SignatureAlgorithm::Prehashed,
             ALG_ED25519 => SignatureAlgorithm::Legacy,
             other => {
-                return Err(FormatError::Algorithm { what: "signature", found: String::from_utf8_lossy(&other).into() });
+                return Err(FormatError::Algorithm {
+                    what: "signature",
+                    found: String::from_utf8_lossy(&other).into(),
+                });
             }
         };
         let trusted_comment = lines.expect_prefixed("trusted comment", TRUSTED_PREFIX)?.to_string();
@@ -501,7 +517,12 @@ fn secret_key_checksum(key_id: &[u8], keypair: &[u8]) -> [u8; 32] {
 /// Accepting a parameter set is accepting its cost; refuse anything above what
 /// minisign itself would ever write, so a crafted key file cannot ask for
 /// terabytes of memory.
-fn scrypt_stream(password: &str, salt: &[u8; 32], opslimit: u64, memlimit: u64) -> Result<Zeroizing<[u8; 104]>, UnlockError> {
+fn scrypt_stream(
+    password: &str,
+    salt: &[u8; 32],
+    opslimit: u64,
+    memlimit: u64,
+) -> Result<Zeroizing<[u8; 104]>, UnlockError> {
     if password.len() > MAX_PASSWORD_BYTES {
         return Err(UnlockError::PasswordTooLong);
     }
@@ -517,7 +538,8 @@ fn scrypt_stream(password: &str, salt: &[u8; 32], opslimit: u64, memlimit: u64) 
     // is the length of the buffer passed to `scrypt`.
     let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN).map_err(|_| too_expensive)?;
     let mut out = Zeroizing::new([0u8; 104]);
-    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out[..]).map_err(|_| UnlockError::KdfTooExpensive { opslimit, memlimit })?;
+    scrypt::scrypt(password.as_bytes(), salt, &params, &mut out[..])
+        .map_err(|_| UnlockError::KdfTooExpensive { opslimit, memlimit })?;
     Ok(out)
 }
 
@@ -594,7 +616,11 @@ impl<'a> Lines<'a> {
     }
 
     fn expect_end(&mut self) -> Result<(), FormatError> {
-        if self.inner.all(|l| l.trim().is_empty()) { Ok(()) } else { Err(FormatError::TrailingContent { what: self.what }) }
+        if self.inner.all(|l| l.trim().is_empty()) {
+            Ok(())
+        } else {
+            Err(FormatError::TrailingContent { what: self.what })
+        }
     }
 }
 
@@ -690,14 +716,12 @@ y/rUw2y8/hOUYjZU71eHp/Wo1KZ40fGy2VJEDl34XMJM+TX48Ss/17u3IvIfbVR1FkZZSNCisQbuQY+b
     fn encrypted_key_round_trip_and_wrong_password() {
         let sk = SecretKey::generate();
         // Cheap parameters keep the test fast; the format is the same.
-        let text = sk.to_file_text_with(KeyProtection::Password("correct horse"), [7; 32], 524_288, 16_777_216).unwrap();
+        let text =
+            sk.to_file_text_with(KeyProtection::Password("correct horse"), [7; 32], 524_288, 16_777_216).unwrap();
         let locked = LockedSecretKey::from_file_bytes(text.as_bytes()).unwrap();
         assert!(locked.is_encrypted());
         assert_eq!(locked.unlock(None).unwrap_err(), UnlockError::PasswordRequired);
-        assert_eq!(
-            locked.unlock(Some("wrong")).unwrap_err(),
-            UnlockError::WrongPassword
-        );
+        assert_eq!(locked.unlock(Some("wrong")).unwrap_err(), UnlockError::WrongPassword);
         let unlocked = locked.unlock(Some("correct horse")).unwrap();
         assert_eq!(unlocked.public_key(), sk.public_key());
     }
@@ -744,6 +768,9 @@ y/rUw2y8/hOUYjZU71eHp/Wo1KZ40fGy2VJEDl34XMJM+TX48Ss/17u3IvIfbVR1FkZZSNCisQbuQY+b
             Signature::from_file_bytes(no_global.as_bytes()).unwrap_err(),
             FormatError::MissingLine { what: "signature", line: "global signature" }
         );
-        assert!(matches!(LockedSecretKey::from_file_bytes(b"untrusted comment: x\nAAAA\n"), Err(FormatError::Length { .. })));
+        assert!(matches!(
+            LockedSecretKey::from_file_bytes(b"untrusted comment: x\nAAAA\n"),
+            Err(FormatError::Length { .. })
+        ));
     }
 }

@@ -95,15 +95,19 @@ impl TrustStore {
         let io_err = |source| TrustError::Io { path: dir.to_path_buf(), source };
         let mut key_paths = BTreeMap::<KeyId, PathBuf>::new();
         let mut keys = BTreeMap::new();
-        let mut entries: Vec<PathBuf> =
-            fs::read_dir(dir).map_err(io_err)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(io_err)?;
+        let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+            .map_err(io_err)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err)?;
         entries.sort();
         for path in entries.into_iter().filter(|p| p.extension().is_some_and(|e| e == "pub")) {
             if keys.len() == MAX_TRUSTED_KEYS {
                 return Err(TrustError::TooManyKeys);
             }
             let bytes = read_capped(&path, MAX_KEY_FILE_BYTES as u64)?;
-            let key = PublicKey::from_file_bytes(&bytes).map_err(|source| TrustError::MalformedKey { path: path.clone(), source })?;
+            let key = PublicKey::from_file_bytes(&bytes)
+                .map_err(|source| TrustError::MalformedKey { path: path.clone(), source })?;
             if let Some(first) = key_paths.insert(key.key_id(), path.clone()) {
                 return Err(TrustError::DuplicateKey { key_id: key.key_id(), first, second: path });
             }

@@ -87,7 +87,11 @@ impl VerifyError {
 /// Verifies `bundle` against `trust` at time `now`. Takes the bytes by value and
 /// hands them back inside [`VerifiedBundle`], so that what runs is what was checked
 /// and no copy of a large module is made.
-pub fn verify_bundle(bundle: BundleBytes, trust: &TrustStore, now: time::OffsetDateTime) -> Result<VerifiedBundle, VerifyError> {
+pub fn verify_bundle(
+    bundle: BundleBytes,
+    trust: &TrustStore,
+    now: time::OffsetDateTime,
+) -> Result<VerifiedBundle, VerifyError> {
     if bundle.signatures.is_empty() {
         return Err(VerifyError::Unsigned);
     }

@@ -2,6 +2,8 @@
 //! valid files through every parser. The real fuzzing lives in `fuzz/` (cargo-fuzz);
 //! this test keeps the "never panics" promise from regressing between fuzz runs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
 use signer::minisign::{KeyProtection, LockedSecretKey, PublicKey, SecretKey, Signature};
 use signer::trust::TrustStore;

@@ -1,5 +1,7 @@
 //! Every way a bundle can fail verification, each asserting its exact reason.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -24,7 +26,8 @@ impl Fixture {
         let root = dir.path().to_path_buf();
         let keys: Vec<SecretKey> = (0..3).map(|_| SecretKey::generate()).collect();
         let pubs: Vec<PublicKey> = keys.iter().map(SecretKey::public_key).collect();
-        let named: Vec<(String, &PublicKey)> = pubs.iter().take(trusted).enumerate().map(|(i, k)| (format!("k{i}"), k)).collect();
+        let named: Vec<(String, &PublicKey)> =
+            pubs.iter().take(trusted).enumerate().map(|(i, k)| (format!("k{i}"), k)).collect();
         let named: Vec<(&str, &PublicKey)> = named.iter().map(|(n, k)| (n.as_str(), *k)).collect();
         write_trust_store(&root.join("trust"), &named, trust_toml).unwrap();
         Self { _dir: dir, root, keys }
@@ -175,7 +178,9 @@ fn expired_bundle_is_refused() {
     let f = Fixture::new(3, "threshold = 1\n");
     let b = f.bundle("b", "2001-01-01T00:00:00Z");
     f.sign(&b, 0);
-    assert!(matches!(f.verify(&b).unwrap_err(), VerifyError::Expired { expires, .. } if expires == "2001-01-01T00:00:00Z"));
+    assert!(
+        matches!(f.verify(&b).unwrap_err(), VerifyError::Expired { expires, .. } if expires == "2001-01-01T00:00:00Z")
+    );
 }
 
 #[test]
@@ -193,7 +198,11 @@ fn signature_by_revoked_key_is_refused_even_with_enough_others() {
 fn tenant_key_sets_restrict_who_may_approve() {
     let f = Fixture::new(3, "threshold = 1\n");
     let allowed = f.keys[0].key_id();
-    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\n[tenants.hello]\nkeys = [\"{allowed}\"]\n")).unwrap();
+    std::fs::write(
+        f.root.join("trust/trust.toml"),
+        format!("threshold = 1\n[tenants.hello]\nkeys = [\"{allowed}\"]\n"),
+    )
+    .unwrap();
     let b = f.bundle("b", FUTURE);
     f.sign(&b, 1);
     assert_eq!(
@@ -223,7 +232,10 @@ fn non_canonical_manifest_is_malformed_even_if_signed() {
     let pretty = serde_json::to_vec_pretty(&manifest("hello", FUTURE)).unwrap();
     fs::write(b.join("manifest.json"), &pretty).unwrap();
     f.sign(&b, 0);
-    assert!(matches!(f.verify(&b).unwrap_err(), VerifyError::MalformedManifest(signer::manifest::ManifestError::NotCanonical)));
+    assert!(matches!(
+        f.verify(&b).unwrap_err(),
+        VerifyError::MalformedManifest(signer::manifest::ManifestError::NotCanonical)
+    ));
 }
 
 #[test]

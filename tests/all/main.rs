@@ -4,6 +4,10 @@
 //! `cargo xtask test` builds them first. A missing binary fails the test with
 //! that instruction rather than skipping it.
 
+// Test helpers outside #[test] functions are not covered by clippy's
+// allow-unwrap-in-tests; a panic is the right failure in a test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod pipeline;
 mod signer_cli;
 mod support;

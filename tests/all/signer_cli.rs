@@ -17,7 +17,14 @@ fn make_bundle(dir: &Path) -> std::path::PathBuf {
     let caps = dir.join("caps.toml");
     fs::write(&caps, "fuel = 200000000\nmemory_mib = 16\ntimeout_ms = 3000\nenv = [\"GREETING\"]\n[[preopen]]\nguest = \"/data\"\nmode = \"ro\"\n").unwrap();
     let bundle = dir.join("bundle");
-    let r = run(cmd("signer").args(["bundle", "--name", "hello", "--version", "7", "--version-label", "1.0.0", "--expires", EXPIRES]).arg("--wasm").arg(&wasm).arg("--caps").arg(&caps).arg("--out").arg(&bundle));
+    let r = run(cmd("signer")
+        .args(["bundle", "--name", "hello", "--version", "7", "--version-label", "1.0.0", "--expires", EXPIRES])
+        .arg("--wasm")
+        .arg(&wasm)
+        .arg("--caps")
+        .arg(&caps)
+        .arg("--out")
+        .arg(&bundle));
     assert_eq!(r.code, 0, "{}", r.stderr);
     bundle
 }
@@ -49,7 +56,11 @@ fn manifest_is_canonical_and_stable() {
 fn encrypted_key_signs_and_minisign_cli_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = make_bundle(dir.path());
-    let r = run(cmd("signer").args(["keygen", "--name", "cold", "--json"]).arg("--out").arg(dir.path()).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
+    let r = run(cmd("signer")
+        .args(["keygen", "--name", "cold", "--json"])
+        .arg("--out")
+        .arg(dir.path())
+        .env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(out["encrypted"], true);
@@ -58,15 +69,26 @@ fn encrypted_key_signs_and_minisign_cli_verifies() {
     assert_eq!(fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     assert!(fs::read_to_string(&key).unwrap().starts_with("untrusted comment: minisign encrypted secret key\n"));
 
-    let wrong = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", "nope"));
+    let wrong =
+        run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", "nope"));
     assert_eq!(wrong.code, 2);
     assert!(wrong.stderr.contains("wrong password"), "{}", wrong.stderr);
-    assert!(!bundle.join("signatures").join(format!("{key_id}.minisig")).exists(), "nothing written on a wrong password");
+    assert!(
+        !bundle.join("signatures").join(format!("{key_id}.minisig")).exists(),
+        "nothing written on a wrong password"
+    );
 
-    let signed = run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
+    let signed =
+        run(cmd("signer").arg("sign").arg("--key").arg(&key).arg(&bundle).env("NIGHTCORE_KEY_PASSWORD", PASSWORD));
     assert_eq!(signed.code, 0, "{}", signed.stderr);
     let sig = bundle.join("signatures").join(format!("{key_id}.minisig"));
-    let v = run(minisign().arg("-Vm").arg(bundle.join("manifest.json")).arg("-x").arg(&sig).arg("-p").arg(dir.path().join("cold.pub")));
+    let v = run(minisign()
+        .arg("-Vm")
+        .arg(bundle.join("manifest.json"))
+        .arg("-x")
+        .arg(&sig)
+        .arg("-p")
+        .arg(dir.path().join("cold.pub")));
     assert_eq!(v.code, 0, "minisign CLI rejected our signature: {}{}", v.stdout, v.stderr);
     assert!(v.stdout.contains("Signature and comment signature verified"), "{}", v.stdout);
 
@@ -179,10 +201,20 @@ fn bundle_refuses_non_wasm_and_existing_output() {
     let bundle = make_bundle(dir.path());
     let text = dir.path().join("not.wasm");
     fs::write(&text, "(module)").unwrap();
-    let r = run(cmd("signer").args(["bundle", "--name", "x", "--version", "1"]).arg("--wasm").arg(&text).arg("--out").arg(dir.path().join("x")));
+    let r = run(cmd("signer")
+        .args(["bundle", "--name", "x", "--version", "1"])
+        .arg("--wasm")
+        .arg(&text)
+        .arg("--out")
+        .arg(dir.path().join("x")));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("is not a WebAssembly binary"), "{}", r.stderr);
-    let r = run(cmd("signer").args(["bundle", "--name", "x", "--version", "1"]).arg("--wasm").arg(dir.path().join("hello.wasm")).arg("--out").arg(&bundle));
+    let r = run(cmd("signer")
+        .args(["bundle", "--name", "x", "--version", "1"])
+        .arg("--wasm")
+        .arg(dir.path().join("hello.wasm"))
+        .arg("--out")
+        .arg(&bundle));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("exists already"), "{}", r.stderr);
 }

@@ -43,7 +43,10 @@ pub fn run(command: &mut Command) -> Run {
 /// The minisign command line, installed by `cargo xtask test` and `.ci/run`.
 pub fn minisign() -> Command {
     let found = Command::new("minisign").arg("-v").output().is_ok();
-    assert!(found, "the minisign CLI is required for interop tests; `cargo xtask test` installs it (apt-get install minisign)");
+    assert!(
+        found,
+        "the minisign CLI is required for interop tests; `cargo xtask test` installs it (apt-get install minisign)"
+    );
     Command::new("minisign")
 }
 

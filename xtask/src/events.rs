@@ -17,7 +17,8 @@ fn record(log_path: &Path, kind: &str, data: Value) -> Result<()> {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    let mut log = HostLog::beside(log_path).open().with_context(|| format!("opening audit log {}", log_path.display()))?;
+    let mut log =
+        HostLog::beside(log_path).open().with_context(|| format!("opening audit log {}", log_path.display()))?;
     log.append(&Event::new(kind, Actor::on_this_host("xtask"), data))
         .with_context(|| format!("appending to audit log {}", log_path.display()))?;
     Ok(())
@@ -39,7 +40,12 @@ pub fn module_signed(log_path: &Path, bundle: &SignedBundle) -> Result<()> {
     )
 }
 
-pub fn module_rebuilt(log_path: &Path, module: &str, version: u64, report: &crate::rebuild::RebuildReport) -> Result<()> {
+pub fn module_rebuilt(
+    log_path: &Path,
+    module: &str,
+    version: u64,
+    report: &crate::rebuild::RebuildReport,
+) -> Result<()> {
     record(
         log_path,
         MODULE_REBUILT,

@@ -79,7 +79,8 @@ pub fn bundle_and_sign(
     let signed_by = match key {
         Some(key) => {
             let timestamp = time::OffsetDateTime::now_utc().unix_timestamp();
-            let signature = key.sign(&manifest_bytes, &format!("timestamp:{timestamp}\tfile:manifest.json\tprehashed"))?;
+            let signature =
+                key.sign(&manifest_bytes, &format!("timestamp:{timestamp}\tfile:manifest.json\tprehashed"))?;
             write_signature(&dir, &signature)?;
             Some(key.key_id())
         }

@@ -7,8 +7,8 @@
 
 use anyhow::{Context, Result, bail, ensure};
 use signer::bundle::{BundleBytes, ReadLimits};
-use signer::trust::TrustStore;
 use signer::manifest::{Manifest, ModuleDigest, Provenance};
+use signer::trust::TrustStore;
 use std::path::{Path, PathBuf};
 
 use crate::build::{self, BuildOptions, ModuleCrate};
@@ -91,7 +91,8 @@ pub fn load_bundle(dist_dir: &Path, name: &str, version: u64, trust: Option<&Tru
     );
 
     if let Some(trust) = trust {
-        signer::verify::verify_bundle(bytes.clone(), trust, time::OffsetDateTime::now_utc()).map_err(UnverifiedBundle)?;
+        signer::verify::verify_bundle(bytes.clone(), trust, time::OffsetDateTime::now_utc())
+            .map_err(UnverifiedBundle)?;
     }
 
     let digest = ModuleDigest::of(&bytes.module);

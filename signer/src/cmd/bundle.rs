@@ -4,7 +4,9 @@ use anyhow::{Context, bail};
 use std::path::PathBuf;
 
 use signer::bundle::write_unsigned;
-use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance, format_rfc3339, parse_rfc3339};
+use signer::manifest::{
+    Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance, format_rfc3339, parse_rfc3339,
+};
 
 use crate::Outcome;
 
@@ -43,7 +45,10 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let module = std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
     if !module.starts_with(b"\0asm") {
-        bail!("{} is not a WebAssembly binary (no \\0asm magic); compile .wat files to .wasm first", args.wasm.display());
+        bail!(
+            "{} is not a WebAssembly binary (no \\0asm magic); compile .wat files to .wasm first",
+            args.wasm.display()
+        );
     }
     let capabilities = match &args.caps {
         Some(path) => {
@@ -54,7 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let expires = match (&args.expires, args.valid_days) {
         (Some(text), _) => format_rfc3339(parse_rfc3339(text, "--expires")?),
-        (None, days) => format_rfc3339(time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(days.unwrap_or(90)))),
+        (None, days) => {
+            format_rfc3339(time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(days.unwrap_or(90))))
+        }
     };
     let manifest = Manifest {
         schema: MANIFEST_SCHEMA.to_string(),
@@ -71,7 +78,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.json {
         println!("{}", String::from_utf8(manifest.to_canonical_bytes()?)?);
     } else {
-        println!("wrote unsigned bundle {} ({} v{}, sha256 {})", args.out.display(), manifest.name, manifest.version, manifest.module.sha256);
+        println!(
+            "wrote unsigned bundle {} ({} v{}, sha256 {})",
+            args.out.display(),
+            manifest.name,
+            manifest.version,
+            manifest.module.sha256
+        );
     }
     Ok(Outcome::Success)
 }

@@ -73,9 +73,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     println!("version        {} ({})", m.version, m.version_label);
     println!("expires        {}", m.expires);
     println!("module sha256  {} ({} bytes)", m.module.sha256, m.module.size);
-    println!("module.wasm    {}", if out.module.matches_manifest { "matches the manifest" } else { "DOES NOT match the manifest" });
+    println!(
+        "module.wasm    {}",
+        if out.module.matches_manifest { "matches the manifest" } else { "DOES NOT match the manifest" }
+    );
     let c = &m.capabilities;
-    println!("capabilities   fuel {}, memory {} MiB, timeout {} ms, output {} bytes", c.fuel, c.memory_mib, c.timeout_ms, c.max_output_bytes);
+    println!(
+        "capabilities   fuel {}, memory {} MiB, timeout {} ms, output {} bytes",
+        c.fuel, c.memory_mib, c.timeout_ms, c.max_output_bytes
+    );
     for p in &c.preopen {
         println!("  preopen      {} ({:?})", p.guest, p.mode);
     }
@@ -87,7 +93,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     println!("signatures     {}", out.signatures.len());
     for s in &out.signatures {
         match s {
-            SignatureJson::Parsed { file, key_id, trusted_comment, .. } => println!("  {key_id}  {file}  [{trusted_comment}]"),
+            SignatureJson::Parsed { file, key_id, trusted_comment, .. } => {
+                println!("  {key_id}  {file}  [{trusted_comment}]")
+            }
             SignatureJson::Malformed { file, error } => println!("  MALFORMED {file}: {error}"),
         }
     }

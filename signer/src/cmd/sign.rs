@@ -60,7 +60,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             module_sha256: &manifest.module.sha256,
         })?;
     } else {
-        println!("signed {} v{} (module sha256 {}) with key {}", manifest.name, manifest.version, manifest.module.sha256, key.key_id());
+        println!(
+            "signed {} v{} (module sha256 {}) with key {}",
+            manifest.name,
+            manifest.version,
+            manifest.module.sha256,
+            key.key_id()
+        );
         println!("wrote {}", path.display());
     }
     Ok(Outcome::Success)

@@ -49,7 +49,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     std::fs::create_dir_all(&work)?;
     let progress = Progress::for_stderr();
 
-    say("1. Keys and trust", "Two maintainers each get an Ed25519 key in minisign's format; the trust store requires both signatures (threshold 2). The host gets its own key, trusted only to sign audit checkpoints.");
+    say(
+        "1. Keys and trust",
+        "Two maintainers each get an Ed25519 key in minisign's format; the trust store requires both signatures (threshold 2). The host gets its own key, trusted only to sign audit checkpoints.",
+    );
     let keys_dir = work.join("keys");
     let maintainers: Vec<SecretKey> = (0..2).map(|_| SecretKey::generate()).collect();
     for (name, key) in ["alice", "bob"].iter().zip(&maintainers) {
@@ -80,7 +83,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     )?;
     let audit_log = state.join("audit.log");
 
-    say("2. Reproducible build and signing", "Each module is built for wasm32-wasip1 with a pinned toolchain, remapped paths and a fixed profile, bundled into dist/<module>/<version>/ with its capabilities in the manifest, and signed by both maintainers.");
+    say(
+        "2. Reproducible build and signing",
+        "Each module is built for wasm32-wasip1 with a pinned toolchain, remapped paths and a fixed profile, bundled into dist/<module>/<version>/ with its capabilities in the manifest, and signed by both maintainers.",
+    );
     let dist = work.join("dist");
     let mut options = BuildOptions::for_workspace(&root, progress);
     options.target_dir = work.join("build");
@@ -94,11 +100,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b
         })?;
         xtask::events::module_signed(&audit_log, &signed)?;
-        detail(format!("{} v{}: {} bytes, sha256 {}…, signed by alice and bob", module.name, module.version, module.size, &module.sha256[..16]));
+        detail(format!(
+            "{} v{}: {} bytes, sha256 {}…, signed by alice and bob",
+            module.name,
+            module.version,
+            module.size,
+            &module.sha256[..16]
+        ));
         bundles.push(signed);
     }
 
-    say("3. Rebuild from source", "hello is rebuilt from a copy of its source at a different path, with its own target directory, and compared byte for byte with the signed module.");
+    say(
+        "3. Rebuild from source",
+        "hello is rebuilt from a copy of its source at a different path, with its own target directory, and compared byte for byte with the signed module.",
+    );
     let (toolchain, modules) = discover_workspace_modules(&root.join("modules"), progress)?;
     let hello = select_modules(modules, &["hello".to_string()])?;
     let verify_options = VerifyOptions {
@@ -112,11 +127,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     for module in &hello {
         let v = verify_module(&verify_options, &toolchain, module)?;
-        ensure!(v.report.identical, "hello did not rebuild identically:\n{}", xtask::rebuild::render_human("hello", &v.report));
+        ensure!(
+            v.report.identical,
+            "hello did not rebuild identically:\n{}",
+            xtask::rebuild::render_human("hello", &v.report)
+        );
         detail(format!("hello v{}: identical (sha256 {}…)", v.version, &v.report.actual.sha256[..16]));
     }
 
-    say("4. Verified execution", "runtime exec reads each bundle once, verifies both signatures against the trust store, checks the imports against the signed policy, and runs exactly those bytes under fuel, time and memory limits.");
+    say(
+        "4. Verified execution",
+        "runtime exec reads each bundle once, verifies both signatures against the trust store, checks the imports against the signed policy, and runs exactly those bytes under fuel, time and memory limits.",
+    );
     let bins = build_binaries(&root)?;
     let deploy = work.join("deploy");
     for b in &bundles {
@@ -133,12 +155,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
             .args(guest_args)
             .output()
             .context("running runtime exec")?;
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .with_context(|| format!("runtime exec {tenant} printed no JSON: {}", String::from_utf8_lossy(&out.stderr)))?;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+            format!("runtime exec {tenant} printed no JSON: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
         detail(format!(
             "{tenant}: exit {}, fuel used {}, stdout {:?}",
             out.status.code().unwrap_or(-1),
-            report.pointer("/run/fuel/consumed").or_else(|| report.get("fuel_consumed")).unwrap_or(&serde_json::Value::Null),
+            report
+                .pointer("/run/fuel/consumed")
+                .or_else(|| report.get("fuel_consumed"))
+                .unwrap_or(&serde_json::Value::Null),
             report.get("stdout").and_then(|s| s.as_str()).unwrap_or("").trim()
         ));
     }
@@ -148,11 +174,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let tampered = work.join("tampered-hello");
     copy_dir(&deploy.join("hello"), &tampered)?;
     flip_last_byte(&tampered.join("module.wasm"))?;
-    let out = Command::new(&bins.runtime).current_dir(&work).args(["exec", "--config"]).arg(&config).arg(&tampered).output()?;
+    let out = Command::new(&bins.runtime)
+        .current_dir(&work)
+        .args(["exec", "--config"])
+        .arg(&config)
+        .arg(&tampered)
+        .output()?;
     ensure!(out.status.code() == Some(125), "a tampered bundle was not refused (exit {:?})", out.status.code());
     detail(format!("a copy of hello with one flipped byte: refused, exit 125: {}", first_line(&out.stderr)));
 
-    say("5. Drift detection and rollback", "guardian watch verifies the deploy directory, then watches it. A byte of hello's module.wasm is overwritten in place; the guardian quarantines the bad file, restores the last verified bytes and records it.");
+    say(
+        "5. Drift detection and rollback",
+        "guardian watch verifies the deploy directory, then watches it. A byte of hello's module.wasm is overwritten in place; the guardian quarantines the bad file, restores the last verified bytes and records it.",
+    );
     let ready = work.join("guardian.ready");
     let mut guardian = Command::new(&bins.guardian)
         .current_dir(&work)
@@ -196,13 +230,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
     terminate(&mut guardian)?;
     ensure!(rolled_back, "the guardian did not report a rollback within 30 s");
     ensure!(std::fs::read(&target)? == good, "hello's module.wasm was not restored");
-    detail(format!("hello's module.wasm is byte-identical to the verified version again ({} ms after the write)", elapsed.as_millis()));
+    detail(format!(
+        "hello's module.wasm is byte-identical to the verified version again ({} ms after the write)",
+        elapsed.as_millis()
+    ));
 
-    say("6. Audit", "Every step above left an entry in the hash-chained audit log, with a checkpoint signed by the host key. Anyone holding the trust store can verify it.");
-    let out = Command::new(&bins.guardian).current_dir(&work).args(["audit", "verify", "--config"]).arg(&config).output()?;
+    say(
+        "6. Audit",
+        "Every step above left an entry in the hash-chained audit log, with a checkpoint signed by the host key. Anyone holding the trust store can verify it.",
+    );
+    let out =
+        Command::new(&bins.guardian).current_dir(&work).args(["audit", "verify", "--config"]).arg(&config).output()?;
     print!("   {}", String::from_utf8_lossy(&out.stdout));
     ensure!(out.status.success(), "the audit log does not verify: {}", String::from_utf8_lossy(&out.stderr));
-    let out = Command::new(&bins.guardian).current_dir(&work).args(["audit", "show", "--config"]).arg(&config).output()?;
+    let out =
+        Command::new(&bins.guardian).current_dir(&work).args(["audit", "show", "--config"]).arg(&config).output()?;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         detail(truncate(line, 110));
     }

@@ -78,7 +78,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 Some(id) => format!("signed by {id}"),
                 None => "unsigned: carry it to the offline machine and run `signer sign --key KEY <dir>`".to_string(),
             };
-            text += &format!("{} v{}  {}  sha256 {}  {how}\n", b.module, b.version, b.bundle_dir.display(), b.module_sha256);
+            text += &format!(
+                "{} v{}  {}  sha256 {}  {how}\n",
+                b.module,
+                b.version,
+                b.bundle_dir.display(),
+                b.module_sha256
+            );
         }
         super::print_stdout(&text)?;
     }
@@ -98,7 +104,12 @@ fn attach(args: &Args, dist: &std::path::Path) -> Result<ExitCode> {
         match check_attached(&dir, &trust) {
             Ok(v) => {
                 let signers: Vec<String> = v.signers.iter().map(ToString::to_string).collect();
-                text += &format!("{} v{}  verified, signed by {}\n", module.name, module.metadata.version, signers.join(", "));
+                text += &format!(
+                    "{} v{}  verified, signed by {}\n",
+                    module.name,
+                    module.metadata.version,
+                    signers.join(", ")
+                );
             }
             Err(e) => {
                 failed = true;

@@ -53,7 +53,8 @@ fn ensure_minisign(progress: Progress) -> Result<()> {
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
     for step in [&["apt-get", "update"][..], &["apt-get", "install", "-y", "minisign"][..]] {
         let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
-        let status = Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("running {}", argv.join(" ")))?;
+        let status =
+            Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("running {}", argv.join(" ")))?;
         if !status.success() {
             bail!("`{}` failed; install minisign by hand and run again", argv.join(" "));
         }
