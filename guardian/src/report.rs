@@ -319,7 +319,7 @@ code,.mono{font-family:ui-monospace,monospace;font-size:.92em;word-break:break-a
 .c-run{fill:#2da44e;background:#2da44e}.c-failure{fill:#bf8700;background:#bf8700}.c-refusal{fill:#cf222e;background:#cf222e}
 .c-drift{fill:#8250df;background:#8250df}.c-rollback{fill:#0969da;background:#0969da}.c-upgrade{fill:#1a7f37;background:#1a7f37}
 .c-trust{fill:#57606a;background:#57606a}.c-audit{fill:#d1242f;background:#d1242f}.c-other{fill:#8c959f;background:#8c959f}
-tr.event td:first-child{white-space:nowrap}tr.uncovered td.seq::after{content:' \\2020';color:#9a6700}
+tr.event td:first-child,td.time{white-space:nowrap}tr.uncovered td.seq::after{content:' \\2020';color:#9a6700}
 svg{display:block;background:#fff;border:1px solid #e5e8eb;margin:.3em 0}svg text{font:11px system-ui,sans-serif;fill:#57606a}
 svg .axis{stroke:#d0d7de}svg .bar{fill:#0969da}svg .bar.failed{fill:#bf8700}
 .charts{display:grid;grid-template-columns:1fr 1fr;gap:1em}
@@ -476,7 +476,7 @@ fn render_status(out: &mut String, status: &ReportStatus) {
             if *uncheckpointed_entries > 0 {
                 let _ = writeln!(
                     out,
-                    "<span class=\"warn\">{uncheckpointed_entries} entries after the checkpoint are not covered by a signature yet</span> (marked \u{2020}); run <code>guardian audit checkpoint</code> or wait for the next signed append.<br>"
+                    "<span class=\"warn\">Not yet covered by a signature: {uncheckpointed_entries} entries after the checkpoint</span> (marked \u{2020}); run <code>guardian audit checkpoint</code> or wait for the next signed append.<br>"
                 );
             }
             if *uncommitted_tail_bytes > 0 {
@@ -604,7 +604,7 @@ fn render_bars(
     let base = HEIGHT - BOTTOM;
     let _ = write!(out, "<line class=\"axis\" x1=\"{LEFT}\" y1=\"{base}\" x2=\"{}\" y2=\"{base}\"/>", WIDTH - LEFT);
     let slot = (WIDTH - 2.0 * LEFT) / runs.len().max(1) as f64;
-    let bar = (slot * 0.8).max(0.5);
+    let bar = (slot * 0.8).clamp(0.5, 24.0);
     for (i, run) in runs.iter().enumerate() {
         let x = LEFT + i as f64 * slot + (slot - bar) / 2.0;
         let (height, shown) = match value(run) {
@@ -640,7 +640,7 @@ fn render_rows(out: &mut String, entries: &[&Entry], covered: u64) {
             push_escaped(out, &tenant);
             out.push('"');
         }
-        let _ = write!(out, "><td class=\"seq num\">{}</td><td class=\"mono\">{}</td><td><span class=\"chip c-{}\"></span>", entry.seq, time_text(entry), category.code());
+        let _ = write!(out, "><td class=\"seq num\">{}</td><td class=\"mono time\">{}</td><td><span class=\"chip c-{}\"></span>", entry.seq, time_text(entry), category.code());
         push_escaped(out, &entry.kind);
         out.push_str("</td><td class=\"mono\">");
         push_escaped(out, &entry.actor.binary);

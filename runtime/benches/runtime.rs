@@ -125,8 +125,11 @@ fn deploy_all(c: &mut Criterion) {
         write_signature(&out, &signature).unwrap();
     }
     let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let pooling = PoolingOptions { concurrent_instances: parallel as u32, max_memory_mib: 64, max_table_elements: 10_000 };
-    let engine = NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() }).unwrap();
+    let pooling =
+        PoolingOptions { concurrent_instances: parallel as u32, max_memory_mib: 64, max_table_elements: 10_000 };
+    let engine =
+        NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() })
+            .unwrap();
     let linker = wasi_linker(&engine).unwrap();
     let policies = HostPolicies::default();
     let cache = CompileCache::new(dir.path().join("cache"));

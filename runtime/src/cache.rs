@@ -99,7 +99,11 @@ impl CompileCache {
     /// Loads the precompiled artifact of `verified`, or compiles the verified
     /// bytes and stores the result. Cache trouble never fails the call: it is
     /// reported in the [`CacheStatus`] and the module is compiled instead.
-    pub fn load_or_compile(&self, engine: &NightEngine, verified: &VerifiedBundle) -> Result<(Module, CacheStatus), CompileError> {
+    pub fn load_or_compile(
+        &self,
+        engine: &NightEngine,
+        verified: &VerifiedBundle,
+    ) -> Result<(Module, CacheStatus), CompileError> {
         let path = self.artifact_path(engine, verified);
         let rebuild_reason = match load_checked(engine.engine(), &path) {
             Ok(Some(module)) => return Ok((module, CacheStatus::Hit)),

@@ -97,7 +97,9 @@ pub fn run_all(
     let prepared = refuse_shared_directories(&bundles, prepared);
     let jobs: Vec<(usize, &ReadyBundle)> =
         prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|ready| (i, ready))).collect();
-    let ran = parallel_map(&jobs, parallel, |(_, ready)| run_ready(engine, ready, args, options.determinism).map_err(TenantFailure::Refused));
+    let ran = parallel_map(&jobs, parallel, |(_, ready)| {
+        run_ready(engine, ready, args, options.determinism).map_err(TenantFailure::Refused)
+    });
 
     let mut ran_by_index: Vec<Option<Result<ExecReport, TenantFailure>>> = prepared.iter().map(|_| None).collect();
     for ((index, _), result) in jobs.iter().zip(ran) {

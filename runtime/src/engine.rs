@@ -236,7 +236,9 @@ mod tests {
         let b = NightEngine::new(EngineOptions::default()).unwrap();
         assert_eq!(a.fingerprint(), b.fingerprint());
         let pool = PoolingOptions { concurrent_instances: 2, max_memory_mib: 64, max_table_elements: 1000 };
-        let pooled = NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pool), ..EngineOptions::default() }).unwrap();
+        let pooled =
+            NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pool), ..EngineOptions::default() })
+                .unwrap();
         // The allocation strategy does not change generated code, so one-off runs
         // and `--all` share cached artifacts.
         assert_eq!(a.fingerprint(), pooled.fingerprint());

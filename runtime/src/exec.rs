@@ -212,7 +212,7 @@ pub fn prepare(linker: &Linker<HostState>, module: &Module) -> Result<InstancePr
 }
 
 /// Runs `_start` of a fresh instance under `policy`, with `args` as argv
-/// (argv[0] is the tenant name).
+/// (`argv[0]` is the tenant name).
 pub fn run(
     engine: &NightEngine,
     pre: &InstancePre<HostState>,
@@ -223,7 +223,10 @@ pub fn run(
     let stdout = CappedPipe::new("stdout", policy.max_output_bytes);
     let stderr = CappedPipe::new("stderr", policy.max_output_bytes);
     let wasi = wasi_context(policy, args, &stdout, &stderr, determinism)?;
-    let limiter = GuestLimiter::new(GuestLimits { memory_bytes: policy.memory_bytes(), table_elements: DEFAULT_MAX_TABLE_ELEMENTS });
+    let limiter = GuestLimiter::new(GuestLimits {
+        memory_bytes: policy.memory_bytes(),
+        table_elements: DEFAULT_MAX_TABLE_ELEMENTS,
+    });
     let mut store = Store::new(engine.engine(), HostState { wasi, limiter });
     store.limiter(|state| &mut state.limiter);
     store.set_fuel(policy.fuel).map_err(|e| ExecError::Store(format!("{e:#}")))?;

@@ -23,11 +23,15 @@ enum Command {
     #[command(after_help = cmd::exec::EXIT_CODES_HELP)]
     Exec(cmd::exec::Args),
     /// Runs a bundle again deterministically and checks it reproduces a receipt.
-    #[command(after_help = "Exit status: 0 = reproduced; 1 = not reproduced, or the receipt is invalid or not deterministic; \
-125 = the bundle was refused; 2 = usage or I/O error.")]
+    #[command(
+        after_help = "Exit status: 0 = reproduced; 1 = not reproduced, or the receipt is invalid or not deterministic; \
+125 = the bundle was refused; 2 = usage or I/O error."
+    )]
     Replay(cmd::replay::Args),
     /// Checks that a receipt is signed by one of the trust store's log keys.
-    #[command(after_help = "Exit status: 0 = valid; 1 = invalid (malformed, untrusted key, bad signature); 2 = usage or I/O error.")]
+    #[command(
+        after_help = "Exit status: 0 = valid; 1 = invalid (malformed, untrusted key, bad signature); 2 = usage or I/O error."
+    )]
     VerifyReceipt(cmd::verify_receipt::Args),
 }
 

@@ -104,7 +104,9 @@ impl Refusal {
     pub fn reason_code(&self) -> &'static str {
         match self {
             Refusal::Read { source: BundleError::Missing { .. }, .. } => "bundle_incomplete",
-            Refusal::Read { source: BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. }), .. } => "file_too_large",
+            Refusal::Read { source: BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. }), .. } => {
+                "file_too_large"
+            }
             Refusal::Read { source: BundleError::TooManySignatures { .. }, .. } => "too_many_signatures",
             Refusal::Read { .. } => "bundle_unreadable",
             Refusal::Verify(e) => e.reason_code(),
@@ -141,10 +143,9 @@ impl Refusal {
                 BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. })
                     | BundleError::TooManySignatures { .. }
             ),
-            Refusal::Policy(e) => matches!(
-                e,
-                PolicyError::HostDirectory { .. } | PolicyError::Root { .. } | PolicyError::ReadPolicy(_)
-            ),
+            Refusal::Policy(e) => {
+                matches!(e, PolicyError::HostDirectory { .. } | PolicyError::Root { .. } | PolicyError::ReadPolicy(_))
+            }
             Refusal::Exec(ExecError::Preopen { .. } | ExecError::Store(_)) => true,
             _ => false,
         }
@@ -180,7 +181,7 @@ impl std::fmt::Debug for ReadyBundle {
 #[derive(Debug, Clone)]
 pub struct ExecReport {
     pub facts: BundleFacts,
-    /// The guest's arguments after argv[0].
+    /// The guest's arguments after `argv[0]`.
     pub args: Vec<String>,
     pub determinism: Determinism,
     pub policy: EffectivePolicy,
@@ -190,7 +191,12 @@ pub struct ExecReport {
 
 /// Reads, verifies, narrows, validates, compiles and links the bundle in
 /// `dir`.
-pub fn prepare_bundle(engine: &NightEngine, linker: &Linker<HostState>, dir: &Path, options: &ExecOptions<'_>) -> Result<ReadyBundle, Refusal> {
+pub fn prepare_bundle(
+    engine: &NightEngine,
+    linker: &Linker<HostState>,
+    dir: &Path,
+    options: &ExecOptions<'_>,
+) -> Result<ReadyBundle, Refusal> {
     let limits = ReadLimits { max_module_bytes: options.max_module_bytes as u64, ..ReadLimits::default() };
     let bytes = BundleBytes::read(dir, &limits).map_err(|source| Refusal::Read { path: dir.to_path_buf(), source })?;
 
@@ -214,10 +220,13 @@ pub fn prepare_bundle(engine: &NightEngine, linker: &Linker<HostState>, dir: &Pa
 
     let host = options.policies.for_tenant(&manifest.name);
     let policy = narrow(&manifest.name, &manifest.capabilities, &host).map_err(Refusal::Policy)?;
-    let summary = validate_module(&verified.module, policy.import_policy(), options.max_module_bytes).map_err(Refusal::Validation)?;
+    let summary = validate_module(&verified.module, policy.import_policy(), options.max_module_bytes)
+        .map_err(Refusal::Validation)?;
 
     let (module, cache) = match (options.cache, &verification) {
-        (Some(cache), VerificationStatus::Verified { .. }) => cache.load_or_compile(engine, &verified).map_err(Refusal::Compile)?,
+        (Some(cache), VerificationStatus::Verified { .. }) => {
+            cache.load_or_compile(engine, &verified).map_err(Refusal::Compile)?
+        }
         // The cache only ever holds artifacts of verified modules.
         _ => (compile(engine, &verified.module).map_err(Refusal::Compile)?, CacheStatus::Bypassed),
     };
@@ -233,7 +242,12 @@ pub fn prepare_bundle(engine: &NightEngine, linker: &Linker<HostState>, dir: &Pa
 }
 
 /// Runs a prepared bundle once.
-pub fn run_ready(engine: &NightEngine, ready: &ReadyBundle, args: &[String], determinism: Determinism) -> Result<ExecReport, Refusal> {
+pub fn run_ready(
+    engine: &NightEngine,
+    ready: &ReadyBundle,
+    args: &[String],
+    determinism: Determinism,
+) -> Result<ExecReport, Refusal> {
     let run = run(engine, &ready.pre, &ready.policy, args, determinism).map_err(Refusal::Exec)?;
     Ok(ExecReport {
         facts: ready.facts.clone(),

@@ -16,8 +16,9 @@
 //! the tenant's `root` when one is configured. What the guest can reach below a
 //! preopen is then confined by wasmtime-wasi's capability-based file system
 //! (cap-std): absolute paths, `..` past the preopen and symlinks that point
-//! outside it all fail inside the guest with `ENOTCAPABLE`/`EPERM`; the
-//! integration tests prove this for each case.
+//! outside it (relative or absolute) all fail inside the guest with `EPERM`,
+//! and so do writes under a read-only preopen; the integration tests in
+//! `tests/all/contain.rs` prove each case against a real directory tree.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -211,10 +212,16 @@ pub fn narrow(tenant: &str, caps: &Capabilities, host: &TenantPolicy) -> Result<
 
 /// The host value if it is not larger than the signed one; the signed value
 /// when the host says nothing.
-fn tighten<T: PartialOrd + Copy + std::fmt::Display + Default>(field: &'static str, signed: T, host: Option<T>) -> Result<T, PolicyError> {
+fn tighten<T: PartialOrd + Copy + std::fmt::Display + Default>(
+    field: &'static str,
+    signed: T,
+    host: Option<T>,
+) -> Result<T, PolicyError> {
     match host {
         None => Ok(signed),
-        Some(host) if host > signed => Err(PolicyError::Widening { field, signed: signed.to_string(), host: host.to_string() }),
+        Some(host) if host > signed => {
+            Err(PolicyError::Widening { field, signed: signed.to_string(), host: host.to_string() })
+        }
         Some(host) if host == T::default() && field != "max_output_bytes" => {
             Err(PolicyError::Invalid { field, value: host.to_string(), reason: "must be at least 1" })
         }
@@ -231,11 +238,17 @@ fn narrow_network(caps: &Capabilities, host: &TenantPolicy) -> Result<Vec<Socket
     };
     let mut out = Vec::new();
     for text in host_list {
-        let addr: SocketAddr = text
-            .parse()
-            .map_err(|_| PolicyError::Invalid { field: "network", value: text.clone(), reason: "not an ip:port socket address" })?;
+        let addr: SocketAddr = text.parse().map_err(|_| PolicyError::Invalid {
+            field: "network",
+            value: text.clone(),
+            reason: "not an ip:port socket address",
+        })?;
         if !signed.contains(&addr) {
-            return Err(PolicyError::Widening { field: "network", signed: format!("{:?}", caps.network), host: text.clone() });
+            return Err(PolicyError::Widening {
+                field: "network",
+                signed: format!("{:?}", caps.network),
+                host: text.clone(),
+            });
         }
         out.push(addr);
     }
@@ -255,7 +268,9 @@ fn map_preopens(caps: &Capabilities, host: &TenantPolicy) -> Result<Vec<GrantedP
         }
     }
     let root = match &host.root {
-        Some(root) => Some(std::fs::canonicalize(root).map_err(|source| PolicyError::Root { path: root.clone(), source })?),
+        Some(root) => {
+            Some(std::fs::canonicalize(root).map_err(|source| PolicyError::Root { path: root.clone(), source })?)
+        }
         None => None,
     };
     let mut granted = Vec::new();
@@ -263,8 +278,11 @@ fn map_preopens(caps: &Capabilities, host: &TenantPolicy) -> Result<Vec<GrantedP
         let Some(host_path) = host.dirs.get(guest) else {
             return Err(PolicyError::UnmappedPreopen { guest: guest.to_string() });
         };
-        let canonical = std::fs::canonicalize(host_path)
-            .map_err(|source| PolicyError::HostDirectory { guest: guest.to_string(), path: host_path.clone(), source })?;
+        let canonical = std::fs::canonicalize(host_path).map_err(|source| PolicyError::HostDirectory {
+            guest: guest.to_string(),
+            path: host_path.clone(),
+            source,
+        })?;
         if !canonical.is_dir() {
             return Err(PolicyError::NotADirectory { guest: guest.to_string(), path: canonical });
         }
@@ -314,7 +332,10 @@ mod tests {
             ..host_with_dir(tmp.path())
         };
         let policy = narrow("t", &caps(), &host).unwrap();
-        assert_eq!((policy.fuel, policy.memory_mib, policy.timeout, policy.max_output_bytes), (10, 1, Duration::from_millis(5), 0));
+        assert_eq!(
+            (policy.fuel, policy.memory_mib, policy.timeout, policy.max_output_bytes),
+            (10, 1, Duration::from_millis(5), 0)
+        );
         assert_eq!(policy.env["GREETING"], "hi");
         assert!(policy.network.is_empty());
         assert_eq!(policy.preopens[0].mode, PreopenMode::ReadOnly);
@@ -326,7 +347,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let base = host_with_dir(tmp.path());
         let cases: Vec<(TenantPolicy, &str)> = vec![
-            (TenantPolicy { fuel: Some(1001), ..base.clone() }, "host policy fuel = 1001 would widen the signed fuel = 1000"),
+            (
+                TenantPolicy { fuel: Some(1001), ..base.clone() },
+                "host policy fuel = 1001 would widen the signed fuel = 1000",
+            ),
             (TenantPolicy { memory_mib: Some(17), ..base.clone() }, "memory_mib = 17"),
             (TenantPolicy { timeout_ms: Some(501), ..base.clone() }, "timeout_ms = 501"),
             (TenantPolicy { max_output_bytes: Some(101), ..base.clone() }, "max_output_bytes = 101"),

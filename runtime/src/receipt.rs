@@ -49,7 +49,7 @@ pub struct Receipt {
     pub manifest_sha256: String,
     /// `verified` or `danger_unverified`.
     pub verification: String,
-    /// Arguments after argv[0].
+    /// Arguments after `argv[0]`.
     pub args: Vec<String>,
     /// Names of the environment variables the guest saw.
     pub env_names: Vec<String>,
@@ -227,11 +227,13 @@ impl SignedReceipt {
     /// Checks the signature against the trust store's log keys and returns
     /// the receipt it covers.
     pub fn verify(&self, trust: &TrustStore) -> Result<&Receipt, ReceiptError> {
-        let signature = Signature::from_file_bytes(self.signature.as_bytes()).map_err(ReceiptError::MalformedSignature)?;
+        let signature =
+            Signature::from_file_bytes(self.signature.as_bytes()).map_err(ReceiptError::MalformedSignature)?;
         let key = trust
             .log_key(signature.key_id)
             .ok_or_else(|| ReceiptError::UntrustedKey { key_id: signature.key_id.to_string() })?;
-        key.verify(&self.receipt.signed_message()?, &signature, LegacySignatures::Refuse).map_err(ReceiptError::BadSignature)?;
+        key.verify(&self.receipt.signed_message()?, &signature, LegacySignatures::Refuse)
+            .map_err(ReceiptError::BadSignature)?;
         Ok(&self.receipt)
     }
 }

@@ -156,7 +156,11 @@ pub struct ModuleSummary {
 
 /// Validates `bytes` under `policy`, refusing anything over `max_module_bytes`
 /// before parsing.
-pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usize) -> Result<ModuleSummary, ValidationError> {
+pub fn validate_module(
+    bytes: &[u8],
+    policy: ImportPolicy,
+    max_module_bytes: usize,
+) -> Result<ModuleSummary, ValidationError> {
     if bytes.len() > max_module_bytes {
         return Err(ValidationError::TooLarge { size: bytes.len(), max: max_module_bytes });
     }
@@ -257,7 +261,8 @@ pub fn validate_module(bytes: &[u8], policy: ImportPolicy, max_module_bytes: usi
 }
 
 fn check_import(module: &str, name: &str, ty: &TypeRef, policy: ImportPolicy) -> Result<(), ValidationError> {
-    let refuse = |reason| Err(ValidationError::DisallowedImport { module: module.to_string(), name: name.to_string(), reason });
+    let refuse =
+        |reason| Err(ValidationError::DisallowedImport { module: module.to_string(), name: name.to_string(), reason });
     if module != WASI_MODULE {
         return refuse("only wasi_snapshot_preview1 functions are provided");
     }
@@ -309,7 +314,9 @@ mod tests {
 
     #[test]
     fn path_open_needs_a_preopen() {
-        let bytes = with_memory(r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#);
+        let bytes = with_memory(
+            r#"(import "wasi_snapshot_preview1" "path_open" (func (param i32 i32 i32 i32 i32 i64 i64 i32 i32) (result i32)))"#,
+        );
         let err = validate_module(&bytes, NONE, 1 << 20).unwrap_err();
         assert_eq!(err.reason_code(), "disallowed_import");
         assert!(err.to_string().contains("wasi_snapshot_preview1::path_open"), "{err}");
@@ -319,7 +326,9 @@ mod tests {
 
     #[test]
     fn sockets_need_network() {
-        let bytes = with_memory(r#"(import "wasi_snapshot_preview1" "sock_send" (func (param i32 i32 i32 i32 i32) (result i32)))"#);
+        let bytes = with_memory(
+            r#"(import "wasi_snapshot_preview1" "sock_send" (func (param i32 i32 i32 i32 i32) (result i32)))"#,
+        );
         let err = validate_module(&bytes, NONE, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("sock_send is not allowed: network access is not granted"), "{err}");
     }
@@ -339,7 +348,12 @@ mod tests {
         assert!(matches!(validate_module(&bytes, NONE, 1 << 20), Err(ValidationError::DisallowedImport { .. })));
         let bytes = module(r#"(import "wasi_snapshot_preview1" "path_open_at" (func))"#);
         let fs = ImportPolicy { filesystem: Grant::Allowed, network: Grant::Allowed };
-        assert!(validate_module(&bytes, fs, 1 << 20).unwrap_err().to_string().contains("not a wasi_snapshot_preview1 function"));
+        assert!(
+            validate_module(&bytes, fs, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .contains("not a wasi_snapshot_preview1 function")
+        );
     }
 
     #[test]
@@ -352,7 +366,12 @@ mod tests {
     fn malformed_bytes_carry_the_parser_message() {
         let err = validate_module(b"\0asm\x01\0\0\0\x01", NONE, 1 << 20).unwrap_err();
         assert!(matches!(err, ValidationError::Malformed(_)), "{err}");
-        assert!(validate_module(b"not wasm", NONE, 1 << 20).unwrap_err().to_string().starts_with("module is not valid WebAssembly: "));
+        assert!(
+            validate_module(b"not wasm", NONE, 1 << 20)
+                .unwrap_err()
+                .to_string()
+                .starts_with("module is not valid WebAssembly: ")
+        );
     }
 
     #[test]

@@ -20,6 +20,10 @@
 //! With `--all`: **0** when every tenant ran and exited 0, **1** when any
 //! tenant was refused, stopped, trapped or exited non-zero, **2** for a usage
 //! or I/O error of the deploy directory, config, trust store or audit log.
+//!
+//! `--receipt FILE` writes a receipt signed by the host key (see
+//! `runtime::receipt`) when the guest ran; `--deterministic` fixes the
+//! guest's clocks and randomness so that `runtime replay` can reproduce it.
 
 use anyhow::{Context, bail};
 use std::io::Write;
@@ -82,7 +86,7 @@ pub struct Args {
     #[command(flatten)]
     host: super::host::HostArgs,
 
-    /// Writes a receipt of the run, signed with the host key, to this file.
+    /// Writes a receipt of the run (when the guest ran), signed with the host key, to this file.
     #[arg(long, value_name = "FILE", conflicts_with = "all")]
     receipt: Option<PathBuf>,
 
@@ -126,7 +130,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let receipt_key = match &args.receipt {
         Some(_) => {
             let path = args.host_key.clone().unwrap_or_else(|| config.host_key.clone());
-            Some(load_or_create_host_key(&path).with_context(|| format!("cannot load the host key {}", path.display()))?)
+            Some(
+                load_or_create_host_key(&path)
+                    .with_context(|| format!("cannot load the host key {}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -138,10 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     if args.all {
-        let parallel = args
-            .parallel
-            .or_else(|| std::thread::available_parallelism().ok())
-            .map_or(1, NonZeroUsize::get);
+        let parallel = args.parallel.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
         run_deploy(&args, &options, parallel, audit_log.as_mut(), mode)
     } else {
         let code = run_one(&args, &options, audit_log.as_mut(), mode, receipt_key.as_ref())?;
@@ -207,8 +211,9 @@ fn run_deploy(
         max_memory_mib: MAX_MEMORY_MIB,
         max_table_elements: runtime::limits::DEFAULT_MAX_TABLE_ELEMENTS,
     };
-    let engine = NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() })
-        .context("cannot start the wasm engine")?;
+    let engine =
+        NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() })
+            .context("cannot start the wasm engine")?;
     let linker = wasi_linker(&engine).context("cannot set up WASI")?;
     let deploy = run_all(&engine, &linker, &args.bundle, &args.guest_args, options, parallel)?;
 
@@ -228,12 +233,18 @@ fn run_deploy(
             }
             Err(TenantFailure::Refused(refusal)) => {
                 summary.refused += 1;
-                (report::refused(&tenant.bundle, refusal, refusal_exit_code(refusal)), refused_event(&tenant.bundle, refusal, mode))
+                (
+                    report::refused(&tenant.bundle, refusal, refusal_exit_code(refusal)),
+                    refused_event(&tenant.bundle, refusal, mode),
+                )
             }
             Err(failure) => {
                 summary.refused += 1;
                 let message = failure.to_string();
-                (report::host_failure(&tenant.bundle, message.clone(), EXIT_USAGE_OR_IO), host_failure_event(&tenant.bundle, &message))
+                (
+                    report::host_failure(&tenant.bundle, message.clone(), EXIT_USAGE_OR_IO),
+                    host_failure_event(&tenant.bundle, &message),
+                )
             }
         };
         if let Some(log) = audit_log.as_deref_mut()
@@ -246,7 +257,12 @@ fn run_deploy(
     let all_ok = summary.exited_zero == summary.total;
     let code = if all_ok { 0 } else { EXIT_DEPLOY_FAILURES };
     if args.json {
-        print_json(&report::DeployJson { deploy_dir: args.bundle.display().to_string(), exit_code: code, summary, tenants })?;
+        print_json(&report::DeployJson {
+            deploy_dir: args.bundle.display().to_string(),
+            exit_code: code,
+            summary,
+            tenants,
+        })?;
     } else {
         let mut out = std::io::stdout().lock();
         for (tenant, json) in deploy.tenants.iter().zip(&tenants) {
@@ -259,7 +275,12 @@ fn run_deploy(
         writeln!(
             out,
             "{} tenants: {} exited 0, {} exited non-zero, {} stopped by a limit, {} trapped, {} refused",
-            summary.total, summary.exited_zero, summary.exited_nonzero, summary.stopped_by_limit, summary.trapped, summary.refused
+            summary.total,
+            summary.exited_zero,
+            summary.exited_nonzero,
+            summary.stopped_by_limit,
+            summary.trapped,
+            summary.refused
         )?;
     }
     if let Some(e) = audit_error {

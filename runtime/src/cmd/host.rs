@@ -53,7 +53,9 @@ pub struct Host {
 
 fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
     match text.split_once('=') {
-        Some((guest, host)) if guest.starts_with('/') && !host.is_empty() => Ok((guest.to_string(), PathBuf::from(host))),
+        Some((guest, host)) if guest.starts_with('/') && !host.is_empty() => {
+            Ok((guest.to_string(), PathBuf::from(host)))
+        }
         _ => Err(format!("{text:?} is not GUEST=HOST with an absolute guest path")),
     }
 }
@@ -72,7 +74,9 @@ impl HostArgs {
         let config_file_used = self.config.is_some() || Path::new(CONFIG_FILE).exists();
         let config = NodeConfig::load(self.config.as_deref()).context("cannot load the node configuration")?;
         let replacement = match &self.policy {
-            Some(path) => Some(load_policy_file(path).with_context(|| format!("cannot load policy file {}", path.display()))?),
+            Some(path) => {
+                Some(load_policy_file(path).with_context(|| format!("cannot load policy file {}", path.display()))?)
+            }
             None => None,
         };
         let policies = HostPolicies {
@@ -81,8 +85,9 @@ impl HostArgs {
             extra_dirs: self.dirs.iter().cloned().collect(),
             extra_env: self.env.iter().cloned().collect(),
         };
-        let cache = (!self.no_cache)
-            .then(|| CompileCache::new(self.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache"))));
+        let cache = (!self.no_cache).then(|| {
+            CompileCache::new(self.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache")))
+        });
         Ok(Host { config, config_file_used, policies, cache })
     }
 

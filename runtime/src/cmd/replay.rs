@@ -51,7 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let trust = args.host.trust_store(&host.config)?;
     let bytes = read_capped(&args.receipt, MAX_RECEIPT_BYTES as u64)
         .with_context(|| format!("cannot read the receipt {}", args.receipt.display()))?;
-    let checked = SignedReceipt::from_bytes(&bytes).and_then(|signed| signed.verify(&trust).map(|r| r.clone()));
+    let checked = SignedReceipt::from_bytes(&bytes).and_then(|signed| signed.verify(&trust).cloned());
     let (json, code) = match checked {
         Err(e) => (fail(e.reason_code(), e.to_string()), 1),
         Ok(original) => {

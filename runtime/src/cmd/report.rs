@@ -122,7 +122,11 @@ pub fn refused(bundle: &Path, refusal: &Refusal, exit_code: u8) -> RunJson {
         bundle: bundle.display().to_string(),
         status: "refused",
         exit_code,
-        refusal: Some(RefusalJson { stage: refusal.stage(), reason: refusal.reason_code(), message: refusal.to_string() }),
+        refusal: Some(RefusalJson {
+            stage: refusal.stage(),
+            reason: refusal.reason_code(),
+            message: refusal.to_string(),
+        }),
         ran: None,
     }
 }

@@ -54,12 +54,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let bytes = read_capped(&args.receipt, MAX_RECEIPT_BYTES as u64)
         .with_context(|| format!("cannot read the receipt {}", args.receipt.display()))?;
     let result = SignedReceipt::from_bytes(&bytes);
-    let verified = result.as_ref().map_err(|e| (e.reason_code(), e.to_string())).and_then(|signed| {
-        signed.verify(&trust).map_err(|e| (e.reason_code(), e.to_string()))
-    });
+    let verified = result
+        .as_ref()
+        .map_err(|e| (e.reason_code(), e.to_string()))
+        .and_then(|signed| signed.verify(&trust).map_err(|e| (e.reason_code(), e.to_string())));
     let json = match &verified {
         Ok(receipt) => VerifyJson { valid: true, reason: None, message: None, receipt: Some(receipt) },
-        Err((reason, message)) => VerifyJson { valid: false, reason: Some(reason), message: Some(message.clone()), receipt: None },
+        Err((reason, message)) => {
+            VerifyJson { valid: false, reason: Some(reason), message: Some(message.clone()), receipt: None }
+        }
     };
     if args.json {
         print_json(&json)?;

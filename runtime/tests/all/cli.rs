@@ -46,8 +46,13 @@ impl Node {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let output = self.exec(&all);
-        let json = serde_json::from_slice(&output.stdout)
-            .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {:?}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)));
+        let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{e}: stdout {:?} stderr {:?}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
         (output.status.code().unwrap(), json)
     }
 }
@@ -218,7 +223,8 @@ fn preopens_must_be_mapped_and_requested() {
 #[test]
 fn host_policies_only_tighten() {
     let node = Node::new();
-    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities { fuel: 1000, ..Capabilities::default() });
+    let bundle =
+        node.bundle("hello", "hello", &fixture("hello"), Capabilities { fuel: 1000, ..Capabilities::default() });
     let policy = node.path("policy.toml");
     std::fs::write(&policy, "fuel = 5000\n").unwrap();
     let (code, json) = node.exec_json(&["--policy", s(&policy), s(&bundle)]);
@@ -228,7 +234,8 @@ fn host_policies_only_tighten() {
     assert_refused(&json, code, "policy", "env_not_requested", "PATH");
 
     // A config file's tenant policy applies to the tenant the manifest names.
-    let spinner = node.bundle("loop", "spinner", &fixture("loop"), Capabilities { fuel: 1000, ..Capabilities::default() });
+    let spinner =
+        node.bundle("loop", "spinner", &fixture("loop"), Capabilities { fuel: 1000, ..Capabilities::default() });
     let config = node.path("nightcore.toml");
     std::fs::write(&config, "[tenants.spinner]\nfuel = 10\n[tenants.other]\nfuel = 1\n").unwrap();
     let (code, json) = node.exec_json(&["--config", s(&config), s(&spinner)]);
@@ -280,7 +287,12 @@ fn all_runs_every_tenant_in_isolation() {
     std::fs::create_dir_all(&shared).unwrap();
     std::fs::write(shared.join("in.txt"), "shared\n").unwrap();
     node.signer.bundle(&deploy.join("alpha"), "alpha", &fixture("hello"), Capabilities::default());
-    node.signer.bundle(&deploy.join("beta"), "beta", &fixture("loop"), Capabilities { fuel: 1_000_000, ..Capabilities::default() });
+    node.signer.bundle(
+        &deploy.join("beta"),
+        "beta",
+        &fixture("loop"),
+        Capabilities { fuel: 1_000_000, ..Capabilities::default() },
+    );
     node.signer.bundle(&deploy.join("gamma"), "delta", &fixture("hello"), Capabilities::default());
     node.signer.bundle(&deploy.join("reader1"), "reader1", &fixture("fs_probe"), data_caps(PreopenMode::ReadOnly));
     node.signer.bundle(&deploy.join("reader2"), "reader2", &fixture("fs_probe"), data_caps(PreopenMode::ReadOnly));
@@ -295,7 +307,8 @@ fn all_runs_every_tenant_in_isolation() {
     )
     .unwrap();
 
-    let (code, json) = node.exec_json(&["--config", s(&config), "--all", "--parallel", "3", s(&deploy), "--", "r", "in.txt"]);
+    let (code, json) =
+        node.exec_json(&["--config", s(&config), "--all", "--parallel", "3", s(&deploy), "--", "r", "in.txt"]);
     assert_eq!(code, 1, "{json}");
     let tenants = json["tenants"].as_array().unwrap();
     let by_dir = |name: &str| tenants.iter().find(|t| t["bundle"].as_str().unwrap().ends_with(name)).unwrap();

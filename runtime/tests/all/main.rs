@@ -8,4 +8,6 @@ mod cache;
 mod cli;
 mod contain;
 mod pipeline;
+mod receipts;
 mod support;
+mod tidy;

@@ -1,6 +1,9 @@
 //! The verify-then-execute pipeline through the library API.
 
-use runtime::{CacheStatus, CompileCache, EngineOptions, ExecOptions, HostPolicies, NightEngine, Outcome, Verification, exec_bundle, wasi_linker};
+use runtime::{
+    CacheStatus, CompileCache, EngineOptions, ExecOptions, HostPolicies, NightEngine, Outcome, Verification,
+    exec_bundle, wasi_linker,
+};
 use signer::manifest::Capabilities;
 use signer::trust::TrustStore;
 
