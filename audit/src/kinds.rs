@@ -12,6 +12,10 @@ pub const BUNDLE_REFUSED: &str = "bundle.refused";
 pub const RUN_STARTED: &str = "run.started";
 /// A tenant run ended; `data` says how (exit status, trap, limit).
 pub const RUN_FINISHED: &str = "run.finished";
+/// A bundle was refused before running (verification, policy, validation).
+pub const RUN_REFUSED: &str = "run.refused";
+/// A rebuild from source was compared with signed bytes (xtask).
+pub const MODULE_REBUILT: &str = "module.rebuilt";
 /// The guardian found deployed bytes that differ from the signed ones.
 pub const DRIFT_DETECTED: &str = "drift.detected";
 /// The guardian restored a known-good version.

@@ -51,14 +51,13 @@ pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
 /// Changes listed per event at most; `changes_total` gives the full count.
 pub const MAX_CHANGES_PER_EVENT: usize = 64;
 
-/// One event: its kind, when it happened (RFC 3339 UTC) and its fields.
-/// Serialises flat: `{"kind":"drift.detected","time":"…","tenant":"alpha",…}`.
+/// One event: its kind, when it happened (RFC 3339 UTC) and its fields, in
+/// the shape of an audit log entry: `{"data":{"tenant":"alpha",…},"kind":"drift.detected","time":"…"}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GuardianEvent {
+    pub data: Map<String, Value>,
     pub kind: &'static str,
     pub time: String,
-    #[serde(flatten)]
-    pub data: Map<String, Value>,
 }
 
 impl GuardianEvent {

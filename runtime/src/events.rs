@@ -14,7 +14,7 @@ use crate::exec::Outcome;
 use crate::pipeline::{ExecReport, Refusal, VerificationStatus};
 
 /// Event kind of a refused run.
-pub const RUN_REFUSED: &str = "run.refused";
+pub const RUN_REFUSED: &str = kinds::RUN_REFUSED;
 
 /// Whether verification was requested, for refusal events (a refusal may come
 /// before anything about the bundle is known).

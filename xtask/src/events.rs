@@ -9,9 +9,6 @@ use std::path::Path;
 
 use crate::sign::SignedBundle;
 
-/// Event kind of a rebuild comparison, identical or not.
-pub const MODULE_REBUILT: &str = "module.rebuilt";
-
 fn record(log_path: &Path, kind: &str, data: Value) -> Result<()> {
     let data = match data {
         Value::Object(map) => map,
@@ -48,7 +45,7 @@ pub fn module_rebuilt(
 ) -> Result<()> {
     record(
         log_path,
-        MODULE_REBUILT,
+        kinds::MODULE_REBUILT,
         json!({
             "tenant": module,
             "version": version,

@@ -31,7 +31,7 @@ pub struct Args {
     /// What to do with a tenant directory that appears while watching.
     #[arg(long, value_enum, default_value_t = NewTenants::AcceptSigned)]
     new_tenants: NewTenants,
-    /// Print every event as one JSON object per line on stdout (fields: `kind`, `time`, then the event's data; see the `guardian::events` docs).
+    /// Print every event as one JSON object per line on stdout (fields `kind`, `time` and `data`, as in the audit log; see the `guardian::events` docs).
     #[arg(long)]
     json: bool,
 }

@@ -298,9 +298,10 @@ impl Daemon {
         find().unwrap_or(Value::Null)
     }
 
-    /// Waits for an event of `kind` about `tenant` after index `from`.
+    /// Waits for an event of `kind` about `tenant` after index `from`, and
+    /// returns its `data`.
     pub fn wait_kind(&mut self, from: usize, kind: &str, tenant: &str) -> Value {
-        self.wait_event(from, &format!("{kind} for {tenant}"), |e| e["kind"] == kind && e["tenant"] == tenant)
+        self.wait_event(from, &format!("{kind} for {tenant}"), |e| e["kind"] == kind && e["data"]["tenant"] == tenant)["data"].clone()
     }
 
     pub fn wait_stderr(&mut self, needle: &str) {

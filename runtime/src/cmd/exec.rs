@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long)]
     deterministic: bool,
 
-    /// The host key that signs receipts (default: host_key from the config; created if missing).
+    /// The host key that signs receipts and audit checkpoints (default: host_key from the config, or host.key beside --audit; created if missing).
     #[arg(long, value_name = "PATH", requires = "receipt")]
     host_key: Option<PathBuf>,
 
@@ -120,7 +120,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
             }
-            Some(AuditLog::open(path).with_context(|| format!("cannot open the audit log {}", path.display()))?)
+            // Every append refreshes the checkpoint signed by the host key, so
+            // a truncated log is always detectable.
+            let mut host_log = audit::HostLog::beside(path);
+            if let Some(key) = args.host_key.clone().or_else(|| host.config_file_used.then(|| config.host_key.clone())) {
+                host_log.host_key = key;
+            }
+            if host.config_file_used {
+                host_log.origin = config.origin.clone();
+            }
+            Some(host_log.open().with_context(|| format!("cannot open the audit log {}", path.display()))?)
         }
         None => None,
     };

@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Validates the deployment files against the code they drive, offline:
+#   1. deploy/k8s/*.yaml against the Kubernetes OpenAPI schemas (strict: no
+#      unknown fields), with kubernetes-validate from PyPI, which ships the
+#      schemas inside the package, so nothing is fetched while validating;
+#   2. every container command line in them, and the systemd unit's
+#      ExecStart, against the real binaries' argument parsers (`--help`
+#      appended: clap rejects an unknown flag before printing help);
+#   3. deploy/nightcore.toml and the ConfigMap's nightcore.toml against the
+#      real config loader (`guardian status --config … --state <empty dir>`);
+#   4. the systemd unit with `systemd-analyze verify`, and its sandbox with
+#      `systemd-analyze security --offline` (overall exposure at most 1.0),
+#      where systemd-analyze exists.
+# Exits non-zero on the first failure. Run from anywhere: bash deploy/validate.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+KUBERNETES_VALIDATE_VERSION=1.37.0
+KUBERNETES_VERSION=1.33.0
+# systemd-analyze security's --threshold is on a 0-100 scale: 10 is an
+# overall exposure of 1.0 ("SAFE"); the unit scores 0.3 with systemd 252.
+EXPOSURE_MAX=10
+
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+
+echo "== binaries"
+cargo build --locked --quiet -p guardian -p runtime --bins
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+guardian="$target_dir/debug/guardian"
+runtime="$target_dir/debug/runtime"
+
+echo "== kubernetes-validate $KUBERNETES_VALIDATE_VERSION (Kubernetes $KUBERNETES_VERSION schemas)"
+venv="$target_dir/validate-venv"
+if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
+fi
+"$venv/bin/kubernetes-validate" --strict -k "$KUBERNETES_VERSION" deploy/k8s/guardian-daemonset.yaml deploy/k8s/runtime-job.yaml
+
+echo "== container command lines against the binaries"
+# Prints one line per container: file, container name, program, arguments, separated by 0x1f.
+"$venv/bin/python" - deploy/k8s/guardian-daemonset.yaml deploy/k8s/runtime-job.yaml >"$scratch/commands" <<'PY'
+import sys, yaml
+for path in sys.argv[1:]:
+    with open(path) as f:
+        for doc in yaml.safe_load_all(f):
+            if not doc or doc.get("kind") not in ("DaemonSet", "Job"):
+                continue
+            spec = doc["spec"]["template"]["spec"]
+            for c in spec.get("initContainers", []) + spec.get("containers", []):
+                argv = [path, c["name"]] + c.get("command", []) + c.get("args", [])
+                if any("\x1f" in a or "\n" in a for a in argv):
+                    sys.exit(f"{path}: {c['name']}: an argument contains a newline or 0x1f")
+                print("\x1f".join(argv))
+PY
+checked=0
+while IFS= read -r line; do
+    IFS=$'\x1f' read -r -a argv <<<"$line"
+    file=${argv[0]} name=${argv[1]} program=${argv[2]}
+    args=("${argv[@]:3}")
+    case "$program" in
+        /usr/local/bin/guardian) binary=$guardian ;;
+        /usr/local/bin/runtime) binary=$runtime ;;
+        /bin/sh)
+            # The init container's script: check it parses as POSIX sh.
+            sh -n -c "${args[1]}" || { echo "$file: $name: the shell script does not parse" >&2; exit 1; }
+            checked=$((checked + 1))
+            continue ;;
+        *) echo "$file: $name: unexpected program $program" >&2; exit 1 ;;
+    esac
+    # --help goes before `--`, after which everything belongs to the guest.
+    before=() after=()
+    seen_separator=no
+    for a in "${args[@]}"; do
+        if [ "$seen_separator" = no ] && [ "$a" = "--" ]; then seen_separator=yes; fi
+        if [ "$seen_separator" = yes ]; then after+=("$a"); else before+=("$a"); fi
+    done
+    if ! "$binary" "${before[@]}" --help "${after[@]}" >/dev/null 2>"$scratch/err"; then
+        echo "$file: $name: $program ${args[*]} is rejected by the binary:" >&2
+        cat "$scratch/err" >&2
+        exit 1
+    fi
+    checked=$((checked + 1))
+done <"$scratch/commands"
+[ "$checked" -ge 4 ] || { echo "only $checked container command lines found; expected at least 4 (two per file)" >&2; exit 1; }
+echo "$checked container command lines accepted"
+
+echo "== nightcore.toml files against the config loader"
+mkdir -p "$scratch/state" "$scratch/configmap"
+"$guardian" status --config deploy/nightcore.toml --state "$scratch/state" >/dev/null
+"$venv/bin/python" - deploy/k8s/guardian-daemonset.yaml "$scratch/configmap/nightcore.toml" <<'PY'
+import sys, yaml
+with open(sys.argv[1]) as f:
+    for doc in yaml.safe_load_all(f):
+        if doc and doc.get("kind") == "ConfigMap" and "nightcore.toml" in doc.get("data", {}):
+            with open(sys.argv[2], "w") as out:
+                out.write(doc["data"]["nightcore.toml"].replace("@NODE_NAME@", "validate-node"))
+            break
+    else:
+        sys.exit("no ConfigMap with nightcore.toml in " + sys.argv[1])
+PY
+"$guardian" status --config "$scratch/configmap/nightcore.toml" --state "$scratch/state" >/dev/null
+echo "deploy/nightcore.toml and the nightcore-config ConfigMap load"
+
+unit=deploy/systemd/nightcore-guardian.service
+echo "== $unit"
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+[ -n "$exec_start" ] || { echo "$unit has no ExecStart" >&2; exit 1; }
+read -r -a unit_argv <<<"$exec_start"
+[ "${unit_argv[0]}" = /usr/local/bin/guardian ] || { echo "$unit: ExecStart runs ${unit_argv[0]}, not /usr/local/bin/guardian" >&2; exit 1; }
+"$guardian" "${unit_argv[@]:1}" --help >/dev/null
+echo "ExecStart arguments accepted by guardian"
+if command -v systemd-analyze >/dev/null 2>&1; then
+    # verify checks that ExecStart's program exists, so a copy names the binary just built.
+    sed "s|^ExecStart=/usr/local/bin/guardian|ExecStart=$guardian|" "$unit" >"$scratch/nightcore-guardian.service"
+    systemd-analyze verify --man=no "$scratch/nightcore-guardian.service"
+    echo "systemd-analyze verify: ok"
+    systemd-analyze security --offline=true --threshold="$EXPOSURE_MAX" --no-pager "$scratch/nightcore-guardian.service" >"$scratch/security" || {
+        cat "$scratch/security" >&2
+        echo "$unit: overall exposure is above $EXPOSURE_MAX/100 (see the table above)" >&2
+        exit 1
+    }
+    tail -n 1 "$scratch/security"
+else
+    echo "systemd-analyze not installed: unit syntax not checked (apt-get install systemd)"
+fi
+echo "deploy/: all checks passed"
