@@ -14,12 +14,11 @@
 # Exits non-zero on the first failure. Run from anywhere: bash deploy/validate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
 
 KUBERNETES_VALIDATE_VERSION=1.37.0
 KUBERNETES_VERSION=1.33.0
 # systemd-analyze security's --threshold is on a 0-100 scale: 10 is an
-# overall exposure of 1.0 ("SAFE"); the unit scores 0.3 with systemd 252.
+# overall exposure of 1.0 ("SAFE"); the unit scores 0.2 with systemd 252.
 EXPOSURE_MAX=10
 
 scratch=$(mktemp -d)
@@ -35,7 +34,12 @@ echo "== kubernetes-validate $KUBERNETES_VALIDATE_VERSION (Kubernetes $KUBERNETE
 venv="$target_dir/validate-venv"
 if [ ! -x "$venv/bin/kubernetes-validate" ] || ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -q "$KUBERNETES_VALIDATE_VERSION"; then
     rm -rf "$venv"
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" 2>/dev/null; then
+        # Debian's python3 keeps venv in a separate package.
+        rm -rf "$venv"
+        apt-get install -y python3-venv
+        python3 -m venv "$venv"
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"
 fi
 "$venv/bin/kubernetes-validate" --strict -k "$KUBERNETES_VERSION" deploy/k8s/guardian-daemonset.yaml deploy/k8s/runtime-job.yaml

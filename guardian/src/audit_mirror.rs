@@ -225,11 +225,11 @@ impl AuditMirror {
                     return tampered(TamperedFile::Checkpoint, &reason, detail, self.mirror_entries);
                 }
                 let size = |p: &Path| checkpoint_size(p);
-                if let (Some(old), Some(new)) = (mirror_checkpoint.as_deref().and_then(size), size(&candidate_checkpoint)) {
-                    if new < old {
-                        let detail = format!("the checkpoint covers {new} entries, the verified one covered {old}");
-                        return tampered(TamperedFile::Checkpoint, "checkpoint_rolled_back", detail, self.mirror_entries);
-                    }
+                if let (Some(old), Some(new)) = (mirror_checkpoint.as_deref().and_then(size), size(&candidate_checkpoint))
+                    && new < old
+                {
+                    let detail = format!("the checkpoint covers {new} entries, the verified one covered {old}");
+                    return tampered(TamperedFile::Checkpoint, "checkpoint_rolled_back", detail, self.mirror_entries);
                 }
             }
         }

@@ -222,6 +222,15 @@ mod tests {
     }
 
     #[test]
+    fn one_signature_copied_under_two_names_counts_once() {
+        let kit = Kit::new("threshold = 2\n");
+        let dir = kit.deploy_bundle("alpha", 1, &[0]);
+        let sig = std::fs::read_dir(dir.join("signatures")).unwrap().next().unwrap().unwrap().path();
+        std::fs::copy(&sig, dir.join("signatures/copy.minisig")).unwrap();
+        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::Verify(VerifyError::ThresholdNotMet { required: 2, valid: 1 }));
+    }
+
+    #[test]
     fn a_bundle_deployed_under_another_tenant_name_is_refused() {
         let kit = Kit::new("threshold = 1\n");
         kit.bundle_at(&kit.deploy().join("beta"), "alpha", 1, &[0]);

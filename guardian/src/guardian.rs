@@ -177,6 +177,10 @@ pub struct Guardian {
     quarantine: Quarantine,
     recorder: Recorder,
     initial_scan_done: bool,
+    /// Events of accepted versions, recorded together at the end of a round
+    /// (or before the next event that must be recorded at once), after the
+    /// store entries they name were flushed.
+    deferred: Vec<GuardianEvent>,
 }
 
 impl std::fmt::Debug for Guardian {
@@ -244,7 +248,7 @@ impl Guardian {
         };
         let recorder = Recorder::open(setup, quarantine.clone(), mode, observer)?;
         let mut guardian =
-            Guardian { options, mode, trust, state_dir, state, store, quarantine, recorder, initial_scan_done: false };
+            Guardian { options, mode, trust, state_dir, state, store, quarantine, recorder, initial_scan_done: false, deferred: Vec::new() };
         guardian.recover_leftovers()?;
         guardian.save()?;
         Ok(guardian)
@@ -264,11 +268,26 @@ impl Guardian {
 
     /// Records events that are not about a check (daemon start and stop).
     pub fn record(&mut self, events: Vec<GuardianEvent>) -> Result<(), GuardianError> {
-        self.recorder.record(events)?;
+        self.record_now(events)?;
         self.save()
     }
 
+    /// Records `events` now, after any deferred ones (store flushed first),
+    /// so the audit log keeps the order things happened in.
+    fn record_now(&mut self, events: Vec<GuardianEvent>) -> Result<(), GuardianError> {
+        let mut batch = std::mem::take(&mut self.deferred);
+        if !batch.is_empty() {
+            self.store.sync()?;
+        }
+        batch.extend(events);
+        Ok(self.recorder.record(batch)?)
+    }
+
+    /// Flushes deferred events, then writes the state: the store entries it
+    /// names are durable before it, and the audit log has every decision it
+    /// reflects.
     fn save(&mut self) -> Result<(), GuardianError> {
+        self.record_now(Vec::new())?;
         for event in self.recorder.take_recent() {
             self.state.push_event(event);
         }
@@ -282,7 +301,7 @@ impl Guardian {
                 RepairMode::Repair => {
                     let kept = self.quarantine.take(&path, &tenant)?;
                     tracing::warn!(tenant, quarantined_to = %kept.display(), "quarantined what an interrupted rollback left behind");
-                    self.recorder.record(vec![events::rollback_recovered(&tenant, &kept)])?;
+                    self.record_now(vec![events::rollback_recovered(&tenant, &kept)])?;
                 }
                 RepairMode::ReportOnly => tracing::warn!(path = %path.display(), "an interrupted rollback left this behind"),
             }
@@ -413,13 +432,12 @@ impl Guardian {
                     accepted_at: signer::manifest::format_rfc3339(now),
                 };
                 self.state.tenants.insert(tenant.to_string(), record.clone());
-                self.save()?;
                 let (event, action) = match &current {
                     Some(from) => (events::module_upgraded(tenant, from, &record, &items), Action::Upgraded),
                     None => (events::module_trusted(tenant, &record, admitted), Action::Trusted),
                 };
                 tracing::info!(tenant, version = record.version, kind = event.kind, "accepted a verified version");
-                self.recorder.record(vec![event])?;
+                self.deferred.push(event);
                 let layout = compare(tenant, Some(expected(&record)), &snapshot);
                 if !layout.is_empty() {
                     return self.repair_layout(tenant, &record, &layout, detected, event_at);
@@ -441,7 +459,7 @@ impl Guardian {
     ) -> Result<(TenantOutcome, bool), GuardianError> {
         let action = if self.mode == RepairMode::Repair { DriftAction::Rollback } else { DriftAction::Report };
         tracing::warn!(tenant, changes = items.len(), "layout drift");
-        self.recorder.record(vec![events::drift_detected(tenant, items, None, action)])?;
+        self.record_now(vec![events::drift_detected(tenant, items, None, action)])?;
         match self.mode {
             RepairMode::Repair => self.rollback(tenant, record, "layout", detected, event_at),
             RepairMode::ReportOnly => Ok((self.outcome(tenant, Action::DriftReported, Some(record.version), "layout", "files added or permissions loosened".into()), false)),
@@ -463,7 +481,7 @@ impl Guardian {
             (RepairMode::Repair, None) => DriftAction::Quarantine,
         };
         tracing::warn!(tenant, reason_code = refusal.reason_code(), reason = %refusal, ?action, "drift refused");
-        self.recorder.record(vec![events::drift_detected(tenant, items, Some(refusal), action)])?;
+        self.record_now(vec![events::drift_detected(tenant, items, Some(refusal), action)])?;
         let code = refusal.reason_code();
         match (action, current) {
             (DriftAction::Rollback, Some(record)) => self.rollback(tenant, record, code, detected, event_at),
@@ -473,7 +491,7 @@ impl Guardian {
                     Ok(_) => Some(self.quarantine.take(&path, tenant)?),
                     Err(_) => None,
                 };
-                self.recorder.record(vec![events::drift_quarantined(tenant, code, kept.as_deref())])?;
+                self.record_now(vec![events::drift_quarantined(tenant, code, kept.as_deref())])?;
                 Ok((self.outcome(tenant, Action::Quarantined, None, code, refusal.to_string()), false))
             }
             _ => Ok((self.outcome(tenant, Action::DriftReported, current.map(|c| c.version), code, refusal.to_string()), false)),
@@ -539,7 +557,7 @@ impl Guardian {
         let failure = reverified.as_ref().err().map(String::as_str);
         let event = events::rollback_completed(tenant, record, reason_code, kept.as_deref(), failure, &timings);
         tracing::info!(tenant, version = record.version, reason_code, reverified = failure.is_none(), "rollback completed");
-        self.recorder.record(vec![event])?;
+        self.record_now(vec![event])?;
         let outcome = self.outcome(tenant, Action::RolledBack, Some(record.version), reason_code, format!("restored version {}", record.version));
         Ok((outcome, changed_again))
     }
@@ -555,10 +573,10 @@ fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) 
         loop {
             let i = next.fetch_add(1, Ordering::Relaxed);
             let Some(tenant) = names.get(i) else { break };
-            if let Some(inspected) = inspect_one(deploy, limits, state, tenant) {
-                if let Ok(mut found) = found.lock() {
-                    found.push(inspected);
-                }
+            if let Some(inspected) = inspect_one(deploy, limits, state, tenant)
+                && let Ok(mut found) = found.lock()
+            {
+                found.push(inspected);
             }
         }
     };

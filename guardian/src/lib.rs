@@ -56,6 +56,7 @@ pub mod store;
 #[cfg(test)]
 mod testkit;
 pub mod watch;
+pub mod report;
 
 pub use decide::{Admission, Refusal};
 pub use guardian::{Action, AuditOptions, Guardian, GuardianError, GuardianOptions, ScanReport, TenantOutcome, TestHooks};

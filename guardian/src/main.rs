@@ -10,7 +10,7 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-const AFTER_HELP: &str = "Exit codes: scan: 0 = clean (accepted signed upgrades count as clean), 1 = drift found (repaired or not, as --repair says) or the audit log tampered, 2 = usage or I/O error, or a state that fails its integrity check. watch: 0 after SIGTERM or SIGINT, 2 on error. status: 0, or 2 on error.
+const AFTER_HELP: &str = "Exit codes: scan: 0 = clean (accepted signed upgrades count as clean), 1 = drift found (repaired or not, as --repair says) or the audit log tampered, 2 = usage or I/O error, or a state that fails its integrity check. watch: 0 after SIGTERM or SIGINT, 2 on error. status: 0, or 2 on error. report: 0 = page written and the log intact, 1 = page written but the log is tampered, 2 = error. audit: see `guardian audit --help`.
 
 Environment: NIGHTCORE_LOG sets the log level on stderr (error, warn, info, debug, trace; default info for watch, warn otherwise). NIGHTCORE_TEST_ROLLBACK_PAUSE_MS is a test hook: it pauses every rollback for that long after staging and again after the swap; never set it in production.";
 
@@ -25,6 +25,8 @@ struct Cli {
 /// One variant per subcommand, in alphabetical order.
 #[derive(Debug, Subcommand)]
 enum Command {
+    Audit(cmd::audit::Args),
+    Report(cmd::report::Args),
     Scan(cmd::scan::Args),
     Status(cmd::status::Args),
     Watch(cmd::watch::Args),
@@ -44,6 +46,14 @@ fn main() -> ExitCode {
     };
     init_logging(default_level);
     let result = match cli.command {
+        // The audit subcommands have exit codes of their own (0 intact, 1 tampered, 2 error).
+        Command::Audit(args) => {
+            return cmd::audit::run(args).unwrap_or_else(|e| {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            });
+        }
+        Command::Report(args) => cmd::report::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Watch(args) => cmd::watch::run(args),

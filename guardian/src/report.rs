@@ -115,9 +115,10 @@ impl LogVerification {
                 uncheckpointed_entries: intact.uncheckpointed_entries,
                 uncommitted_tail_bytes: intact.uncommitted_tail_bytes,
             },
-            VerifyReport::Tampered(tampering) => {
-                LogVerification::Tampered { first_bad_seq: tampering.first_bad_seq, reason: tampering.reason.to_string() }
-            }
+            VerifyReport::Tampered(tampering) => LogVerification::Tampered {
+                first_bad_seq: tampering.first_bad_seq,
+                reason: tampering.reason.to_string(),
+            },
         }
     }
 
@@ -264,7 +265,11 @@ fn display_value(value: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    if text.chars().count() > MAX_FIELD_CHARS { text.chars().take(MAX_FIELD_CHARS).collect::<String>() + "…" } else { text }
+    if text.chars().count() > MAX_FIELD_CHARS {
+        text.chars().take(MAX_FIELD_CHARS).collect::<String>() + "…"
+    } else {
+        text
+    }
 }
 
 fn summary(data: &Map<String, Value>) -> String {
@@ -391,8 +396,12 @@ pub fn render_html(entries: &[Entry], status: &ReportStatus) -> String {
         let view = tenants.entry(tenant).or_default();
         let category = Category::of(&entry.kind, &entry.data);
         *view.counts.entry(category).or_default() += 1;
-        if let Some(version) = entry.data.get("to_version").or_else(|| entry.data.get("version")).and_then(Value::as_u64)
-            && matches!(category, Category::Run | Category::Failure | Category::Upgrade | Category::Rollback | Category::Trust)
+        if let Some(version) =
+            entry.data.get("to_version").or_else(|| entry.data.get("version")).and_then(Value::as_u64)
+            && matches!(
+                category,
+                Category::Run | Category::Failure | Category::Upgrade | Category::Rollback | Category::Trust
+            )
         {
             view.last_version = Some(version);
         }
@@ -418,7 +427,9 @@ pub fn render_html(entries: &[Entry], status: &ReportStatus) -> String {
         csp_hash(SCRIPT),
         csp_hash(STYLE)
     );
-    out.push_str("<meta name=\"referrer\" content=\"no-referrer\">\n<meta name=\"viewport\" content=\"width=device-width\">\n");
+    out.push_str(
+        "<meta name=\"referrer\" content=\"no-referrer\">\n<meta name=\"viewport\" content=\"width=device-width\">\n",
+    );
     out.push_str("<title>Night Core audit report: ");
     push_escaped(&mut out, &status.log);
     out.push_str("</title>\n<style>");
@@ -456,10 +467,18 @@ fn time_range(entries: &[Entry]) -> (i64, i64) {
 }
 
 fn render_status(out: &mut String, status: &ReportStatus) {
-    let _ = writeln!(out, "<section id=\"status\" class=\"status status-{0}\" data-status=\"{0}\">", status.verification.code());
+    let _ = writeln!(
+        out,
+        "<section id=\"status\" class=\"status status-{0}\" data-status=\"{0}\">",
+        status.verification.code()
+    );
     match &status.verification {
         LogVerification::Intact { entries, root, checkpoint, uncheckpointed_entries, uncommitted_tail_bytes } => {
-            let _ = writeln!(out, "<b>Verified: intact.</b> {entries} entries hash, chain and are in sequence; Merkle root <code>{}</code>.<br>", escape(root));
+            let _ = writeln!(
+                out,
+                "<b>Verified: intact.</b> {entries} entries hash, chain and are in sequence; Merkle root <code>{}</code>.<br>",
+                escape(root)
+            );
             match checkpoint {
                 Some(c) => {
                     out.push_str("Latest signed checkpoint: origin <code>");
@@ -480,7 +499,10 @@ fn render_status(out: &mut String, status: &ReportStatus) {
                 );
             }
             if *uncommitted_tail_bytes > 0 {
-                let _ = writeln!(out, "<span class=\"warn\">{uncommitted_tail_bytes} bytes of a torn, never-committed last line</span> will be moved aside by the next writer.<br>");
+                let _ = writeln!(
+                    out,
+                    "<span class=\"warn\">{uncommitted_tail_bytes} bytes of a torn, never-committed last line</span> will be moved aside by the next writer.<br>"
+                );
             }
         }
         LogVerification::Tampered { first_bad_seq, reason } => {
@@ -494,7 +516,11 @@ fn render_status(out: &mut String, status: &ReportStatus) {
         }
     }
     if !status.unreadable_lines.is_empty() {
-        let _ = writeln!(out, "<span class=\"bad\">{} lines could not be read as entries:</span><ul>", status.unreadable_lines.len());
+        let _ = writeln!(
+            out,
+            "<span class=\"bad\">{} lines could not be read as entries:</span><ul>",
+            status.unreadable_lines.len()
+        );
         for line in status.unreadable_lines.iter().take(20) {
             out.push_str("<li><code>");
             push_escaped(out, line);
@@ -506,9 +532,16 @@ fn render_status(out: &mut String, status: &ReportStatus) {
 }
 
 fn render_overview(out: &mut String, tenants: &BTreeMap<String, TenantView<'_>>, host: &[&Entry]) {
-    out.push_str("<h2>Tenants</h2>\n<table id=\"tenants\"><thead><tr><th>tenant</th><th class=\"num\">last version</th>");
+    out.push_str(
+        "<h2>Tenants</h2>\n<table id=\"tenants\"><thead><tr><th>tenant</th><th class=\"num\">last version</th>",
+    );
     for category in Category::ALL {
-        let _ = write!(out, "<th class=\"num\"><span class=\"chip c-{}\"></span>{}</th>", category.code(), category.label());
+        let _ = write!(
+            out,
+            "<th class=\"num\"><span class=\"chip c-{}\"></span>{}</th>",
+            category.code(),
+            category.label()
+        );
     }
     out.push_str("</tr></thead><tbody>\n");
     for (name, view) in tenants {
@@ -553,7 +586,14 @@ fn render_tenant(out: &mut String, name: &str, view: &TenantView<'_>, first: i64
     if !view.runs.is_empty() {
         out.push_str("<div class=\"charts\">");
         render_bars(out, "Fuel consumed per run", "fuel", &view.runs, |r| r.fuel, |v| v.to_string());
-        render_bars(out, "Wall time per run (ms)", "wall-time", &view.runs, |r| r.wall_time_us, |v| format!("{:.1}", v as f64 / 1000.0));
+        render_bars(
+            out,
+            "Wall time per run (ms)",
+            "wall-time",
+            &view.runs,
+            |r| r.wall_time_us,
+            |v| format!("{:.1}", v as f64 / 1000.0),
+        );
         out.push_str("</div>\n");
     }
     render_rows(out, &view.entries, covered);
@@ -566,7 +606,10 @@ fn render_strip(out: &mut String, entries: &[&Entry], first: i64, last: i64) {
     const HEIGHT: f64 = 34.0;
     const MARGIN: f64 = 8.0;
     let span = (last - first).max(1) as f64;
-    let _ = write!(out, "<svg class=\"strip\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"events over time\">");
+    let _ = write!(
+        out,
+        "<svg class=\"strip\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" height=\"{HEIGHT}\" role=\"img\" aria-label=\"events over time\">"
+    );
     let _ = write!(out, "<line class=\"axis\" x1=\"{MARGIN}\" y1=\"17\" x2=\"{}\" y2=\"17\"/>", WIDTH - MARGIN);
     for entry in entries {
         let x = MARGIN + (entry.time.unix_timestamp() - first) as f64 / span * (WIDTH - 2.0 * MARGIN);
@@ -640,7 +683,13 @@ fn render_rows(out: &mut String, entries: &[&Entry], covered: u64) {
             push_escaped(out, &tenant);
             out.push('"');
         }
-        let _ = write!(out, "><td class=\"seq num\">{}</td><td class=\"mono time\">{}</td><td><span class=\"chip c-{}\"></span>", entry.seq, time_text(entry), category.code());
+        let _ = write!(
+            out,
+            "><td class=\"seq num\">{}</td><td class=\"mono time\">{}</td><td><span class=\"chip c-{}\"></span>",
+            entry.seq,
+            time_text(entry),
+            category.code()
+        );
         push_escaped(out, &entry.kind);
         out.push_str("</td><td class=\"mono\">");
         push_escaped(out, &entry.actor.binary);
@@ -679,7 +728,11 @@ mod tests {
             verification: LogVerification::Intact {
                 entries: 3,
                 root: "ab".repeat(32),
-                checkpoint: Some(CheckpointSummary { origin: "nightcore.example/node-1".into(), size: 2, root: "ab".repeat(32) }),
+                checkpoint: Some(CheckpointSummary {
+                    origin: "nightcore.example/node-1".into(),
+                    size: 2,
+                    root: "ab".repeat(32),
+                }),
                 uncheckpointed_entries: 1,
                 uncommitted_tail_bytes: 0,
             },
@@ -710,8 +763,16 @@ mod tests {
         let evil = "<script>alert(1)</script>\"><img src=x onerror=alert(2)>";
         let entries = vec![
             run(0, evil, 0),
-            entry(1, "run.refused", json!({"bundle": format!("/deploy/{evil}"), "stage": "verify", "reason": "bad_signature", "detail": evil})),
-            entry(2, "drift.detected", json!({"tenant": evil, "path": evil, "reason_code": "hash_mismatch", "reason": evil})),
+            entry(
+                1,
+                "run.refused",
+                json!({"bundle": format!("/deploy/{evil}"), "stage": "verify", "reason": "bad_signature", "detail": evil}),
+            ),
+            entry(
+                2,
+                "drift.detected",
+                json!({"tenant": evil, "path": evil, "reason_code": "hash_mismatch", "reason": evil}),
+            ),
         ];
         let html = render_html(&entries, &status());
         assert_eq!(html.matches("<script").count(), 1, "only the page's own script may appear");
@@ -734,8 +795,12 @@ mod tests {
         ];
         let html = render_html(&entries, &status());
         assert_eq!(html.matches("data-kind=\"run.finished\"").count(), 2);
-        assert!(html.contains("data-kind=\"run.finished\" data-category=\"failure\" data-seq=\"1\" data-tenant=\"hello\""));
-        assert!(html.contains("data-kind=\"run.refused\" data-category=\"refusal\" data-seq=\"2\" data-tenant=\"sieve\""));
+        assert!(
+            html.contains("data-kind=\"run.finished\" data-category=\"failure\" data-seq=\"1\" data-tenant=\"hello\"")
+        );
+        assert!(
+            html.contains("data-kind=\"run.refused\" data-category=\"refusal\" data-seq=\"2\" data-tenant=\"sieve\"")
+        );
         assert!(html.contains("data-kind=\"module.upgraded\" data-category=\"upgrade\""));
         assert!(html.contains("data-kind=\"guardian.started\" data-category=\"other\" data-seq=\"5\">"));
         // Entries from seq 2 on are after the checkpoint of size 2.
@@ -769,9 +834,15 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
-        for (input, expected) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("fooba", "Zm9vYmE="), ("foobar", "Zm9vYmFy")]
-        {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(input.as_bytes()), expected);
         }
     }

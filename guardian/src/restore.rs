@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 use signer::fsutil::sync_dir;
 
-use crate::store::{BundleFiles, write_tree};
+use crate::store::{BundleFiles, Durability, write_tree};
 
 /// Name prefix of staging directories in the deploy tree.
 pub const STAGING_PREFIX: &str = ".guardian-restore-";
@@ -64,7 +64,8 @@ pub fn stage(deploy: &Path, tenant: &str, files: &BundleFiles) -> io::Result<Pat
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    write_tree(&staging, files)?;
+    // Flushed before the exchange: after it, these bytes are the tenant's.
+    write_tree(&staging, files, Durability::Immediate)?;
     sync_dir(deploy)?;
     Ok(staging)
 }

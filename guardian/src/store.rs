@@ -95,10 +95,18 @@ pub const DIR_MODE: u32 = 0o755;
 /// Mode of every file the guardian writes into a deploy tree or store.
 pub const FILE_MODE: u32 = 0o644;
 
+/// When what [`write_tree`] wrote must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Every file and directory flushed before returning.
+    Immediate,
+    /// Flushed later, all at once, by [`Store::sync`].
+    Deferred,
+}
+
 /// Writes `files` into a new directory `dir` (which must not exist), with
-/// modes 0755/0644 set exactly whatever the umask, every file and directory
-/// flushed before this returns.
-pub(crate) fn write_tree(dir: &Path, files: &BundleFiles) -> io::Result<()> {
+/// modes 0755/0644 set exactly whatever the umask.
+pub(crate) fn write_tree(dir: &Path, files: &BundleFiles, durability: Durability) -> io::Result<()> {
     make_dir(dir)?;
     let mut dirs = vec![dir.to_path_buf()];
     for (rel, bytes) in files.files() {
@@ -110,11 +118,15 @@ pub(crate) fn write_tree(dir: &Path, files: &BundleFiles) -> io::Result<()> {
         let mut file = OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(&path)?;
         file.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if durability == Durability::Immediate {
+            file.sync_all()?;
+        }
     }
-    // Deepest first, so each directory's entries are durable before its parent's.
-    for d in dirs.iter().rev() {
-        sync_dir(d)?;
+    if durability == Durability::Immediate {
+        // Deepest first, so each directory's entries are durable before its parent's.
+        for d in dirs.iter().rev() {
+            sync_dir(d)?;
+        }
     }
     Ok(())
 }
@@ -146,7 +158,10 @@ impl Store {
     }
 
     /// Stores `files` under their digest (a no-op if that entry exists) and
-    /// returns the digest.
+    /// returns the digest. The entry is complete when it appears (it is
+    /// renamed into place) but only durable after [`Store::sync`], which must
+    /// come before anything that names the entry is written: one file system
+    /// flush for a whole batch instead of several per bundle.
     pub fn put(&self, files: &BundleFiles) -> Result<String, StoreError> {
         let digest = files.digest();
         let target = self.path(&digest);
@@ -154,14 +169,18 @@ impl Store {
             return Ok(digest);
         }
         let tmp = temp_path_beside(&target);
-        let result = write_tree(&tmp, files)
-            .and_then(|()| fs::rename(&tmp, &target))
-            .and_then(|()| sync_dir(&self.root));
+        let result = write_tree(&tmp, files, Durability::Deferred).and_then(|()| fs::rename(&tmp, &target));
         if let Err(source) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(StoreError::Io { path: target, source });
         }
         Ok(digest)
+    }
+
+    /// Makes every entry written so far durable (`syncfs` on the store's file system).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let dir = fs::File::open(&self.root).map_err(io_error(&self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| StoreError::Io { path: self.root.clone(), source: e.into() })
     }
 
     /// Reads the entry `digest`, re-hashing every file: an entry whose bytes
@@ -222,6 +241,7 @@ mod tests {
         let store = Store::open(&dir.path().join("store")).unwrap();
         let digest = store.put(&sample()).unwrap();
         assert_eq!(store.put(&sample()).unwrap(), digest);
+        store.sync().unwrap();
         assert_eq!(store.get(&digest, &ReadLimits::default()).unwrap(), sample());
         let mode = fs::metadata(store.path(&digest).join("module.wasm")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, FILE_MODE);

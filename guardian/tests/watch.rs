@@ -2,6 +2,9 @@
 //! tampered with while it runs. Every wait has a deadline; nothing asserts
 //! on time.
 
+// allow-unwrap-in-tests does not reach helpers; a panic is the right failure in a test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::fs;

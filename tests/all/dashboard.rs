@@ -24,9 +24,7 @@ const ORIGIN: &str = "nightcore.test/dashboard";
 
 /// The page's events: (kind, writer, data).
 fn events() -> Vec<(&'static str, &'static str, Value)> {
-    let run = |tenant: &str, code: i64, fuel: u64, micros: u64| {
-        json!({"tenant": tenant, "version": 2, "outcome": "exited", "exit_code": code, "fuel_consumed": fuel, "fuel_limit": 1_000_000_000u64, "wall_time_us": micros})
-    };
+    let run = |tenant: &str, code: i64, fuel: u64, micros: u64| json!({"tenant": tenant, "version": 2, "outcome": "exited", "exit_code": code, "fuel_consumed": fuel, "fuel_limit": 1_000_000_000u64, "wall_time_us": micros});
     vec![
         ("guardian.started", "guardian", json!({"tenants": 2, "pid": 4242})),
         ("module.trusted", "guardian", json!({"tenant": "hello", "version": 2, "how": "first_run"})),
@@ -39,13 +37,33 @@ fn events() -> Vec<(&'static str, &'static str, Value)> {
             "runtime",
             json!({"tenant": "sieve", "version": 1, "outcome": "fuel_exhausted", "exit_code": null, "fuel_consumed": 200_000_000u64, "wall_time_us": 350_000}),
         ),
-        ("run.refused", "runtime", json!({"bundle": "/srv/deploy/hello", "stage": "verify", "reason": "hash_mismatch", "detail": "module.wasm does not match"})),
-        ("run.refused", "runtime", json!({"bundle": "/srv/deploy/sieve", "stage": "verify", "reason": "expired", "detail": "expired"})),
-        ("drift.detected", "guardian", json!({"tenant": "hello", "path": "module.wasm", "reason_code": "hash_mismatch", "action": "rollback"})),
-        ("rollback.completed", "guardian", json!({"tenant": "hello", "version": 2, "reason_code": "hash_mismatch", "reverified": true})),
+        (
+            "run.refused",
+            "runtime",
+            json!({"bundle": "/srv/deploy/hello", "stage": "verify", "reason": "hash_mismatch", "detail": "module.wasm does not match"}),
+        ),
+        (
+            "run.refused",
+            "runtime",
+            json!({"bundle": "/srv/deploy/sieve", "stage": "verify", "reason": "expired", "detail": "expired"}),
+        ),
+        (
+            "drift.detected",
+            "guardian",
+            json!({"tenant": "hello", "path": "module.wasm", "reason_code": "hash_mismatch", "action": "rollback"}),
+        ),
+        (
+            "rollback.completed",
+            "guardian",
+            json!({"tenant": "hello", "version": 2, "reason_code": "hash_mismatch", "reverified": true}),
+        ),
         ("module.upgraded", "guardian", json!({"tenant": "sieve", "from_version": 1, "to_version": 2, "version": 2})),
         ("run.finished", "runtime", run(EVIL_TENANT, 3, 7_000, 900)),
-        ("drift.detected", "guardian", json!({"tenant": EVIL_TENANT, "path": EVIL_TENANT, "reason_code": "bad_signature", "reason": EVIL_TENANT})),
+        (
+            "drift.detected",
+            "guardian",
+            json!({"tenant": EVIL_TENANT, "path": EVIL_TENANT, "reason_code": "bad_signature", "reason": EVIL_TENANT}),
+        ),
     ]
 }
 
@@ -135,7 +153,12 @@ fn dump_dom(page: &Path, profile: &Path) -> String {
     }
     let out = child.wait_with_output().unwrap();
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success() && dom.contains("</html>"), "chromium failed ({:?}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && dom.contains("</html>"),
+        "chromium failed ({:?}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     dom
 }
 
@@ -143,7 +166,11 @@ fn dump_dom(page: &Path, profile: &Path) -> String {
 fn timeline_counts(html: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for piece in html.split("<tr class=\"event").skip(1) {
-        let kind = piece.split("data-kind=\"").nth(1).and_then(|rest| rest.split('"').next()).expect("a timeline row without data-kind");
+        let kind = piece
+            .split("data-kind=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a timeline row without data-kind");
         *counts.entry(kind.to_string()).or_default() += 1;
     }
     counts
@@ -164,7 +191,13 @@ fn script_counts(dom: &str) -> BTreeMap<String, usize> {
 fn the_dashboard_shows_every_event_of_the_log_in_a_browser() {
     let f = fixture();
     let page = f.root.join("report.html");
-    let r = run(cmd("guardian").args(["report", "--json", "--html"]).arg(&page).arg("--audit").arg(&f.log).arg("--trust").arg(&f.trust));
+    let r = run(cmd("guardian")
+        .args(["report", "--json", "--html"])
+        .arg(&page)
+        .arg("--audit")
+        .arg(&f.log)
+        .arg("--trust")
+        .arg(&f.trust));
     assert_eq!(r.code, 0, "guardian report failed: {}{}", r.stdout, r.stderr);
     let out: Value = serde_json::from_str(&r.stdout).unwrap();
     let total = events().len() + 1;
@@ -188,12 +221,22 @@ fn the_dashboard_shows_every_event_of_the_log_in_a_browser() {
     assert!(dom.contains("data-status=\"intact\""));
     assert!(dom.contains(&format!("<span id=\"checkpoint-size\">{}</span>", events().len())));
     assert!(dom.contains(ORIGIN));
-    assert_eq!(dom.matches("<tr class=\"event uncovered\"").count(), 1, "only the entry after the checkpoint is uncovered");
+    assert_eq!(
+        dom.matches("<tr class=\"event uncovered\"").count(),
+        1,
+        "only the entry after the checkpoint is uncovered"
+    );
 
     // Per-tenant charts: hello ran twice, sieve twice, the hostile tenant once.
     assert_eq!(dom.matches("data-chart=\"fuel\" data-runs=\"2\"").count(), 2);
     assert_eq!(dom.matches("data-chart=\"wall-time\" data-runs=\"1\"").count(), 1);
-    let sieve = dom.split("<section class=\"tenant\" data-tenant=\"sieve\">").nth(1).unwrap().split("</section>").next().unwrap();
+    let sieve = dom
+        .split("<section class=\"tenant\" data-tenant=\"sieve\">")
+        .nth(1)
+        .unwrap()
+        .split("</section>")
+        .next()
+        .unwrap();
     assert_eq!(sieve.matches("<tr class=\"event").count(), 5, "sieve: trusted, two runs, a refusal, an upgrade");
 
     // The hostile tenant name is text: no element of it exists, none of it ran.
@@ -212,7 +255,13 @@ fn a_tampered_log_still_renders_and_says_so_with_exit_1() {
     assert_ne!(edited, text);
     fs::write(&f.log, edited).unwrap();
     let page = f.root.join("report.html");
-    let r = run(cmd("guardian").args(["report", "--html"]).arg(&page).arg("--audit").arg(&f.log).arg("--trust").arg(&f.trust));
+    let r = run(cmd("guardian")
+        .args(["report", "--html"])
+        .arg(&page)
+        .arg("--audit")
+        .arg(&f.log)
+        .arg("--trust")
+        .arg(&f.trust));
     assert_eq!(r.code, 1, "a tampered log must exit 1: {}{}", r.stdout, r.stderr);
     let html = fs::read_to_string(&page).unwrap();
     assert!(html.contains("data-status=\"tampered\""));
@@ -223,7 +272,13 @@ fn a_tampered_log_still_renders_and_says_so_with_exit_1() {
 fn the_report_needs_a_trusted_log_key() {
     let f = fixture();
     fs::write(f.trust.join("trust.toml"), "threshold = 1\n").unwrap();
-    let r = run(cmd("guardian").args(["report", "--html"]).arg(f.root.join("r.html")).arg("--audit").arg(&f.log).arg("--trust").arg(&f.trust));
+    let r = run(cmd("guardian")
+        .args(["report", "--html"])
+        .arg(f.root.join("r.html"))
+        .arg("--audit")
+        .arg(&f.log)
+        .arg("--trust")
+        .arg(&f.trust));
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(r.stderr.contains("lists no log_keys"), "{}", r.stderr);
     assert!(!f.root.join("r.html").exists());

@@ -1,6 +1,8 @@
 //! One module per `guardian` subcommand, and what they share: where the
 //! trust store, state and audit log are, and how events are printed.
 
+pub mod audit;
+pub mod report;
 pub mod scan;
 pub mod status;
 pub mod watch;

@@ -63,7 +63,8 @@ pub fn run(args: Args) -> Result<Outcome> {
     let log_path = args.audit.clone().unwrap_or_else(|| config.audit_log.clone());
     let checkpoint = default_checkpoint_path(&log_path);
     let key = checkpoint_key(&args, &config, &checkpoint)?;
-    let report = verify_log(&log_path, &checkpoint, &key).with_context(|| format!("verifying {}", log_path.display()))?;
+    let report =
+        verify_log(&log_path, &checkpoint, &key).with_context(|| format!("verifying {}", log_path.display()))?;
     let verification = LogVerification::from_report(&report);
 
     // Read after verifying: entries appended meanwhile are shown too, and
@@ -99,7 +100,8 @@ pub fn run(args: Args) -> Result<Outcome> {
         unreadable_lines: unreadable,
     };
     let html = render_html(&entries, &status);
-    atomic_write(&args.html, html.as_bytes(), FileMode::Public).with_context(|| format!("writing {}", args.html.display()))?;
+    atomic_write(&args.html, html.as_bytes(), FileMode::Public)
+        .with_context(|| format!("writing {}", args.html.display()))?;
 
     if args.json {
         let out = ReportJson {
@@ -133,10 +135,14 @@ fn checkpoint_key(args: &Args, config: &NodeConfig, checkpoint: &Path) -> Result
         return Ok(*signer::keyfile::load_public_key(path)?.verifying_key());
     }
     let trust_dir = args.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
-    let trust = TrustStore::load(&trust_dir).with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
+    let trust =
+        TrustStore::load(&trust_dir).with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
     let candidates: Vec<VerifyingKey> = trust.log_keys().map(|k| *k.verifying_key()).collect();
     let Some(first) = candidates.first().copied() else {
-        bail!("trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key", trust_dir.display());
+        bail!(
+            "trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key",
+            trust_dir.display()
+        );
     };
     let note = std::fs::read_to_string(checkpoint).unwrap_or_default();
     if let Ok(signed) = audit::SignedCheckpoint::parse(&note) {

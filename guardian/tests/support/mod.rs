@@ -3,6 +3,7 @@
 //! JSON events and log lines are collected by threads and waited for with
 //! deadlines (never fixed sleeps).
 
+// Not every test file uses every helper.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;

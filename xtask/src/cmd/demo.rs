@@ -169,7 +169,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ));
     }
     if let Ok(counts) = std::fs::read_to_string(tenants.join("files/output/input.txt.counts")) {
-        detail(format!("files wrote /output/input.txt.counts: {}", counts.trim()));
+        detail(format!("files wrote /output/input.txt.counts: {}", counts.trim().replace('\n', "; ")));
     }
     let tampered = work.join("tampered-hello");
     copy_dir(&deploy.join("hello"), &tampered)?;

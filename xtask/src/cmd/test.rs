@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command. Installs what the tests need
-//! on a fresh machine (the `minisign` CLI, the wasm32-wasip1 target), builds the
+//! on a fresh machine (the `minisign` CLI, Chromium, the wasm32-wasip1 target), builds the
 //! binaries the end-to-end tests drive, then runs every test of the workspace.
 //! Nothing is skipped for want of a tool: a missing tool is installed or the
 //! run fails saying why.
@@ -20,6 +20,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let root = xtask::workspace_root();
     let progress = Progress::for_stderr();
     ensure_minisign(progress)?;
+    ensure_chromium(progress)?;
     let toolchain = xtask::toolchain::Toolchain::probe(&xtask::toolchain::pinned_channel(&root)?)?;
     toolchain.ensure_target(xtask::build::WASM_TARGET, progress)?;
 
@@ -50,13 +51,27 @@ fn ensure_minisign(progress: Progress) -> Result<()> {
         return Ok(());
     }
     progress.notice("the minisign CLI is missing; installing it with apt-get (Debian package minisign)");
+    apt_install("minisign")
+}
+
+/// Installs Chromium when it is missing: the dashboard test loads the HTML
+/// report in headless Chromium and reads the timeline back from the DOM.
+fn ensure_chromium(progress: Progress) -> Result<()> {
+    if std::path::Path::new("/usr/bin/chromium").exists() {
+        return Ok(());
+    }
+    progress.notice("Chromium is missing; installing it with apt-get (Debian package chromium)");
+    apt_install("chromium")
+}
+
+fn apt_install(package: &str) -> Result<()> {
     let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
-    for step in [&["apt-get", "update"][..], &["apt-get", "install", "-y", "minisign"][..]] {
+    for step in [&["apt-get", "update"][..], &["apt-get", "install", "-y", package][..]] {
         let argv: Vec<&str> = sudo.iter().chain(step.iter()).copied().collect();
         let status =
             Command::new(argv[0]).args(&argv[1..]).status().with_context(|| format!("running {}", argv.join(" ")))?;
         if !status.success() {
-            bail!("`{}` failed; install minisign by hand and run again", argv.join(" "));
+            bail!("`{}` failed; install {package} by hand and run again", argv.join(" "));
         }
     }
     Ok(())

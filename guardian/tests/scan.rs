@@ -1,0 +1,149 @@
+//! `guardian scan` and `guardian status` end to end: exit codes, JSON, and
+//! the report-only / repair split.
+
+// allow-unwrap-in-tests does not reach helpers; a panic is the right failure in a test binary.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::Value;
+use support::{Daemon, Node};
+
+fn outcomes(json: &Value) -> Vec<(String, String, Option<String>)> {
+    json["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["tenant"].as_str().unwrap().into(), o["action"].as_str().unwrap().into(), o["reason_code"].as_str().map(Into::into)))
+        .collect()
+}
+
+#[test]
+fn first_run_then_report_only_then_repair() {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_bundle("alpha", 1, &[0]);
+    node.deploy_bundle("beta", 1, &[]);
+    let original = node.files("alpha");
+
+    // First run without --repair: the signed bundle is trusted, the unsigned one only reported.
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        outcomes(&json),
+        vec![("alpha".into(), "trusted".into(), None), ("beta".into(), "drift_reported".into(), Some("unsigned".into()))]
+    );
+    assert_eq!((json["clean"].as_bool(), json["repaired"].as_bool()), (Some(false), Some(false)));
+    assert!(node.tenant("beta").exists());
+
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(outcomes(&json), vec![("beta".into(), "quarantined".into(), Some("unsigned".into()))]);
+    assert!(!node.tenant("beta").exists());
+    let kinds: Vec<&str> = json["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["drift.detected", "drift.quarantined"]);
+
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 0, "{json:#} {stderr}");
+    assert_eq!(json["clean"], true);
+
+    fs::set_permissions(alpha.join("signatures"), fs::Permissions::from_mode(0o777)).unwrap();
+    let (code, json, _) = node.scan(false);
+    assert_eq!(code, 1);
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "drift_reported".into(), Some("layout".into()))]);
+    assert_ne!(node.files("alpha"), original, "report-only must not touch the deploy tree");
+    let (code, json, _) = node.scan(true);
+    assert_eq!(code, 1);
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some("layout".into()))]);
+    assert_eq!(node.files("alpha"), original);
+    assert_eq!(node.scan(false).0, 0);
+}
+
+#[test]
+fn a_signed_upgrade_is_clean_and_raises_the_floor() {
+    let node = Node::new("threshold = 2\n");
+    node.deploy_bundle("alpha", 1, &[0, 1]);
+    assert_eq!(node.scan(true).0, 0);
+    node.swap_in("alpha", 5, &[1, 2]);
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 0, "{json:#} {stderr}");
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "upgraded".into(), None)]);
+    node.swap_in("alpha", 4, &[1, 2]);
+    let (code, json, _) = node.scan(true);
+    assert_eq!(code, 1);
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some("downgrade".into()))]);
+
+    let out = node.guardian("status").arg("--json").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((status["tenants"][0]["version"].as_u64(), status["tenants"][0]["floor"].as_u64()), (Some(5), Some(5)));
+    let recent: Vec<&str> = status["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(recent, ["module.trusted", "module.upgraded", "drift.detected", "rollback.completed"]);
+    let text = node.guardian("status").output().unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("alpha") && text.contains("floor 5"), "{text}");
+}
+
+#[test]
+fn new_tenants_can_be_refused() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+    node.deploy_bundle("beta", 1, &[0]);
+    let out = node.guardian("scan").args(["--repair", "--json", "--new-tenants", "refuse"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(outcomes(&json), vec![("beta".into(), "quarantined".into(), Some("new_tenant_refused".into()))]);
+    node.deploy_bundle("beta", 1, &[0]);
+    let (code, json, _) = node.scan(true);
+    assert_eq!((code, outcomes(&json)), (0, vec![("beta".into(), "trusted".into(), None)]));
+}
+
+#[test]
+fn a_corrupted_state_is_an_error_not_a_verdict() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+    let state = node.state().join("state.json");
+    let good = fs::read(&state).unwrap();
+    fs::write(&state, b"{\"schema\":\"nightcore.guardian.state.v1\"").unwrap();
+    let (code, _, stderr) = node.scan(false);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("is corrupt"), "{stderr}");
+    let out = node.guardian("status").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
+    fs::write(&state, good).unwrap();
+    let store = node.state().join("store");
+    let entry = fs::read_dir(&store).unwrap().next().unwrap().unwrap().path();
+    fs::write(entry.join("manifest.json"), b"{}").unwrap();
+    let (code, _, stderr) = node.scan(false);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("state is inconsistent for tenant alpha") && stderr.contains("hash to"), "{stderr}");
+}
+
+#[test]
+fn only_one_guardian_per_state_directory() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let d = Daemon::start(&node, &["--rescan-secs", "3600"], &[]);
+    let (code, _, stderr) = node.scan(false);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("another guardian holds"), "{stderr}");
+    let (status, _) = d.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn help_documents_exit_codes_and_the_test_hook() {
+    let out = std::process::Command::new(support::guardian_bin()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 = drift found"), "{text}");
+    assert!(text.contains("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS"), "{text}");
+    for sub in ["scan", "status", "watch"] {
+        let out = std::process::Command::new(support::guardian_bin()).args([sub, "--help"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{sub}");
+    }
+}
