@@ -3,23 +3,29 @@
 //!
 //! The mirror is a byte copy of the log's committed lines and of its
 //! checkpoint as they were when last verified, kept in
-//! `STATE/audit-mirror/`. A check copies the live files (checkpoint first,
-//! then the log, the order writers write them in reverse, so a concurrent
-//! append never looks like tampering), and then:
+//! `STATE/audit-mirror/`, with the mirror's chain head and Merkle tree held
+//! in memory. A check reads the live checkpoint first and the log second
+//! (writers write them in the other order, so a concurrent append never
+//! looks like tampering), and then:
 //!
-//! - the copy must start with the mirror's bytes: anything else is a rewrite
-//!   (`rewritten`), a shorter file (`truncated`, which also covers an older
-//!   copy put back) or a missing one (`deleted`);
-//! - the copy must verify as a chain continuing the mirror, under the
-//!   mirror's checkpoint (`audit::verify_log`): a hand-made append with a
-//!   wrong hash or link fails here;
-//! - a changed checkpoint must verify against the copy with the trusted key
-//!   and must not cover fewer entries than the mirrored one.
+//! - the live log must start with the mirror's bytes, compared byte for
+//!   byte: anything else is a rewrite (`rewritten`), a shorter file
+//!   (`truncated`, which also covers an older copy put back) or a missing one
+//!   (`deleted`);
+//! - every complete line after that must be a canonical entry continuing the
+//!   chain (seq, prev, its own hash): otherwise `malformed_line` or
+//!   `forged_append`;
+//! - a changed checkpoint must verify with the trusted key, must not cover
+//!   fewer entries than the mirrored one (`checkpoint_rolled_back`) and must
+//!   sign the Merkle root of the entries it covers.
 //!
-//! If all hold, the copy becomes the mirror. Otherwise the finding is
-//! returned and [`AuditMirror::restore`] quarantines the tampered live
-//! file(s) and puts the mirror back (copy beside, fsync, rename, under the
-//! log's write lock so no writer is mid-append).
+//! If all hold, the new lines are appended to the mirror and the checkpoint
+//! copied, so a check costs one comparison pass plus work proportional to
+//! what was appended. Otherwise the finding is returned and
+//! [`AuditMirror::restore`] quarantines the tampered live file(s) and puts
+//! the mirror back (copy beside, fsync, rename, under the log's write lock
+//! so no writer is mid-append). The mirror itself is verified in full with
+//! `audit::verify_log` when the guardian starts.
 //!
 //! Before any checkpoint exists (writers that do not sign), only the chain
 //! is checked; once the mirror holds a checkpoint, a missing live one is
@@ -27,14 +33,15 @@
 //! chain alone is checked.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use audit::{SignedCheckpoint, TamperReason, VerifyReport, verify_log};
+use audit::merkle::{CompactTree, leaf_hash};
+use audit::{Entry, Sha256Hash, SignedCheckpoint, TamperReason, VerifyReport, verify_log};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
-use signer::fsutil::{sync_dir, temp_path_beside};
+use signer::fsutil::{FileMode, atomic_write, sync_dir, temp_path_beside};
 
 use crate::quarantine::{Quarantine, QuarantineError};
 
@@ -107,7 +114,7 @@ fn stamp(path: &Path) -> Option<[i64; 6]> {
 
 /// How a log verifies with or without a checkpoint.
 enum Judgement {
-    Good { entries: u64 },
+    Good,
     Bad { reason: String, detail: String },
 }
 
@@ -119,14 +126,20 @@ pub struct AuditMirror {
     dir: PathBuf,
     key: Option<VerifyingKey>,
     seen: Option<Fingerprint>,
+    /// Length, entry count, chain head and Merkle tree of the mirror log.
     mirror_len: u64,
     mirror_entries: u64,
+    last_hash: Sha256Hash,
+    tree: CompactTree,
+    /// The mirrored checkpoint's bytes (only with a trusted key).
+    mirror_checkpoint: Option<Vec<u8>>,
 }
 
 impl AuditMirror {
     /// Opens the mirror in `dir` for the live `log` and `checkpoint`,
-    /// trusting checkpoints signed by `key`. The mirror itself must verify;
-    /// an absent mirror is seeded from the live files, which must verify.
+    /// trusting checkpoints signed by `key`. The mirror itself must verify
+    /// (it is read in full once, here); an absent mirror is seeded from the
+    /// live files, which must verify.
     pub fn open(dir: &Path, log: &Path, checkpoint: &Path, key: Option<VerifyingKey>) -> Result<Self, MirrorError> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut mirror = AuditMirror {
@@ -137,111 +150,220 @@ impl AuditMirror {
             seen: None,
             mirror_len: 0,
             mirror_entries: 0,
+            last_hash: Sha256Hash::default(),
+            tree: CompactTree::new(),
+            mirror_checkpoint: None,
         };
         let mirror_log = mirror.dir.join(MIRROR_LOG);
-        if mirror_log.exists() {
-            let mirror_checkpoint = mirror.mirror_checkpoint_path();
-            match mirror.judge(&mirror_log, mirror_checkpoint.as_deref())? {
-                Judgement::Good { entries } => mirror.mirror_entries = entries,
-                Judgement::Bad { reason, detail } => {
-                    return Err(MirrorError::MirrorCorrupt { path: mirror.dir.clone(), reason: format!("{reason}: {detail}") });
-                }
+        if !mirror_log.exists() {
+            // Seed from the live files, checked in full.
+            let candidate_log = mirror.dir.join(CANDIDATE_LOG);
+            let candidate_checkpoint = mirror.dir.join(CANDIDATE_CHECKPOINT);
+            let has_checkpoint = mirror.key.is_some() && copy_if_exists(&mirror.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
+            if !copy_if_exists(&mirror.log, &candidate_log, CopyExtent::CommittedLines)? {
+                File::create(&candidate_log).map_err(io_err(&candidate_log))?;
             }
-            mirror.mirror_len = fs::metadata(&mirror_log).map_err(io_err(&mirror_log))?.len();
-        } else {
-            match mirror.check()? {
-                AuditCheck::Tampered(t) => {
-                    return Err(MirrorError::TamperedWithoutMirror { path: log.to_path_buf(), reason: format!("{}: {}", t.reason, t.detail) });
-                }
-                AuditCheck::Unchanged | AuditCheck::Extended { .. } => {}
+            if let Judgement::Bad { reason, detail } = mirror.judge(&candidate_log, has_checkpoint.then_some(candidate_checkpoint.as_path()))? {
+                return Err(MirrorError::TamperedWithoutMirror { path: log.to_path_buf(), reason: format!("{reason}: {detail}") });
             }
+            if has_checkpoint {
+                fs::rename(&candidate_checkpoint, mirror.dir.join(MIRROR_CHECKPOINT)).map_err(io_err(&mirror.dir))?;
+            }
+            fs::rename(&candidate_log, &mirror_log).map_err(io_err(&mirror_log))?;
+            sync_dir(&mirror.dir).map_err(io_err(&mirror.dir))?;
         }
+        // A crash while appending to the mirror leaves a torn line: cut it.
+        let committed = committed_length(&mirror_log)?;
+        let file = OpenOptions::new().write(true).open(&mirror_log).map_err(io_err(&mirror_log))?;
+        file.set_len(committed).map_err(io_err(&mirror_log))?;
+        let mirror_checkpoint_path = mirror.dir.join(MIRROR_CHECKPOINT);
+        let checkpoint_path = mirror_checkpoint_path.exists().then_some(mirror_checkpoint_path.as_path());
+        if let Judgement::Bad { reason, detail } = mirror.judge(&mirror_log, checkpoint_path)? {
+            return Err(MirrorError::MirrorCorrupt { path: mirror.dir.clone(), reason: format!("{reason}: {detail}") });
+        }
+        mirror.load()?;
         Ok(mirror)
+    }
+
+    /// Reads the mirror log once to learn its length, head and Merkle tree.
+    fn load(&mut self) -> Result<(), MirrorError> {
+        let path = self.dir.join(MIRROR_LOG);
+        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        let mut tree = CompactTree::new();
+        let mut last = None;
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            tree.push(leaf_hash(line));
+            last = Some(line);
+        }
+        self.last_hash = match last {
+            Some(line) => Entry::from_line(line).map_err(|e| MirrorError::MirrorCorrupt { path: path.clone(), reason: e.to_string() })?.hash,
+            None => Sha256Hash::default(),
+        };
+        self.mirror_len = bytes.len() as u64;
+        self.mirror_entries = tree.size();
+        self.tree = tree;
+        let checkpoint = self.dir.join(MIRROR_CHECKPOINT);
+        self.mirror_checkpoint = if self.key.is_some() && checkpoint.exists() { Some(fs::read(&checkpoint).map_err(io_err(&checkpoint))?) } else { None };
+        Ok(())
     }
 
     pub fn mirror_entries(&self) -> u64 {
         self.mirror_entries
     }
 
-    fn mirror_checkpoint_path(&self) -> Option<PathBuf> {
-        let path = self.dir.join(MIRROR_CHECKPOINT);
-        path.exists().then_some(path)
-    }
-
     fn fingerprint(&self) -> Fingerprint {
         Fingerprint(stamp(&self.log), stamp(&self.checkpoint))
     }
 
-    /// Compares the live files with the mirror; see the module docs.
+    fn tampered(&self, file: TamperedFile, reason: &str, detail: String) -> AuditCheck {
+        AuditCheck::Tampered(AuditTamper { file, reason: reason.to_string(), detail, mirror_entries: self.mirror_entries })
+    }
+
+    /// Compares the live files with the mirror; see the module docs. Only
+    /// what was appended since the last check is parsed and hashed; the
+    /// rest is compared byte for byte with the mirror.
     pub fn check(&mut self) -> Result<AuditCheck, MirrorError> {
         let fingerprint = self.fingerprint();
         if self.seen.as_ref() == Some(&fingerprint) {
             return Ok(AuditCheck::Unchanged);
         }
-        let candidate_checkpoint = self.dir.join(CANDIDATE_CHECKPOINT);
-        let candidate_log = self.dir.join(CANDIDATE_LOG);
-        let has_checkpoint = copy_if_exists(&self.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
-        let has_log = copy_if_exists(&self.log, &candidate_log, CopyExtent::CommittedLines)?;
-        let tampered = |file, reason: &str, detail: String, entries| {
-            Ok(AuditCheck::Tampered(AuditTamper { file, reason: reason.to_string(), detail, mirror_entries: entries }))
+        // The checkpoint first: writers write it after the log, so it never
+        // covers entries the log read below lacks.
+        let live_checkpoint = if self.key.is_some() { read_if_exists(&self.checkpoint)? } else { None };
+        let mut live = match File::open(&self.log) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if self.mirror_len > 0 {
+                    return Ok(self.tampered(TamperedFile::Log, "deleted", format!("{} is gone", self.log.display())));
+                }
+                self.seen = Some(fingerprint);
+                return Ok(AuditCheck::Unchanged);
+            }
+            Err(e) => return Err(io_err(&self.log)(e)),
         };
+        let live_len = live.metadata().map_err(io_err(&self.log))?.len();
         let mirror_log = self.dir.join(MIRROR_LOG);
-        if !has_log && self.mirror_len > 0 {
-            return tampered(TamperedFile::Log, "deleted", format!("{} is gone", self.log.display()), self.mirror_entries);
-        }
-        let candidate_len = if has_log { fs::metadata(&candidate_log).map_err(io_err(&candidate_log))?.len() } else { 0 };
-        let mirror_checkpoint = self.mirror_checkpoint_path();
-        if self.mirror_len > 0 {
-            let compared = self.mirror_len.min(candidate_len);
-            let first_difference = first_difference(&mirror_log, &candidate_log, compared)?;
-            if first_difference.is_some() || candidate_len < self.mirror_len {
-                let (reason, at) = match first_difference {
-                    Some(offset) => ("rewritten", offset),
-                    None => ("truncated", candidate_len),
-                };
-                let why = match self.judge(&candidate_log, mirror_checkpoint.as_deref())? {
-                    Judgement::Bad { reason, detail } => format!("; the audit library finds {reason}: {detail}"),
-                    Judgement::Good { .. } => String::new(),
-                };
-                let detail = format!("{} differs from the verified copy at byte {at} of {}{why}", self.log.display(), self.mirror_len);
-                return tampered(TamperedFile::Log, reason, detail, self.mirror_entries);
-            }
-        }
-        let entries = match self.judge_if_log(has_log, &candidate_log, mirror_checkpoint.as_deref())? {
-            Judgement::Good { entries } => entries,
-            Judgement::Bad { reason, detail } => return tampered(TamperedFile::Log, &reason, detail, self.mirror_entries),
-        };
-        if self.key.is_some() {
-            let unchanged = match &mirror_checkpoint {
-                Some(m) if has_checkpoint => fs::read(m).map_err(io_err(m))? == fs::read(&candidate_checkpoint).map_err(io_err(&candidate_checkpoint))?,
-                Some(_) => {
-                    let detail = format!("{} is gone", self.checkpoint.display());
-                    return tampered(TamperedFile::Checkpoint, "checkpoint_deleted", detail, self.mirror_entries);
-                }
-                None => !has_checkpoint,
+        let compared = self.mirror_len.min(live_len);
+        let difference = first_difference(&mirror_log, &self.log, compared)?;
+        if difference.is_some() || live_len < self.mirror_len {
+            let (reason, at) = match difference {
+                Some(offset) => ("rewritten", offset),
+                None => ("truncated", live_len),
             };
-            if !unchanged {
-                if let Judgement::Bad { reason, detail } = self.judge_if_log(has_log, &candidate_log, Some(&candidate_checkpoint))? {
-                    return tampered(TamperedFile::Checkpoint, &reason, detail, self.mirror_entries);
-                }
-                let size = |p: &Path| checkpoint_size(p);
-                if let (Some(old), Some(new)) = (mirror_checkpoint.as_deref().and_then(size), size(&candidate_checkpoint))
-                    && new < old
-                {
-                    let detail = format!("the checkpoint covers {new} entries, the verified one covered {old}");
-                    return tampered(TamperedFile::Checkpoint, "checkpoint_rolled_back", detail, self.mirror_entries);
-                }
-            }
+            let mirror_checkpoint = self.dir.join(MIRROR_CHECKPOINT);
+            let why = match self.judge(&self.log, self.mirror_checkpoint.is_some().then_some(mirror_checkpoint.as_path()))? {
+                Judgement::Bad { reason, detail } => format!("; the audit library finds {reason}: {detail}"),
+                Judgement::Good => String::new(),
+            };
+            let detail = format!("{} differs from the verified copy at byte {at} of {}{why}", self.log.display(), self.mirror_len);
+            return Ok(self.tampered(TamperedFile::Log, reason, detail));
         }
-        self.promote(has_log, has_checkpoint)?;
-        self.mirror_len = candidate_len;
-        self.mirror_entries = entries;
+
+        // The appended tail: complete lines only, each continuing the chain.
+        live.seek(SeekFrom::Start(self.mirror_len)).map_err(io_err(&self.log))?;
+        let mut tail = Vec::new();
+        live.take(live_len - self.mirror_len).read_to_end(&mut tail).map_err(io_err(&self.log))?;
+        let committed = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        tail.truncate(committed);
+        let mut tree = self.tree.clone();
+        let (mut next_seq, mut last_hash) = (self.mirror_entries, self.last_hash);
+        for line in tail.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let at = format!("entry {next_seq} appended after the verified {}", self.mirror_entries);
+            let entry = match Entry::from_line(line) {
+                Ok(entry) => entry,
+                Err(e) => return Ok(self.tampered(TamperedFile::Log, "malformed_line", format!("{at}: {e}"))),
+            };
+            if entry.seq != next_seq || entry.prev != last_hash {
+                return Ok(self.tampered(TamperedFile::Log, "forged_append", format!("{at}: seq {} prev {} do not continue the chain", entry.seq, entry.prev.to_hex())));
+            }
+            match entry.computed_hash() {
+                Ok(hash) if hash == entry.hash => {}
+                _ => return Ok(self.tampered(TamperedFile::Log, "forged_append", format!("{at}: its hash does not match its contents"))),
+            }
+            tree.push(leaf_hash(line));
+            next_seq += 1;
+            last_hash = entry.hash;
+        }
+
+        if self.key.is_some()
+            && live_checkpoint != self.mirror_checkpoint
+            && let Some(finding) = self.check_checkpoint(live_checkpoint.as_deref(), &tree)?
+        {
+            return Ok(finding);
+        }
+
+        // Extend the mirror: append the tail, then the checkpoint.
+        if !tail.is_empty() {
+            let mut file = OpenOptions::new().append(true).open(&mirror_log).map_err(io_err(&mirror_log))?;
+            file.write_all(&tail).map_err(io_err(&mirror_log))?;
+            file.sync_data().map_err(io_err(&mirror_log))?;
+        }
+        if live_checkpoint != self.mirror_checkpoint {
+            if let Some(bytes) = &live_checkpoint {
+                let path = self.dir.join(MIRROR_CHECKPOINT);
+                atomic_write(&path, bytes, FileMode::Public).map_err(io_err(&path))?;
+            }
+            self.mirror_checkpoint = live_checkpoint;
+        }
+        self.mirror_len += tail.len() as u64;
+        self.mirror_entries = next_seq;
+        self.last_hash = last_hash;
+        self.tree = tree;
         self.seen = Some(fingerprint);
-        Ok(AuditCheck::Extended { entries })
+        Ok(AuditCheck::Extended { entries: next_seq })
     }
 
-    fn judge_if_log(&self, has_log: bool, log: &Path, checkpoint: Option<&Path>) -> Result<Judgement, MirrorError> {
-        if has_log { self.judge(log, checkpoint) } else { Ok(Judgement::Good { entries: 0 }) }
+    /// A changed checkpoint must be signed by the trusted key, must not go
+    /// back, and must commit to the entries the log has.
+    fn check_checkpoint(&self, live: Option<&[u8]>, tree: &CompactTree) -> Result<Option<AuditCheck>, MirrorError> {
+        let file = TamperedFile::Checkpoint;
+        let Some(bytes) = live else {
+            return Ok(Some(self.tampered(file, "checkpoint_deleted", format!("{} is gone", self.checkpoint.display()))));
+        };
+        let Some(key) = &self.key else { return Ok(None) };
+        let text = String::from_utf8_lossy(bytes);
+        let signed = match SignedCheckpoint::parse(&text) {
+            Ok(signed) => signed,
+            Err(error) => return Ok(Some(self.tampered(file, "malformed_checkpoint", error.to_string()))),
+        };
+        let checkpoint = match signed.verify(key) {
+            Ok(checkpoint) => checkpoint,
+            Err(e) => {
+                let reason = match e {
+                    audit::CheckpointVerifyError::UnknownKey { .. } => "unknown_checkpoint_key",
+                    _ => "forged_checkpoint",
+                };
+                return Ok(Some(self.tampered(file, reason, e.to_string())));
+            }
+        };
+        let old = self.mirror_checkpoint.as_deref().and_then(|b| SignedCheckpoint::parse(&String::from_utf8_lossy(b)).ok()).map(|c| c.checkpoint.size);
+        if let Some(old) = old.filter(|&old| checkpoint.size < old) {
+            let detail = format!("the checkpoint covers {} entries, the verified one covered {old}", checkpoint.size);
+            return Ok(Some(self.tampered(file, "checkpoint_rolled_back", detail)));
+        }
+        if checkpoint.size > tree.size() {
+            let detail = format!("the checkpoint covers {} entries but the log has {}", checkpoint.size, tree.size());
+            return Ok(Some(self.tampered(file, "truncated", detail)));
+        }
+        let root = if checkpoint.size == tree.size() {
+            Some(tree.root())
+        } else if checkpoint.size == self.tree.size() {
+            Some(self.tree.root())
+        } else {
+            None
+        };
+        match root {
+            Some(root) if root == checkpoint.root => Ok(None),
+            Some(root) => {
+                let detail = format!("the checkpoint signs root {} for {} entries, the log has {}", checkpoint.root.to_hex(), checkpoint.size, root.to_hex());
+                Ok(Some(self.tampered(file, "checkpoint_root_mismatch", detail)))
+            }
+            // A size between the two: rare; let the audit library walk the log.
+            None => match self.judge(&self.log, Some(&self.checkpoint))? {
+                Judgement::Good => Ok(None),
+                Judgement::Bad { reason, detail } => Ok(Some(self.tampered(file, &reason, detail))),
+            },
+        }
     }
 
     /// Verifies `log` under `checkpoint` (or none), with the trusted key.
@@ -250,28 +372,18 @@ impl AuditMirror {
         // checkpoint file it is never consulted, and the chain is still walked.
         let fallback = VerifyingKey::from_bytes(&[0; 32]).ok();
         let Some(key) = self.key.or(fallback) else {
-            return Ok(Judgement::Good { entries: 0 });
+            return Ok(Judgement::Good);
         };
         let none = self.dir.join(NO_CHECKPOINT);
         let checkpoint = if self.key.is_some() { checkpoint.unwrap_or(&none) } else { &none };
         Ok(match verify_log(log, checkpoint, &key)? {
-            VerifyReport::Intact(intact) => Judgement::Good { entries: intact.entries },
+            VerifyReport::Intact(_) => Judgement::Good,
             VerifyReport::Tampered(t) => match t.reason {
                 // Only reported once the whole chain was walked and found sound.
-                TamperReason::CheckpointMissing { entries } if checkpoint == none.as_path() => Judgement::Good { entries },
+                TamperReason::CheckpointMissing { .. } if checkpoint == none.as_path() => Judgement::Good,
                 ref reason => Judgement::Bad { reason: tamper_code(reason), detail: t.to_string() },
             },
         })
-    }
-
-    fn promote(&self, has_log: bool, has_checkpoint: bool) -> Result<(), MirrorError> {
-        for (present, candidate, mirror) in [(has_log, CANDIDATE_LOG, MIRROR_LOG), (has_checkpoint, CANDIDATE_CHECKPOINT, MIRROR_CHECKPOINT)] {
-            let (candidate, mirror) = (self.dir.join(candidate), self.dir.join(mirror));
-            if present {
-                fs::rename(&candidate, &mirror).map_err(io_err(&mirror))?;
-            }
-        }
-        sync_dir(&self.dir).map_err(io_err(&self.dir))
     }
 
     /// Undoes `tamper`: quarantines the tampered live file(s) and puts the
@@ -289,7 +401,10 @@ impl AuditMirror {
             Err(e) => return Err(io_err(&self.log)(e)),
         };
         let mut quarantined = Vec::new();
-        let mut targets = vec![(self.checkpoint.clone(), MIRROR_CHECKPOINT, "audit-checkpoint")];
+        let mut targets = Vec::new();
+        if self.key.is_some() {
+            targets.push((self.checkpoint.clone(), MIRROR_CHECKPOINT, "audit-checkpoint"));
+        }
         if tamper.file == TamperedFile::Log {
             targets.push((self.log.clone(), MIRROR_LOG, "audit-log"));
         }
@@ -319,6 +434,20 @@ impl AuditMirror {
     }
 }
 
+fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, MirrorError> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(path)(e)),
+    }
+}
+
+/// The length of `path` up to and including its last newline.
+fn committed_length(path: &Path) -> Result<u64, MirrorError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    Ok(bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i as u64 + 1))
+}
+
 fn live_parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -332,11 +461,6 @@ fn tamper_code(reason: &TamperReason) -> String {
         .ok()
         .and_then(|v| v.get("reason").and_then(|r| r.as_str()).map(str::to_string))
         .unwrap_or_else(|| "tampered".to_string())
-}
-
-fn checkpoint_size(path: &Path) -> Option<u64> {
-    let text = fs::read_to_string(path).ok()?;
-    SignedCheckpoint::parse(&text).ok().map(|c| c.checkpoint.size)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

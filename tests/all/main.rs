@@ -8,6 +8,7 @@
 // allow-unwrap-in-tests; a panic is the right failure in a test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit_cli;
 mod dashboard;
 mod pipeline;
 mod signer_cli;

@@ -1,0 +1,156 @@
+//! `guardian audit …` through the real binary: verification verdicts and exit
+//! codes for an intact and a tampered log, offline proofs, and key handling
+//! (the checkpoint key comes from the trust store, never from beside the log).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use audit::{Actor, Event, HostLog};
+use signer::minisign::SecretKey;
+use signer::trust::write_trust_store;
+
+use crate::support::{cmd, run};
+
+struct Node {
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+    trust: PathBuf,
+    host_pub: PathBuf,
+}
+
+/// A log of `n` events written with the host key, and a trust store listing that key under log_keys.
+fn node(n: usize) -> Node {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("state/audit.log");
+    let mut writer = HostLog::beside(&log).open().unwrap();
+    for i in 0..n {
+        let mut data = serde_json::Map::new();
+        data.insert("tenant".into(), "hello".into());
+        data.insert("i".into(), (i as u64).into());
+        writer.append(&Event::new("run.finished", Actor::new("runtime", "test"), data)).unwrap();
+    }
+    let host = signer::keyfile::load_or_create_host_key(&dir.path().join("state/host.key")).unwrap();
+    let host_public = host.public_key();
+    let trust = dir.path().join("trust");
+    let maintainer = SecretKey::generate().public_key();
+    write_trust_store(
+        &trust,
+        &[("host", &host_public), ("maintainer", &maintainer)],
+        &format!("threshold = 1\nlog_keys = [\"{}\"]\n", host.key_id()),
+    )
+    .unwrap();
+    Node { host_pub: dir.path().join("state/host.pub"), log, trust, _dir: dir }
+}
+
+fn verify(node: &Node) -> (i32, serde_json::Value) {
+    let r = run(cmd("guardian").args(["audit", "verify", "--json"]).arg(&node.log).arg("--trust").arg(&node.trust));
+    let json = serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("no JSON: {}{}", r.stdout, r.stderr));
+    (r.code, json)
+}
+
+fn rewrite_line(path: &Path, index: usize, f: impl Fn(&str) -> String) {
+    let text = fs::read_to_string(path).unwrap();
+    let lines: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == index { f(l) } else { l.to_string() }).collect();
+    fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn intact_log_verifies_with_the_trust_store_and_with_log_key() {
+    let node = node(5);
+    let (code, json) = verify(&node);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["status"], "intact");
+    assert_eq!(json["entries"], 5);
+    let r = run(cmd("guardian").args(["audit", "verify"]).arg(&node.log).arg("--log-key").arg(&node.host_pub));
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.starts_with("intact: 5 entries"), "{}", r.stdout);
+}
+
+#[test]
+fn edited_entry_is_named_with_its_seq() {
+    let node = node(6);
+    rewrite_line(&node.log, 3, |l| l.replace("\"i\":3", "\"i\":9"));
+    let (code, json) = verify(&node);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["status"], "tampered");
+    assert_eq!(json["first_bad_seq"], 3);
+    assert_eq!(json["reason"]["reason"], "edited_entry");
+    let human = run(cmd("guardian").args(["audit", "verify"]).arg(&node.log).arg("--trust").arg(&node.trust));
+    assert!(human.stdout.starts_with("TAMPERED: first bad seq 3: entry edited"), "{}", human.stdout);
+}
+
+#[test]
+fn truncated_tail_is_detected_against_the_checkpoint() {
+    let node = node(6);
+    let text = fs::read_to_string(&node.log).unwrap();
+    let kept: Vec<&str> = text.lines().take(4).collect();
+    fs::write(&node.log, kept.join("\n") + "\n").unwrap();
+    let (code, json) = verify(&node);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["reason"]["reason"], "truncated");
+}
+
+#[test]
+fn checkpoint_by_a_key_outside_the_trust_store_is_reported() {
+    let node = node(3);
+    // Re-sign the log with a different host key, as an attacker who replaced both files would.
+    fs::remove_file(audit::default_checkpoint_path(&node.log)).unwrap();
+    let other = node.log.parent().unwrap().join("other.key");
+    let mut writer = HostLog { log: node.log.clone(), host_key: other, origin: "evil/node".into() }.open().unwrap();
+    writer.append(&Event::new("run.finished", Actor::new("runtime", "evil"), serde_json::Map::new())).unwrap();
+    let (code, json) = verify(&node);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["reason"]["reason"], "unknown_checkpoint_key");
+}
+
+#[test]
+fn inclusion_and_consistency_proofs_verify_offline_and_detect_tampering() {
+    let node = node(9);
+    let prove = run(cmd("guardian").args(["audit", "prove", "4", "--audit"]).arg(&node.log));
+    assert_eq!(prove.code, 0, "{}", prove.stderr);
+    let proof_file = node.log.parent().unwrap().join("proof.json");
+    fs::write(&proof_file, &prove.stdout).unwrap();
+    let check = |file: &Path| run(cmd("guardian").args(["audit", "verify-proof", "--json"]).arg(file).arg("--trust").arg(&node.trust));
+    let ok = check(&proof_file);
+    assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
+
+    let mut proof: serde_json::Value = serde_json::from_str(&prove.stdout).unwrap();
+    let entry = proof["entry"].as_str().unwrap().replace("\"i\":4", "\"i\":5");
+    proof["entry"] = entry.into();
+    let forged = node.log.parent().unwrap().join("forged.json");
+    fs::write(&forged, proof.to_string()).unwrap();
+    let bad = check(&forged);
+    assert_eq!(bad.code, 1, "{}{}", bad.stdout, bad.stderr);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&bad.stdout).unwrap()["valid"], false);
+
+    let consistency = run(cmd("guardian").args(["audit", "consistency", "3", "--audit"]).arg(&node.log));
+    assert_eq!(consistency.code, 0, "{}", consistency.stderr);
+    let file = node.log.parent().unwrap().join("consistency.json");
+    fs::write(&file, &consistency.stdout).unwrap();
+    assert_eq!(check(&file).code, 0);
+}
+
+#[test]
+fn show_filters_by_kind() {
+    let node = node(3);
+    let r = run(cmd("guardian").args(["audit", "show", "--json", "--kind", "run", "--audit"]).arg(&node.log));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout.lines().count(), 3);
+    let r = run(cmd("guardian").args(["audit", "show", "--json", "--kind", "drift", "--audit"]).arg(&node.log));
+    assert_eq!(r.stdout.lines().count(), 0);
+}
+
+#[test]
+fn help_texts() {
+    for sub in ["", "verify", "verify-proof"] {
+        let mut c = cmd("guardian");
+        c.arg("audit");
+        if !sub.is_empty() {
+            c.arg(sub);
+        }
+        let r = run(c.arg("--help"));
+        assert_eq!(r.code, 0);
+        let name = if sub.is_empty() { "guardian_audit_help".to_string() } else { format!("guardian_audit_{sub}_help") };
+        insta::assert_snapshot!(name, r.stdout);
+    }
+}
