@@ -175,6 +175,7 @@ fn tamper_latency(root: &Path, tenants: usize, tampers: usize, settle_ms: u64) {
     }
     println!("watch start to ready ({tenants} tenants): {}", ms(start.elapsed()));
     let mut samples = Vec::new();
+    let mut steps: Vec<[u64; 4]> = Vec::new();
     for i in 0..tampers {
         let tenant = format!("tenant-{:05}", (i * 7919) % tenants);
         let path: PathBuf = root.join("deploy").join(&tenant).join("module.wasm");
@@ -188,6 +189,8 @@ fn tamper_latency(root: &Path, tenants: usize, tampers: usize, settle_ms: u64) {
             let (at, event) = rx.recv_timeout(Duration::from_secs(60)).expect("no rollback.completed within 60 s");
             if event["kind"] == "rollback.completed" && event["data"]["tenant"] == tenant.as_str() {
                 samples.push(at - t0);
+                let t = &event["data"]["timings"];
+                steps.push(["stage_us", "swap_us", "quarantine_us", "reverify_us"].map(|k| t[k].as_u64().unwrap_or(0)));
                 break;
             }
         }
@@ -195,6 +198,18 @@ fn tamper_latency(root: &Path, tenants: usize, tampers: usize, settle_ms: u64) {
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
     samples.sort();
+    let median = |k: usize| {
+        let mut v: Vec<u64> = steps.iter().map(|s| s[k]).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!(
+        "  rollback steps (median µs): stage {} swap {} quarantine {} reverify {}",
+        median(0),
+        median(1),
+        median(2),
+        median(3)
+    );
     println!(
         "tamper -> rollback.completed, settle {settle_ms} ms, {} tampers: p50 {} p99 {} max {}",
         samples.len(),

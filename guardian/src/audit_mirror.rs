@@ -589,6 +589,8 @@ mod tests {
         f.append(3);
         let mut m = f.mirror();
         assert_eq!(m.mirror_entries(), 3);
+        // The first check after opening compares; the next one sees nothing moved.
+        assert_eq!(m.check().unwrap(), AuditCheck::Extended { entries: 3 });
         assert_eq!(m.check().unwrap(), AuditCheck::Unchanged);
         f.append(2);
         assert_eq!(m.check().unwrap(), AuditCheck::Extended { entries: 5 });
@@ -648,6 +650,28 @@ mod tests {
         assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Checkpoint, "checkpoint_deleted"));
         m.restore(&t, &f.quarantine()).unwrap();
         assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 2 }));
+    }
+
+    #[test]
+    fn an_older_or_forged_checkpoint_is_found() {
+        let f = Fixture::new();
+        f.append(2);
+        let older = fs::read(f.checkpoint()).unwrap();
+        f.append(2);
+        let mut m = f.mirror();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 4 }));
+        fs::write(f.checkpoint(), &older).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Checkpoint, "checkpoint_rolled_back"));
+        m.restore(&t, &f.quarantine()).unwrap();
+        let good = fs::read_to_string(f.checkpoint()).unwrap();
+        let mut lines: Vec<&str> = good.lines().collect();
+        lines[1] = "5";
+        fs::write(f.checkpoint(), lines.join("\n") + "\n").unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("not found") };
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Checkpoint, "forged_checkpoint"), "{t:?}");
+        m.restore(&t, &f.quarantine()).unwrap();
+        assert_eq!(fs::read_to_string(f.checkpoint()).unwrap(), good);
     }
 
     #[test]

@@ -104,6 +104,29 @@ pub fn read_password(source: PasswordSource, prompt: PasswordPrompt) -> Result<Z
     Ok(first)
 }
 
+/// How a newly generated secret key is protected on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NewKeyProtection {
+    /// Encrypted with a password from `NIGHTCORE_KEY_PASSWORD` or asked twice on the terminal.
+    PasswordFromEnvironmentOrPrompt,
+    /// Stored in the clear: only for throwaway keys in tests and demos.
+    DangerUnencrypted,
+}
+
+/// Generates a key pair and writes it as `dir/NAME.key` and `dir/NAME.pub`:
+/// what `signer keygen` and `cargo xtask keygen` both do.
+pub fn generate_key_pair(dir: &Path, name: &str, protection: NewKeyProtection) -> Result<(SecretKey, KeyPairPaths), KeyFileError> {
+    let key = SecretKey::generate();
+    let paths = match protection {
+        NewKeyProtection::DangerUnencrypted => write_key_pair(dir, name, &key, KeyProtection::DangerUnencrypted)?,
+        NewKeyProtection::PasswordFromEnvironmentOrPrompt => {
+            let password = read_password(PasswordSource::EnvironmentOrPrompt, PasswordPrompt::Confirm)?;
+            write_key_pair(dir, name, &key, KeyProtection::Password(&password))?
+        }
+    };
+    Ok((key, paths))
+}
+
 /// Paths of a key pair written by [`write_key_pair`].
 #[derive(Debug, Clone)]
 pub struct KeyPairPaths {

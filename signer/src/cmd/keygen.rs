@@ -3,8 +3,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
-use signer::keyfile::{PasswordPrompt, PasswordSource, read_password, write_key_pair};
-use signer::minisign::{KeyProtection, SecretKey};
+use signer::keyfile::{NewKeyProtection, generate_key_pair};
 
 use crate::Outcome;
 
@@ -35,15 +34,9 @@ struct KeygenJson {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signer::manifest::validate_name(&args.name).context("invalid --name")?;
-    let key = SecretKey::generate();
-    let password;
-    let protection = if args.unencrypted {
-        KeyProtection::DangerUnencrypted
-    } else {
-        password = read_password(PasswordSource::EnvironmentOrPrompt, PasswordPrompt::Confirm)?;
-        KeyProtection::Password(&password)
-    };
-    let paths = write_key_pair(&args.out, &args.name, &key, protection)?;
+    let protection =
+        if args.unencrypted { NewKeyProtection::DangerUnencrypted } else { NewKeyProtection::PasswordFromEnvironmentOrPrompt };
+    let (key, paths) = generate_key_pair(&args.out, &args.name, protection)?;
     if args.json {
         crate::cmd::print_json(&KeygenJson {
             key_id: key.key_id().to_string(),

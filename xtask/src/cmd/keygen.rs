@@ -4,8 +4,7 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use signer::keyfile::{PasswordPrompt, PasswordSource, read_password, write_key_pair};
-use signer::minisign::{KeyProtection, SecretKey};
+use signer::keyfile::{NewKeyProtection, generate_key_pair};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,15 +22,9 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     signer::manifest::validate_name(&args.name).context("invalid --name")?;
     let out = args.out.unwrap_or_else(|| xtask::workspace_root().join("keys"));
-    let key = SecretKey::generate();
-    let password;
-    let protection = if args.unencrypted {
-        KeyProtection::DangerUnencrypted
-    } else {
-        password = read_password(PasswordSource::EnvironmentOrPrompt, PasswordPrompt::Confirm)?;
-        KeyProtection::Password(&password)
-    };
-    let paths = write_key_pair(&out, &args.name, &key, protection)?;
+    let protection =
+        if args.unencrypted { NewKeyProtection::DangerUnencrypted } else { NewKeyProtection::PasswordFromEnvironmentOrPrompt };
+    let (key, paths) = generate_key_pair(&out, &args.name, protection)?;
     super::print_stdout(&format!(
         "key id      {}\nsecret key  {}\npublic key  {}\n",
         key.key_id(),
