@@ -12,12 +12,18 @@
 //! and at once after an overflow or a watcher error.
 //!
 //! The loop blocks on one channel with a timeout set to the next thing due,
-//! so it never spins. The channel is bounded: when the guardian is busy, the
-//! watcher thread waits, the kernel queue fills, and the overflow it reports
-//! turns into a full rescan, instead of memory growing without bound.
+//! so it never spins. The channel is bounded and the watcher thread never
+//! waits on it: reads (the guardian's own scans among them) are dropped at
+//! once, and when the channel is full an event is dropped and an overflow
+//! flag set, which the loop turns into a full rescan, exactly like a kernel
+//! queue overflow. Memory stays bounded, and the watcher thread can never
+//! block on a loop that is itself waiting for the watcher (as `watch()`
+//! does while it adds thousands of watches).
 
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
@@ -57,15 +63,32 @@ enum Wake {
     Stop,
 }
 
+/// Flags the watcher thread and the stop handle raise for the loop.
+#[derive(Debug, Default)]
+struct Flags {
+    overflowed: AtomicBool,
+    stop: AtomicBool,
+}
+
 /// Stops a running [`Daemon`] from another thread (a signal handler thread).
 #[derive(Debug, Clone)]
-pub struct StopHandle(SyncSender<Wake>);
+pub struct StopHandle {
+    tx: SyncSender<Wake>,
+    flags: Arc<Flags>,
+}
 
 impl StopHandle {
     pub fn stop(&self) {
-        // A closed channel means the daemon has already stopped.
-        let _ = self.0.send(Wake::Stop);
+        self.flags.stop.store(true, Ordering::SeqCst);
+        // Only a wake-up: a full channel wakes the loop anyway, and a closed
+        // one means the daemon has already stopped.
+        let _ = self.tx.try_send(Wake::Stop);
     }
+}
+
+/// Events that change nothing: opening, reading and closing unwritten files.
+fn is_read(event: &notify::Result<notify::Event>) -> bool {
+    matches!(event, Ok(e) if matches!(e.kind, EventKind::Access(AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read))))
 }
 
 impl std::fmt::Debug for Wake {
@@ -109,6 +132,7 @@ pub struct Daemon {
     options: WatchOptions,
     tx: SyncSender<Wake>,
     rx: Receiver<Wake>,
+    flags: Arc<Flags>,
     deploy: PathBuf,
     audit_dir: PathBuf,
     audit_names: Vec<std::ffi::OsString>,
@@ -132,18 +156,20 @@ impl Daemon {
         let audit_dir = absolute(log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
         let checkpoint = audit::default_checkpoint_path(&log);
         let audit_names = [log.file_name(), checkpoint.file_name()].into_iter().flatten().map(ToOwned::to_owned).collect();
-        Ok(Self { guardian, options, tx, rx, deploy, audit_dir, audit_names })
+        Ok(Self { guardian, options, tx, rx, flags: Arc::default(), deploy, audit_dir, audit_names })
     }
 
     pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.tx.clone())
+        StopHandle { tx: self.tx.clone(), flags: Arc::clone(&self.flags) }
     }
 
     /// Runs until stopped: initial verification, readiness, then the loop.
     pub fn run(mut self) -> Result<WatchSummary, GuardianError> {
         let tx = self.tx.clone();
+        let flags = Arc::clone(&self.flags);
         let mut watcher = notify::recommended_watcher(move |event| {
-            // Blocks when the loop is busy; see the module docs.
+            // Never blocks; see the module docs.
+            let _ = &flags;
             let _ = tx.send(Wake::Fs(event));
         })
         .map_err(|source| GuardianError::Watch { path: self.deploy.clone(), source })?;
@@ -168,6 +194,9 @@ impl Daemon {
         let mut pending = Pending::default();
         let mut next_rescan = Instant::now() + self.options.rescan_interval;
         'run: loop {
+            if self.flags.stop.load(Ordering::SeqCst) {
+                break 'run;
+            }
             let deadline = pending.next_deadline(settle).map_or(next_rescan, |d| d.min(next_rescan));
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break 'run,
@@ -183,6 +212,14 @@ impl Daemon {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
+            }
+            if self.flags.stop.load(Ordering::SeqCst) {
+                break 'run;
+            }
+            if self.flags.overflowed.swap(false, Ordering::SeqCst) {
+                summary.overflows += 1;
+                tracing::warn!("file event queue overflowed: rescanning everything");
+                pending.full_scan = true;
             }
             let now = Instant::now();
             if pending.full_scan || now >= next_rescan {
@@ -227,13 +264,8 @@ impl Daemon {
         };
         if event.need_rescan() {
             summary.overflows += 1;
-            tracing::warn!("file event queue overflowed: rescanning everything");
+            tracing::warn!("kernel file event queue overflowed: rescanning everything");
             pending.full_scan = true;
-            return;
-        }
-        // Reads (our own scans among them) change nothing.
-        if matches!(event.kind, EventKind::Access(AccessKind::Open(_) | AccessKind::Read | AccessKind::Close(AccessMode::Read)))
-        {
             return;
         }
         let now = Instant::now();

@@ -256,7 +256,8 @@ fn an_event_queue_overflow_still_ends_with_every_tenant_verified() {
     let originals: Vec<_> = names.iter().map(|n| node.files(n)).collect();
     let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(16384);
     // The pause holds the daemon inside a rollback while the burst arrives,
-    // so the kernel queue overflows for certain.
+    // so the event queue (the guardian's, or behind it the kernel's)
+    // overflows for certain.
     let mut d = Daemon::start(&node, &["--settle-ms", "100", "--rescan-secs", "3600"], &[("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS", "1500")]);
     fs::set_permissions(node.tenant("alpha").join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
     d.wait_stderr("test hook: rollback paused");
@@ -350,4 +351,19 @@ fn a_corrupted_state_stops_the_daemon_from_starting() {
     let (status, stderr) = Daemon::spawn(c).wait_exit();
     assert_eq!(status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("is corrupt: its hash is"), "{stderr}");
+}
+
+#[test]
+fn thousands_of_directories_neither_block_startup_nor_a_stop() {
+    // More directories than the event queue holds: adding the watches makes
+    // the watcher report events while `watch()` waits for it to finish.
+    let node = Node::new("threshold = 1\n");
+    let tenants = guardian::watch::EVENT_QUEUE / 2 + 100;
+    for t in 0..tenants {
+        node.deploy_bundle(&format!("t{t:05}"), 1, &[0]);
+    }
+    let d = Daemon::start(&node, WATCH, &[]);
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("tenants={tenants}")), "{stderr}");
 }

@@ -22,7 +22,7 @@ use signer::trust::write_trust_store;
 
 pub const FUTURE: &str = "2999-01-01T00:00:00Z";
 /// Generous: the machine may be busy compiling. Nothing asserts on time.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub fn guardian_bin() -> &'static str {
     env!("CARGO_BIN_EXE_guardian")
