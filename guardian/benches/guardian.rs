@@ -119,16 +119,29 @@ fn aide(root: &Path) -> Option<Duration> {
     fs::write(dir.join("aide.conf"), conf).unwrap();
     let run = |arg: &str| {
         let start = Instant::now();
-        let out = Command::new("aide").arg(format!("--config={}", dir.join("aide.conf").display())).arg(arg).output().unwrap();
+        let out = Command::new("aide")
+            .arg(format!("--config={}", dir.join("aide.conf").display()))
+            .arg(arg)
+            .output()
+            .unwrap();
         (start.elapsed(), out)
     };
     let (init, out) = run("--init");
-    assert!(out.status.success() || out.status.code() == Some(0), "aide --init failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() || out.status.code() == Some(0),
+        "aide --init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     fs::rename(dir.join("aide.db.new"), dir.join("aide.db")).unwrap();
     let mut checks: Vec<Duration> = (0..5)
         .map(|_| {
             let (t, out) = run("--check");
-            assert_eq!(out.status.code(), Some(0), "aide --check found changes: {}", String::from_utf8_lossy(&out.stdout));
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "aide --check found changes: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
             t
         })
         .collect();

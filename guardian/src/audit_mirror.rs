@@ -78,7 +78,9 @@ pub enum AuditCheck {
     /// The live files are the ones last verified.
     Unchanged,
     /// The log was extended correctly; the mirror now has `entries` entries.
-    Extended { entries: u64 },
+    Extended {
+        entries: u64,
+    },
     Tampered(AuditTamper),
 }
 
@@ -90,9 +92,13 @@ pub enum MirrorError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Read(#[from] audit::ReadError),
-    #[error("the verified audit mirror in {path} is itself corrupt ({reason}); move it aside to re-seed it from the live log")]
+    #[error(
+        "the verified audit mirror in {path} is itself corrupt ({reason}); move it aside to re-seed it from the live log"
+    )]
     MirrorCorrupt { path: PathBuf, reason: String },
-    #[error("audit log {path} does not verify ({reason}) and there is no verified mirror to restore it from; run `guardian audit verify`")]
+    #[error(
+        "audit log {path} does not verify ({reason}) and there is no verified mirror to restore it from; run `guardian audit verify`"
+    )]
     TamperedWithoutMirror { path: PathBuf, reason: String },
     #[error(transparent)]
     Quarantine(#[from] QuarantineError),
@@ -159,12 +165,18 @@ impl AuditMirror {
             // Seed from the live files, checked in full.
             let candidate_log = mirror.dir.join(CANDIDATE_LOG);
             let candidate_checkpoint = mirror.dir.join(CANDIDATE_CHECKPOINT);
-            let has_checkpoint = mirror.key.is_some() && copy_if_exists(&mirror.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
+            let has_checkpoint =
+                mirror.key.is_some() && copy_if_exists(&mirror.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
             if !copy_if_exists(&mirror.log, &candidate_log, CopyExtent::CommittedLines)? {
                 File::create(&candidate_log).map_err(io_err(&candidate_log))?;
             }
-            if let Judgement::Bad { reason, detail } = mirror.judge(&candidate_log, has_checkpoint.then_some(candidate_checkpoint.as_path()))? {
-                return Err(MirrorError::TamperedWithoutMirror { path: log.to_path_buf(), reason: format!("{reason}: {detail}") });
+            if let Judgement::Bad { reason, detail } =
+                mirror.judge(&candidate_log, has_checkpoint.then_some(candidate_checkpoint.as_path()))?
+            {
+                return Err(MirrorError::TamperedWithoutMirror {
+                    path: log.to_path_buf(),
+                    reason: format!("{reason}: {detail}"),
+                });
             }
             if has_checkpoint {
                 fs::rename(&candidate_checkpoint, mirror.dir.join(MIRROR_CHECKPOINT)).map_err(io_err(&mirror.dir))?;
@@ -196,14 +208,22 @@ impl AuditMirror {
             last = Some(line);
         }
         self.last_hash = match last {
-            Some(line) => Entry::from_line(line).map_err(|e| MirrorError::MirrorCorrupt { path: path.clone(), reason: e.to_string() })?.hash,
+            Some(line) => {
+                Entry::from_line(line)
+                    .map_err(|e| MirrorError::MirrorCorrupt { path: path.clone(), reason: e.to_string() })?
+                    .hash
+            }
             None => Sha256Hash::default(),
         };
         self.mirror_len = bytes.len() as u64;
         self.mirror_entries = tree.size();
         self.tree = tree;
         let checkpoint = self.dir.join(MIRROR_CHECKPOINT);
-        self.mirror_checkpoint = if self.key.is_some() && checkpoint.exists() { Some(fs::read(&checkpoint).map_err(io_err(&checkpoint))?) } else { None };
+        self.mirror_checkpoint = if self.key.is_some() && checkpoint.exists() {
+            Some(fs::read(&checkpoint).map_err(io_err(&checkpoint))?)
+        } else {
+            None
+        };
         Ok(())
     }
 
@@ -216,7 +236,12 @@ impl AuditMirror {
     }
 
     fn tampered(&self, file: TamperedFile, reason: &str, detail: String) -> AuditCheck {
-        AuditCheck::Tampered(AuditTamper { file, reason: reason.to_string(), detail, mirror_entries: self.mirror_entries })
+        AuditCheck::Tampered(AuditTamper {
+            file,
+            reason: reason.to_string(),
+            detail,
+            mirror_entries: self.mirror_entries,
+        })
     }
 
     /// Compares the live files with the mirror; see the module docs. Only
@@ -251,11 +276,16 @@ impl AuditMirror {
                 None => ("truncated", live_len),
             };
             let mirror_checkpoint = self.dir.join(MIRROR_CHECKPOINT);
-            let why = match self.judge(&self.log, self.mirror_checkpoint.is_some().then_some(mirror_checkpoint.as_path()))? {
-                Judgement::Bad { reason, detail } => format!("; the audit library finds {reason}: {detail}"),
-                Judgement::Good => String::new(),
-            };
-            let detail = format!("{} differs from the verified copy at byte {at} of {}{why}", self.log.display(), self.mirror_len);
+            let why =
+                match self.judge(&self.log, self.mirror_checkpoint.is_some().then_some(mirror_checkpoint.as_path()))? {
+                    Judgement::Bad { reason, detail } => format!("; the audit library finds {reason}: {detail}"),
+                    Judgement::Good => String::new(),
+                };
+            let detail = format!(
+                "{} differs from the verified copy at byte {at} of {}{why}",
+                self.log.display(),
+                self.mirror_len
+            );
             return Ok(self.tampered(TamperedFile::Log, reason, detail));
         }
 
@@ -274,11 +304,21 @@ impl AuditMirror {
                 Err(e) => return Ok(self.tampered(TamperedFile::Log, "malformed_line", format!("{at}: {e}"))),
             };
             if entry.seq != next_seq || entry.prev != last_hash {
-                return Ok(self.tampered(TamperedFile::Log, "forged_append", format!("{at}: seq {} prev {} do not continue the chain", entry.seq, entry.prev.to_hex())));
+                return Ok(self.tampered(
+                    TamperedFile::Log,
+                    "forged_append",
+                    format!("{at}: seq {} prev {} do not continue the chain", entry.seq, entry.prev.to_hex()),
+                ));
             }
             match entry.computed_hash() {
                 Ok(hash) if hash == entry.hash => {}
-                _ => return Ok(self.tampered(TamperedFile::Log, "forged_append", format!("{at}: its hash does not match its contents"))),
+                _ => {
+                    return Ok(self.tampered(
+                        TamperedFile::Log,
+                        "forged_append",
+                        format!("{at}: its hash does not match its contents"),
+                    ));
+                }
             }
             tree.push(leaf_hash(line));
             next_seq += 1;
@@ -318,7 +358,11 @@ impl AuditMirror {
     fn check_checkpoint(&self, live: Option<&[u8]>, tree: &CompactTree) -> Result<Option<AuditCheck>, MirrorError> {
         let file = TamperedFile::Checkpoint;
         let Some(bytes) = live else {
-            return Ok(Some(self.tampered(file, "checkpoint_deleted", format!("{} is gone", self.checkpoint.display()))));
+            return Ok(Some(self.tampered(
+                file,
+                "checkpoint_deleted",
+                format!("{} is gone", self.checkpoint.display()),
+            )));
         };
         let Some(key) = &self.key else { return Ok(None) };
         let text = String::from_utf8_lossy(bytes);
@@ -336,7 +380,11 @@ impl AuditMirror {
                 return Ok(Some(self.tampered(file, reason, e.to_string())));
             }
         };
-        let old = self.mirror_checkpoint.as_deref().and_then(|b| SignedCheckpoint::parse(&String::from_utf8_lossy(b)).ok()).map(|c| c.checkpoint.size);
+        let old = self
+            .mirror_checkpoint
+            .as_deref()
+            .and_then(|b| SignedCheckpoint::parse(&String::from_utf8_lossy(b)).ok())
+            .map(|c| c.checkpoint.size);
         if let Some(old) = old.filter(|&old| checkpoint.size < old) {
             let detail = format!("the checkpoint covers {} entries, the verified one covered {old}", checkpoint.size);
             return Ok(Some(self.tampered(file, "checkpoint_rolled_back", detail)));
@@ -355,7 +403,12 @@ impl AuditMirror {
         match root {
             Some(root) if root == checkpoint.root => Ok(None),
             Some(root) => {
-                let detail = format!("the checkpoint signs root {} for {} entries, the log has {}", checkpoint.root.to_hex(), checkpoint.size, root.to_hex());
+                let detail = format!(
+                    "the checkpoint signs root {} for {} entries, the log has {}",
+                    checkpoint.root.to_hex(),
+                    checkpoint.size,
+                    root.to_hex()
+                );
                 Ok(Some(self.tampered(file, "checkpoint_root_mismatch", detail)))
             }
             // A size between the two: rare; let the audit library walk the log.
@@ -568,7 +621,9 @@ mod tests {
         }
         fn append(&self, n: usize) {
             let signer = CheckpointSigner::new("test/log", self.key.clone()).unwrap();
-            let mut log = AuditLog::open_with(self.log(), LogOptions { checkpoint_signer: Some(signer), checkpoint_path: None }).unwrap();
+            let mut log =
+                AuditLog::open_with(self.log(), LogOptions { checkpoint_signer: Some(signer), checkpoint_path: None })
+                    .unwrap();
             for i in 0..n {
                 let mut data = serde_json::Map::new();
                 data.insert("i".into(), i.into());
@@ -576,7 +631,13 @@ mod tests {
             }
         }
         fn mirror(&self) -> AuditMirror {
-            AuditMirror::open(&self.dir.path().join("mirror"), &self.log(), &self.checkpoint(), Some(self.key.verifying_key())).unwrap()
+            AuditMirror::open(
+                &self.dir.path().join("mirror"),
+                &self.log(),
+                &self.checkpoint(),
+                Some(self.key.verifying_key()),
+            )
+            .unwrap()
         }
         fn quarantine(&self) -> Quarantine {
             Quarantine::open(&self.dir.path().join("q")).unwrap()
@@ -690,7 +751,9 @@ mod tests {
         f.append(2);
         let text = fs::read_to_string(f.log()).unwrap().replacen("\"i\":0", "\"i\":9", 1);
         fs::write(f.log(), text).unwrap();
-        let err = AuditMirror::open(&f.dir.path().join("mirror"), &f.log(), &f.checkpoint(), Some(f.key.verifying_key())).unwrap_err();
+        let err =
+            AuditMirror::open(&f.dir.path().join("mirror"), &f.log(), &f.checkpoint(), Some(f.key.verifying_key()))
+                .unwrap_err();
         assert!(matches!(err, MirrorError::TamperedWithoutMirror { .. }), "{err}");
     }
 }

@@ -108,7 +108,9 @@ pub fn evaluate(
 ) -> Result<Accepted, Refusal> {
     let entries = match snapshot {
         TenantSnapshot::Missing => return Err(Refusal::BundleMissing),
-        TenantSnapshot::NotADirectory { kind: EntryKind::Symlink } => return Err(Refusal::Symlink { path: tenant.to_string() }),
+        TenantSnapshot::NotADirectory { kind: EntryKind::Symlink } => {
+            return Err(Refusal::Symlink { path: tenant.to_string() });
+        }
         TenantSnapshot::NotADirectory { kind } => {
             return Err(Refusal::NotAFile { path: tenant.to_string(), kind: kind.label(), expected: "directory" });
         }
@@ -141,15 +143,22 @@ pub fn evaluate(
         if rel != MODULE_FILE && rel != MANIFEST_FILE {
             signatures += 1;
             if signatures > limits.max_signatures {
-                return Err(Refusal::TooManySignatures { path: format!("{tenant}/signatures"), max: limits.max_signatures });
+                return Err(Refusal::TooManySignatures {
+                    path: format!("{tenant}/signatures"),
+                    max: limits.max_signatures,
+                });
             }
         }
         files.insert(rel.clone(), bytes.to_vec());
     }
-    let files = BundleFiles::new(files).map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
+    let files = BundleFiles::new(files)
+        .map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
     let verified = verify_bundle(files.to_bundle_bytes(), trust, now).map_err(Refusal::Verify)?;
     if verified.manifest.name != tenant {
-        return Err(Refusal::TenantMismatch { directory: tenant.to_string(), manifest_name: verified.manifest.name.clone() });
+        return Err(Refusal::TenantMismatch {
+            directory: tenant.to_string(),
+            manifest_name: verified.manifest.name.clone(),
+        });
     }
     if let Some(current) = current {
         let found = verified.manifest.version;
@@ -172,7 +181,15 @@ mod tests {
     fn judge(kit: &Kit, tenant: &str, current: Option<&TenantRecord>) -> Result<Accepted, Refusal> {
         let trust = TrustStore::load(&kit.trust()).unwrap();
         let snapshot = TenantSnapshot::take(&kit.deploy().join(tenant), &ReadLimits::default()).unwrap();
-        evaluate(tenant, &snapshot, current, Admission::AcceptSigned, &trust, &ReadLimits::default(), time::OffsetDateTime::now_utc())
+        evaluate(
+            tenant,
+            &snapshot,
+            current,
+            Admission::AcceptSigned,
+            &trust,
+            &ReadLimits::default(),
+            time::OffsetDateTime::now_utc(),
+        )
     }
 
     fn record(accepted: &Accepted) -> TenantRecord {
@@ -210,7 +227,10 @@ mod tests {
         let revoked = kit.keys[2].key_id();
         kit.set_trust(&format!("threshold = 1\nrevoked = [\"{revoked}\"]\n"));
         kit.deploy_bundle("alpha", 1, &[0, 2]);
-        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::Verify(VerifyError::RevokedKey { key_id: revoked }));
+        assert_eq!(
+            judge(&kit, "alpha", None).unwrap_err(),
+            Refusal::Verify(VerifyError::RevokedKey { key_id: revoked })
+        );
         kit.replace_bundle("alpha", 1, &[0]);
         let manifest = kit.deploy().join("alpha/manifest.json");
         let text = std::fs::read_to_string(&manifest).unwrap().replace("1.0.0", "9.0.0");
@@ -227,7 +247,10 @@ mod tests {
         let dir = kit.deploy_bundle("alpha", 1, &[0]);
         let sig = std::fs::read_dir(dir.join("signatures")).unwrap().next().unwrap().unwrap().path();
         std::fs::copy(&sig, dir.join("signatures/copy.minisig")).unwrap();
-        assert_eq!(judge(&kit, "alpha", None).unwrap_err(), Refusal::Verify(VerifyError::ThresholdNotMet { required: 2, valid: 1 }));
+        assert_eq!(
+            judge(&kit, "alpha", None).unwrap_err(),
+            Refusal::Verify(VerifyError::ThresholdNotMet { required: 2, valid: 1 })
+        );
     }
 
     #[test]

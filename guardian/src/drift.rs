@@ -77,7 +77,8 @@ pub struct Expected<'a> {
 /// Every difference between `snapshot` of `tenant` and what was verified.
 /// With nothing verified, any content at all is a [`DriftKind::TenantAdded`].
 pub fn compare(tenant: &str, expected: Option<Expected<'_>>, snapshot: &TenantSnapshot) -> Vec<DriftItem> {
-    let item = |kind, path: String, expected: Option<String>, found: Option<String>| DriftItem { kind, path, expected, found };
+    let item =
+        |kind, path: String, expected: Option<String>, found: Option<String>| DriftItem { kind, path, expected, found };
     let (mode, entries, truncated) = match snapshot {
         TenantSnapshot::Missing => {
             return expected
@@ -87,7 +88,12 @@ pub fn compare(tenant: &str, expected: Option<Expected<'_>>, snapshot: &TenantSn
         TenantSnapshot::NotADirectory { kind } => {
             let drift = if *kind == EntryKind::Symlink { DriftKind::Symlink } else { DriftKind::NotADirectory };
             let drift = if expected.is_none() { DriftKind::TenantAdded } else { drift };
-            return vec![item(drift, tenant.to_string(), expected.map(|e| e.digest.to_string()), Some(kind.label().to_string()))];
+            return vec![item(
+                drift,
+                tenant.to_string(),
+                expected.map(|e| e.digest.to_string()),
+                Some(kind.label().to_string()),
+            )];
         }
         TenantSnapshot::Directory { mode, entries, truncated } => (*mode, entries, *truncated),
     };
@@ -99,7 +105,12 @@ pub fn compare(tenant: &str, expected: Option<Expected<'_>>, snapshot: &TenantSn
         items.push(item(DriftKind::Permissions, tenant.to_string(), None, Some(format!("mode {mode:04o}"))));
     }
     if truncated {
-        items.push(item(DriftKind::TooManyEntries, tenant.to_string(), None, Some(format!("over {} entries", crate::snapshot::MAX_ENTRIES_PER_TENANT))));
+        items.push(item(
+            DriftKind::TooManyEntries,
+            tenant.to_string(),
+            None,
+            Some(format!("over {} entries", crate::snapshot::MAX_ENTRIES_PER_TENANT)),
+        ));
     }
     for (rel, record) in expected.files {
         let path = format!("{tenant}/{rel}");

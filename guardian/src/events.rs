@@ -31,12 +31,12 @@ use audit::{Actor, AuditError, AuditLog, Event, LogOptions};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::RepairMode;
 use crate::audit_mirror::{AuditCheck, AuditMirror, AuditTamper, MirrorError};
 use crate::decide::Refusal;
 use crate::drift::DriftItem;
 use crate::quarantine::Quarantine;
 use crate::state::{RecentEvent, TenantRecord};
-use crate::RepairMode;
 
 pub const AUDIT_TAMPERED: &str = "audit.tampered";
 pub const DRIFT_DETECTED: &str = audit::kinds::DRIFT_DETECTED;
@@ -81,10 +81,17 @@ impl GuardianEvent {
     fn recent(&self) -> RecentEvent {
         let summary = ["reason_code", "reason", "version", "to_version", "path"]
             .iter()
-            .filter_map(|k| self.data.get(*k).map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))))
+            .filter_map(|k| {
+                self.data.get(*k).map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            })
             .collect::<Vec<_>>()
             .join(" ");
-        RecentEvent { time: self.time.clone(), kind: self.kind.to_string(), tenant: self.tenant().map(str::to_string), summary }
+        RecentEvent {
+            time: self.time.clone(),
+            kind: self.kind.to_string(),
+            tenant: self.tenant().map(str::to_string),
+            summary,
+        }
     }
 }
 
@@ -167,7 +174,12 @@ pub fn module_upgraded(tenant: &str, from: &TenantRecord, to: &TenantRecord, ite
 
 /// `reason_code` is the refusal's code, or `layout` when the verified bytes
 /// are intact but files were added or permissions loosened.
-pub fn drift_detected(tenant: &str, items: &[DriftItem], refusal: Option<&Refusal>, action: DriftAction) -> GuardianEvent {
+pub fn drift_detected(
+    tenant: &str,
+    items: &[DriftItem],
+    refusal: Option<&Refusal>,
+    action: DriftAction,
+) -> GuardianEvent {
     let first = items.first();
     let data = json!({
         "tenant": tenant,
@@ -216,7 +228,10 @@ pub fn drift_quarantined(tenant: &str, reason_code: &str, quarantined_to: Option
 }
 
 pub fn rollback_recovered(tenant: &str, quarantined_to: &Path) -> GuardianEvent {
-    GuardianEvent::new(ROLLBACK_RECOVERED, json!({ "tenant": tenant, "quarantined_to": quarantined_to.display().to_string() }))
+    GuardianEvent::new(
+        ROLLBACK_RECOVERED,
+        json!({ "tenant": tenant, "quarantined_to": quarantined_to.display().to_string() }),
+    )
 }
 
 pub fn audit_tampered(tamper: &AuditTamper, quarantined: &[PathBuf], restored: bool) -> GuardianEvent {
@@ -276,6 +291,9 @@ pub struct Recorder {
     /// A tampering found and, in report-only mode, left alone: nothing more
     /// is appended on top of it.
     blocked: Option<AuditTamper>,
+    /// Every tampering found since [`Recorder::take_findings`] was last called,
+    /// including those found while opening or while appending.
+    findings: Vec<AuditTamper>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -287,12 +305,31 @@ impl std::fmt::Debug for Recorder {
 impl Recorder {
     /// Opens the mirror (checking the live log against it, and repairing it
     /// in [`RepairMode::Repair`]) and then the log for appending.
-    pub fn open(setup: AuditSetup, quarantine: Quarantine, mode: RepairMode, observer: Observer) -> Result<Self, EventsError> {
+    pub fn open(
+        setup: AuditSetup,
+        quarantine: Quarantine,
+        mode: RepairMode,
+        observer: Observer,
+    ) -> Result<Self, EventsError> {
         if let Some(parent) = setup.log.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| AuditError::Io { action: "create", path: parent.to_path_buf(), source: e })?;
+            std::fs::create_dir_all(parent).map_err(|e| AuditError::Io {
+                action: "create",
+                path: parent.to_path_buf(),
+                source: e,
+            })?;
         }
         let mirror = AuditMirror::open(&setup.mirror_dir, &setup.log, &setup.checkpoint, setup.trusted_key)?;
-        let mut recorder = Recorder { setup, log: None, mirror, quarantine, mode, observer, recent: Vec::new(), blocked: None };
+        let mut recorder = Recorder {
+            setup,
+            log: None,
+            mirror,
+            quarantine,
+            mode,
+            observer,
+            recent: Vec::new(),
+            blocked: None,
+            findings: Vec::new(),
+        };
         recorder.check_audit()?;
         if recorder.blocked.is_none() {
             recorder.reopen()?;
@@ -301,9 +338,17 @@ impl Recorder {
     }
 
     fn reopen(&mut self) -> Result<(), EventsError> {
-        let options = LogOptions { checkpoint_signer: self.setup.signer.clone(), checkpoint_path: Some(self.setup.checkpoint.clone()) };
+        let options = LogOptions {
+            checkpoint_signer: self.setup.signer.clone(),
+            checkpoint_path: Some(self.setup.checkpoint.clone()),
+        };
         self.log = Some(AuditLog::open_with(&self.setup.log, options)?);
         Ok(())
+    }
+
+    /// Audit tampering found since the last call.
+    pub fn take_findings(&mut self) -> Vec<AuditTamper> {
+        std::mem::take(&mut self.findings)
     }
 
     /// Events recorded since the last call, for the state's history.
@@ -344,7 +389,9 @@ impl Recorder {
             match log.append_batch(&batch) {
                 Ok(_) => break,
                 // Changed behind the handle's back: find out how, repair, retry once.
-                Err(AuditError::Tampered { .. } | AuditError::LogShrank { .. } | AuditError::CorruptTail { .. }) if attempt == 0 => {
+                Err(AuditError::Tampered { .. } | AuditError::LogShrank { .. } | AuditError::CorruptTail { .. })
+                    if attempt == 0 =>
+                {
                     self.log = None;
                     self.check_audit()?;
                     if self.blocked.is_some() {
@@ -367,6 +414,7 @@ impl Recorder {
             AuditCheck::Tampered(t) => t,
         };
         tracing::error!(file = ?tamper.file, reason = %tamper.reason, detail = %tamper.detail, "audit log tampered");
+        self.findings.push(tamper.clone());
         match self.mode {
             RepairMode::Repair => {
                 let quarantined = self.mirror.restore(&tamper, &self.quarantine)?;

@@ -30,16 +30,18 @@ use signer::keyfile::KeyFileError;
 use signer::trust::{TrustError, TrustStore};
 use signer::verify::{VerifyError, verify_bundle};
 
+use crate::RepairMode;
 use crate::audit_mirror::AuditTamper;
 use crate::decide::{Admission, Refusal, evaluate};
 use crate::drift::{DriftItem, Expected, compare};
-use crate::events::{self, Admitted, AuditSetup, DriftAction, EventsError, GuardianEvent, Observer, Recorder, RollbackTimings};
+use crate::events::{
+    self, Admitted, AuditSetup, DriftAction, EventsError, GuardianEvent, Observer, Recorder, RollbackTimings,
+};
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::restore::{self, Swapped};
 use crate::snapshot::TenantSnapshot;
 use crate::state::{State, StateDir, StateError, TenantRecord};
 use crate::store::{Store, StoreError};
-use crate::RepairMode;
 
 /// Where the audit log is and which key signs its checkpoints.
 #[derive(Debug, Clone)]
@@ -97,7 +99,9 @@ pub enum GuardianError {
     HostKey(#[from] KeyFileError),
     #[error("checkpoint origin {origin:?} is not usable: {reason}")]
     Origin { origin: String, reason: String },
-    #[error("the state directory {state} and the deploy directory {deploy} overlap; keep the state outside the deploy tree")]
+    #[error(
+        "the state directory {state} and the deploy directory {deploy} overlap; keep the state outside the deploy tree"
+    )]
     Overlap { state: PathBuf, deploy: PathBuf },
     #[error("cannot watch {path}: {source}")]
     Watch { path: PathBuf, source: notify::Error },
@@ -152,7 +156,9 @@ impl ScanReport {
     /// Whether anything was found that is not a valid upgrade.
     pub fn drift_found(&self) -> bool {
         self.audit_tampered.is_some()
-            || self.outcomes.iter().any(|o| matches!(o.action, Action::DriftReported | Action::Quarantined | Action::RolledBack | Action::Failed))
+            || self.outcomes.iter().any(|o| {
+                matches!(o.action, Action::DriftReported | Action::Quarantined | Action::RolledBack | Action::Failed)
+            })
     }
 
     pub fn failed(&self) -> bool {
@@ -181,11 +187,16 @@ pub struct Guardian {
     /// (or before the next event that must be recorded at once), after the
     /// store entries they name were flushed.
     deferred: Vec<GuardianEvent>,
+    /// A tenant record changed since `state.json` was last written.
+    tenants_changed: bool,
 }
 
 impl std::fmt::Debug for Guardian {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Guardian").field("deploy_dir", &self.options.deploy_dir).field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Guardian")
+            .field("deploy_dir", &self.options.deploy_dir)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,8 +258,19 @@ impl Guardian {
             trusted_key,
         };
         let recorder = Recorder::open(setup, quarantine.clone(), mode, observer)?;
-        let mut guardian =
-            Guardian { options, mode, trust, state_dir, state, store, quarantine, recorder, initial_scan_done: false, deferred: Vec::new() };
+        let mut guardian = Guardian {
+            options,
+            mode,
+            trust,
+            state_dir,
+            state,
+            store,
+            quarantine,
+            recorder,
+            initial_scan_done: false,
+            deferred: Vec::new(),
+            tenants_changed: false,
+        };
         guardian.recover_leftovers()?;
         guardian.save()?;
         Ok(guardian)
@@ -288,10 +310,18 @@ impl Guardian {
     /// reflects.
     fn save(&mut self) -> Result<(), GuardianError> {
         self.record_now(Vec::new())?;
-        for event in self.recorder.take_recent() {
-            self.state.push_event(event);
+        if self.tenants_changed {
+            self.state_dir.save_tenants(&self.state)?;
+            self.tenants_changed = false;
         }
-        Ok(self.state_dir.save(&self.state)?)
+        let recent = self.recorder.take_recent();
+        if !recent.is_empty() {
+            for event in recent {
+                self.state.push_event(event);
+            }
+            self.state_dir.save_recent(&self.state)?;
+        }
+        Ok(())
     }
 
     fn recover_leftovers(&mut self) -> Result<(), GuardianError> {
@@ -303,7 +333,9 @@ impl Guardian {
                     tracing::warn!(tenant, quarantined_to = %kept.display(), "quarantined what an interrupted rollback left behind");
                     self.record_now(vec![events::rollback_recovered(&tenant, &kept)])?;
                 }
-                RepairMode::ReportOnly => tracing::warn!(path = %path.display(), "an interrupted rollback left this behind"),
+                RepairMode::ReportOnly => {
+                    tracing::warn!(path = %path.display(), "an interrupted rollback left this behind")
+                }
             }
         }
         Ok(())
@@ -339,7 +371,10 @@ impl Guardian {
         let names = self.tenant_names()?;
         let observed: BTreeMap<String, Option<Instant>> = names.into_iter().map(|n| (n, None)).collect();
         let mut report = self.check_tenants(&observed)?;
-        report.audit_tampered = self.recorder.check_audit()?;
+        self.recorder.check_audit()?;
+        // Whatever was found since the last scan: at start-up, before an
+        // append, or just now.
+        report.audit_tampered = self.recorder.take_findings().pop();
         self.initial_scan_done = true;
         self.save()?;
         Ok(report)
@@ -347,7 +382,8 @@ impl Guardian {
 
     /// Checks the audit log against its mirror (and repairs it in repair mode).
     pub fn check_audit(&mut self) -> Result<Option<AuditTamper>, GuardianError> {
-        let found = self.recorder.check_audit()?;
+        self.recorder.check_audit()?;
+        let found = self.recorder.take_findings().pop();
         if found.is_some() {
             self.save()?;
         }
@@ -413,7 +449,11 @@ impl Guardian {
         if let Some(current) = current.as_ref().filter(|c| snapshot.content_records() == c.files) {
             return self.repair_layout(tenant, current, &items, detected, event_at);
         }
-        let admitted = if self.initial_scan_done || !self.state.tenants.is_empty() { Admitted::NewTenant } else { Admitted::FirstRun };
+        let admitted = if self.initial_scan_done || !self.state.tenants.is_empty() {
+            Admitted::NewTenant
+        } else {
+            Admitted::FirstRun
+        };
         let admission = if admitted == Admitted::FirstRun { Admission::AcceptSigned } else { self.options.admission };
         let now = time::OffsetDateTime::now_utc();
         match evaluate(tenant, &snapshot, current.as_ref(), admission, &self.trust, &self.options.limits, now) {
@@ -432,6 +472,7 @@ impl Guardian {
                     accepted_at: signer::manifest::format_rfc3339(now),
                 };
                 self.state.tenants.insert(tenant.to_string(), record.clone());
+                self.tenants_changed = true;
                 let (event, action) = match &current {
                     Some(from) => (events::module_upgraded(tenant, from, &record, &items), Action::Upgraded),
                     None => (events::module_trusted(tenant, &record, admitted), Action::Trusted),
@@ -442,7 +483,13 @@ impl Guardian {
                 if !layout.is_empty() {
                     return self.repair_layout(tenant, &record, &layout, detected, event_at);
                 }
-                let outcome = TenantOutcome { tenant: tenant.to_string(), action, version: Some(record.version), reason_code: None, reason: None };
+                let outcome = TenantOutcome {
+                    tenant: tenant.to_string(),
+                    action,
+                    version: Some(record.version),
+                    reason_code: None,
+                    reason: None,
+                };
                 Ok((outcome, false))
             }
             Err(refusal) => self.refuse(tenant, current.as_ref(), &items, &refusal, detected, event_at),
@@ -462,7 +509,16 @@ impl Guardian {
         self.record_now(vec![events::drift_detected(tenant, items, None, action)])?;
         match self.mode {
             RepairMode::Repair => self.rollback(tenant, record, "layout", detected, event_at),
-            RepairMode::ReportOnly => Ok((self.outcome(tenant, Action::DriftReported, Some(record.version), "layout", "files added or permissions loosened".into()), false)),
+            RepairMode::ReportOnly => Ok((
+                self.outcome(
+                    tenant,
+                    Action::DriftReported,
+                    Some(record.version),
+                    "layout",
+                    "files added or permissions loosened".into(),
+                ),
+                false,
+            )),
         }
     }
 
@@ -494,12 +550,21 @@ impl Guardian {
                 self.record_now(vec![events::drift_quarantined(tenant, code, kept.as_deref())])?;
                 Ok((self.outcome(tenant, Action::Quarantined, None, code, refusal.to_string()), false))
             }
-            _ => Ok((self.outcome(tenant, Action::DriftReported, current.map(|c| c.version), code, refusal.to_string()), false)),
+            _ => Ok((
+                self.outcome(tenant, Action::DriftReported, current.map(|c| c.version), code, refusal.to_string()),
+                false,
+            )),
         }
     }
 
     fn outcome(&self, tenant: &str, action: Action, version: Option<u64>, code: &str, reason: String) -> TenantOutcome {
-        TenantOutcome { tenant: tenant.to_string(), action, version, reason_code: Some(code.to_string()), reason: Some(reason) }
+        TenantOutcome {
+            tenant: tenant.to_string(),
+            action,
+            version,
+            reason_code: Some(code.to_string()),
+            reason: Some(reason),
+        }
     }
 
     fn pause(&self, step: &str, tenant: &str) {
@@ -556,9 +621,21 @@ impl Guardian {
         };
         let failure = reverified.as_ref().err().map(String::as_str);
         let event = events::rollback_completed(tenant, record, reason_code, kept.as_deref(), failure, &timings);
-        tracing::info!(tenant, version = record.version, reason_code, reverified = failure.is_none(), "rollback completed");
+        tracing::info!(
+            tenant,
+            version = record.version,
+            reason_code,
+            reverified = failure.is_none(),
+            "rollback completed"
+        );
         self.record_now(vec![event])?;
-        let outcome = self.outcome(tenant, Action::RolledBack, Some(record.version), reason_code, format!("restored version {}", record.version));
+        let outcome = self.outcome(
+            tenant,
+            Action::RolledBack,
+            Some(record.version),
+            reason_code,
+            format!("restored version {}", record.version),
+        );
         Ok((outcome, changed_again))
     }
 }
@@ -617,33 +694,76 @@ fn inspect_one(deploy: &Path, limits: &ReadLimits, state: &State, tenant: &str) 
 /// today, and are logged.
 fn check_integrity(state: &State, store: &Store, trust: &TrustStore, limits: &ReadLimits) -> Result<(), StateError> {
     let now = time::OffsetDateTime::now_utc();
-    for (tenant, record) in &state.tenants {
-        let inconsistent = |reason: String| StateError::Inconsistent { tenant: tenant.clone(), reason };
-        let files = store.get(&record.digest, limits).map_err(|e| inconsistent(e.to_string()))?;
-        if files.records() != record.files {
-            return Err(inconsistent(format!("store entry {} does not hold the recorded files", record.digest)));
-        }
-        let manifest = match verify_bundle(files.to_bundle_bytes(), trust, now) {
-            Ok(verified) => {
-                if verified.manifest_sha256 != record.manifest_sha256 {
-                    return Err(inconsistent("the stored manifest does not have the recorded hash".into()));
-                }
-                verified.manifest
+    let tenants: Vec<(&String, &TenantRecord)> = state.tenants.iter().collect();
+    // One worker per core, as for scans: this re-reads every verified bundle.
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tenants.len().div_ceil(16)).max(1);
+    let next = AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    let work = || {
+        while let Some((tenant, record)) = tenants.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Err(e) = check_tenant_integrity(tenant, record, store, trust, limits, now)
+                && let Ok(mut failures) = failures.lock()
+            {
+                failures.push((tenant.to_string(), e));
             }
-            Err(e @ (VerifyError::Expired { .. }
+        }
+    };
+    if workers == 1 {
+        work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(work);
+            }
+        });
+    }
+    let mut failures = failures.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    failures.sort_by(|a, b| a.0.cmp(&b.0));
+    match failures.into_iter().next() {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn check_tenant_integrity(
+    tenant: &str,
+    record: &TenantRecord,
+    store: &Store,
+    trust: &TrustStore,
+    limits: &ReadLimits,
+    now: time::OffsetDateTime,
+) -> Result<(), StateError> {
+    let inconsistent = |reason: String| StateError::Inconsistent { tenant: tenant.to_string(), reason };
+    let files = store.get(&record.digest, limits).map_err(|e| inconsistent(e.to_string()))?;
+    if files.records() != record.files {
+        return Err(inconsistent(format!("store entry {} does not hold the recorded files", record.digest)));
+    }
+    let manifest = match verify_bundle(files.to_bundle_bytes(), trust, now) {
+        Ok(verified) => {
+            if verified.manifest_sha256 != record.manifest_sha256 {
+                return Err(inconsistent("the stored manifest does not have the recorded hash".into()));
+            }
+            verified.manifest
+        }
+        Err(
+            e @ (VerifyError::Expired { .. }
             | VerifyError::RevokedKey { .. }
             | VerifyError::UntrustedKey { .. }
             | VerifyError::ThresholdNotMet { .. }
             | VerifyError::KeyNotAllowedForTenant { .. }
-            | VerifyError::LogKeyCannotApprove { .. })) => {
-                tracing::warn!(tenant, version = record.version, error = %e, "the last verified version would not be accepted today");
-                signer::manifest::Manifest::from_bytes(&files.to_bundle_bytes().manifest).map_err(|e| inconsistent(e.to_string()))?
-            }
-            Err(e) => return Err(inconsistent(format!("stored bundle {} fails verification: {e}", record.digest))),
-        };
-        if manifest.version != record.version || manifest.name != *tenant {
-            return Err(inconsistent(format!("stored manifest is {} v{}, the state says v{}", manifest.name, manifest.version, record.version)));
+            | VerifyError::LogKeyCannotApprove { .. }),
+        ) => {
+            tracing::warn!(tenant, version = record.version, error = %e, "the last verified version would not be accepted today");
+            signer::manifest::Manifest::from_bytes(&files.to_bundle_bytes().manifest)
+                .map_err(|e| inconsistent(e.to_string()))?
         }
+        Err(e) => return Err(inconsistent(format!("stored bundle {} fails verification: {e}", record.digest))),
+    };
+    if manifest.version != record.version || manifest.name != *tenant {
+        return Err(inconsistent(format!(
+            "stored manifest is {} v{}, the state says v{}",
+            manifest.name, manifest.version, record.version
+        )));
     }
     Ok(())
 }
@@ -673,7 +793,8 @@ mod tests {
             limits: ReadLimits::default(),
             test_hooks: TestHooks::default(),
         };
-        let guardian = Guardian::open(options, mode, Box::new(move |e: &GuardianEvent| sink.lock().unwrap().push(e.clone())))?;
+        let guardian =
+            Guardian::open(options, mode, Box::new(move |e: &GuardianEvent| sink.lock().unwrap().push(e.clone())))?;
         Ok((guardian, seen))
     }
 
@@ -698,7 +819,8 @@ mod tests {
         let (mut g, seen) = open(&kit, RepairMode::Repair).unwrap();
         let report = g.scan().unwrap();
         assert!(report.drift_found());
-        let actions: Vec<_> = report.outcomes.iter().map(|o| (o.tenant.as_str(), o.action, o.reason_code.as_deref())).collect();
+        let actions: Vec<_> =
+            report.outcomes.iter().map(|o| (o.tenant.as_str(), o.action, o.reason_code.as_deref())).collect();
         assert_eq!(actions, vec![("alpha", Action::Trusted, None), ("beta", Action::Quarantined, Some("unsigned"))]);
         assert!(!kit.deploy().join("beta").exists());
         assert_eq!(fs::read_dir(kit.state().join("quarantine")).unwrap().count(), 1);

@@ -49,6 +49,7 @@ pub mod drift;
 pub mod events;
 mod guardian;
 pub mod quarantine;
+pub mod report;
 pub mod restore;
 pub mod snapshot;
 pub mod state;
@@ -56,10 +57,11 @@ pub mod store;
 #[cfg(test)]
 mod testkit;
 pub mod watch;
-pub mod report;
 
 pub use decide::{Admission, Refusal};
-pub use guardian::{Action, AuditOptions, Guardian, GuardianError, GuardianOptions, ScanReport, TenantOutcome, TestHooks};
+pub use guardian::{
+    Action, AuditOptions, Guardian, GuardianError, GuardianOptions, ScanReport, TenantOutcome, TestHooks,
+};
 pub use state::{State, StateError, read_state};
 
 /// Whether a check may change the deploy tree and the audit log.

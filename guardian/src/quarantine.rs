@@ -79,7 +79,15 @@ impl Quarantine {
 /// `20261129T101500Z`, sortable and safe in a file name.
 pub(crate) fn compact_now() -> String {
     let t = time::OffsetDateTime::now_utc();
-    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year(), u8::from(t.month()), t.day(), t.hour(), t.minute(), t.second())
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
 }
 
 fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {

@@ -145,7 +145,9 @@ impl TenantSnapshot {
             let listing = match fs::read_dir(&path) {
                 Ok(listing) => listing,
                 // The tenant directory vanished while being read: report what is there now.
-                Err(e) if e.kind() == io::ErrorKind::NotFound && prefix.is_empty() => return Ok(TenantSnapshot::Missing),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && prefix.is_empty() => {
+                    return Ok(TenantSnapshot::Missing);
+                }
                 Err(e) => return Err(e),
             };
             for item in listing {
@@ -163,7 +165,8 @@ impl TenantSnapshot {
                     Err(e) => return Err(e),
                 };
                 let kind = EntryKind::of(meta.file_type());
-                let mut entry = SnapshotEntry { kind, mode: meta.mode() & 0o7777, record: None, problem: None, bytes: None };
+                let mut entry =
+                    SnapshotEntry { kind, mode: meta.mode() & 0o7777, record: None, problem: None, bytes: None };
                 match kind {
                     EntryKind::File => read_into(&item.path(), &rel, limits, &mut entry),
                     // Only `signatures/` is descended into: any other directory is
@@ -239,11 +242,13 @@ enum ReadProblem {
 /// of the very inode that was read.
 fn read_file(path: &Path, cap: u64) -> Result<(Vec<u8>, u32), ReadProblem> {
     let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags.bits() as i32)
-        .open(path)
-        .map_err(|e| if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) { ReadProblem::NotAFile } else { ReadProblem::Io(e) })?;
+    let file: File = OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            ReadProblem::NotAFile
+        } else {
+            ReadProblem::Io(e)
+        }
+    })?;
     let meta = file.metadata().map_err(ReadProblem::Io)?;
     if !meta.is_file() {
         return Err(ReadProblem::NotAFile);

@@ -4,15 +4,16 @@
 //! ```text
 //! STATE/
 //!   guardian.lock      held (flock) by the one guardian that may write here
-//!   state.json         tenants, versions, rollback floors, recent events
+//!   state.json         tenants, versions, rollback floors
+//!   recent.json        the last events, for `guardian status`
 //!   store/<digest>/    every verified bundle version (see `store`)
 //!   quarantine/…       refused files, kept as evidence, never executed
 //!   audit-mirror/…     the last verified copy of the audit log (see `audit_mirror`)
 //! ```
 //!
-//! `state.json` is canonical JSON `{"schema":…,"sha256":…,"state":{…}}`,
+//! Both files are canonical JSON `{"body":{…},"schema":…,"sha256":…}`,
 //! where `sha256` is SHA-256 over [`crate::digest::STATE_DIGEST_DOMAIN`] and
-//! the canonical bytes of `state`. It is written atomically (temp file, fsync,
+//! the canonical bytes of `body`. They are written atomically (temp file, fsync,
 //! rename, fsync of the directory). The hash catches torn writes, bit rot and
 //! hand edits that forget it; it is not a signature, so someone who can write
 //! the state directory can forge it. What such a person gains is limited by
@@ -34,6 +35,8 @@ use crate::digest::{FileRecord, STATE_DIGEST_DOMAIN};
 
 pub const STATE_SCHEMA: &str = "nightcore.guardian.state.v1";
 pub const STATE_FILE: &str = "state.json";
+pub const RECENT_SCHEMA: &str = "nightcore.guardian.recent.v1";
+pub const RECENT_FILE: &str = "recent.json";
 pub const LOCK_FILE: &str = "guardian.lock";
 pub const STORE_DIR: &str = "store";
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -91,12 +94,27 @@ impl State {
     }
 }
 
+/// The body of `state.json`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StateFile {
+struct TenantsBody {
+    tenants: BTreeMap<String, TenantRecord>,
+}
+
+/// The body of `recent.json`.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecentBody {
+    events: Vec<RecentEvent>,
+}
+
+/// A state file on disk: `{"body":…,"schema":…,"sha256":…}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealedFile<T> {
+    body: T,
     schema: String,
     sha256: String,
-    state: State,
 }
 
 /// Why the state could not be used. Every variant but `Io` and `Locked`
@@ -132,33 +150,52 @@ impl StateError {
     }
 }
 
-fn state_hash(state: &State) -> Result<String, String> {
-    let bytes = signer::canonical::to_canonical_bytes(state).map_err(|e| e.to_string())?;
+fn body_hash(body: &[u8]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(STATE_DIGEST_DOMAIN);
-    hasher.update(&bytes);
-    Ok(hex::encode(hasher.finalize()))
+    hasher.update(body);
+    hex::encode(hasher.finalize())
 }
 
-/// Reads and checks `ROOT/state.json` without taking the lock (for
-/// `guardian status`); a missing file is an empty state.
-pub fn read_state(root: &Path) -> Result<State, StateError> {
-    let path = root.join(STATE_FILE);
-    let bytes = match read_capped(&path, MAX_STATE_BYTES) {
+/// The canonical bytes of a sealed file. The body is serialised once and
+/// the envelope written around it; its keys are in canonical order.
+fn seal<T: Serialize>(schema: &str, body: &T) -> Result<Vec<u8>, String> {
+    let body = signer::canonical::to_canonical_bytes(body).map_err(|e| e.to_string())?;
+    let sha256 = body_hash(&body);
+    let mut out = Vec::with_capacity(body.len() + 160);
+    out.extend_from_slice(b"{\"body\":");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(format!(",\"schema\":\"{schema}\",\"sha256\":\"{sha256}\"}}").as_bytes());
+    Ok(out)
+}
+
+/// Reads and checks a sealed file; `None` if it does not exist.
+fn unseal<T: Serialize + serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<Option<T>, StateError> {
+    let bytes = match read_capped(path, MAX_STATE_BYTES) {
         Ok(bytes) => bytes,
-        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(State::default()),
-        Err(e) => return Err(StateError::Malformed { path, reason: e.to_string() }),
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StateError::Malformed { path: path.to_path_buf(), reason: e.to_string() }),
     };
-    let file: StateFile =
-        serde_json::from_slice(&bytes).map_err(|e| StateError::Malformed { path: path.clone(), reason: e.to_string() })?;
-    if file.schema != STATE_SCHEMA {
-        return Err(StateError::Schema { path, found: file.schema });
+    let malformed = |reason: String| StateError::Malformed { path: path.to_path_buf(), reason };
+    let file: SealedFile<T> = serde_json::from_slice(&bytes).map_err(|e| malformed(e.to_string()))?;
+    if file.schema != schema {
+        return Err(StateError::Schema { path: path.to_path_buf(), found: file.schema });
     }
-    let computed = state_hash(&file.state).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
+    let body = signer::canonical::to_canonical_bytes(&file.body).map_err(|e| malformed(e.to_string()))?;
+    let computed = body_hash(&body);
     if computed != file.sha256 {
-        return Err(StateError::HashMismatch { path, stated: file.sha256, computed });
+        return Err(StateError::HashMismatch { path: path.to_path_buf(), stated: file.sha256, computed });
     }
-    for (name, tenant) in &file.state.tenants {
+    Ok(Some(file.body))
+}
+
+/// Reads and checks `ROOT/state.json` and `ROOT/recent.json` without taking
+/// the lock (for `guardian status`); missing files are an empty state.
+pub fn read_state(root: &Path) -> Result<State, StateError> {
+    let tenants = unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA)?.map(|b| b.tenants).unwrap_or_default();
+    let recent_events =
+        unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA)?.map(|b| b.events).unwrap_or_default();
+    for (name, tenant) in &tenants {
         if tenant.floor < tenant.version {
             return Err(StateError::Inconsistent {
                 tenant: name.clone(),
@@ -166,10 +203,13 @@ pub fn read_state(root: &Path) -> Result<State, StateError> {
             });
         }
         if crate::digest::bundle_digest(&tenant.files) != tenant.digest {
-            return Err(StateError::Inconsistent { tenant: name.clone(), reason: "its file list does not hash to its digest".into() });
+            return Err(StateError::Inconsistent {
+                tenant: name.clone(),
+                reason: "its file list does not hash to its digest".into(),
+            });
         }
     }
-    Ok(file.state)
+    Ok(State { tenants, recent_events })
 }
 
 /// The state directory, locked for this process.
@@ -190,7 +230,13 @@ impl StateDir {
         };
         fs::create_dir_all(root).map_err(io_err(root))?;
         let lock_path = root.join(LOCK_FILE);
-        let lock = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         match lock.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(StateError::Locked { path: lock_path }),
@@ -207,12 +253,24 @@ impl StateDir {
         read_state(&self.root)
     }
 
-    /// Writes `state` atomically with its hash.
-    pub fn save(&self, state: &State) -> Result<(), StateError> {
-        let path = self.root.join(STATE_FILE);
-        let sha256 = state_hash(state).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
-        let file = StateFile { schema: STATE_SCHEMA.to_string(), sha256, state: state.clone() };
-        let bytes = signer::canonical::to_canonical_bytes(&file).map_err(|e| StateError::Malformed { path: path.clone(), reason: e.to_string() })?;
+    /// Writes the tenant records of `state` to `state.json`, atomically,
+    /// with their hash. Its size grows with the number of tenants, so it is
+    /// written only when a record changed.
+    pub fn save_tenants(&self, state: &State) -> Result<(), StateError> {
+        let body = TenantsBody { tenants: state.tenants.clone() };
+        self.write_sealed(STATE_FILE, STATE_SCHEMA, &body)
+    }
+
+    /// Writes the recent events of `state` to `recent.json` (small, written
+    /// after every batch of events).
+    pub fn save_recent(&self, state: &State) -> Result<(), StateError> {
+        let body = RecentBody { events: state.recent_events.clone() };
+        self.write_sealed(RECENT_FILE, RECENT_SCHEMA, &body)
+    }
+
+    fn write_sealed<T: Serialize>(&self, name: &str, schema: &str, body: &T) -> Result<(), StateError> {
+        let path = self.root.join(name);
+        let bytes = seal(schema, body).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
         atomic_write(&path, &bytes, FileMode::Public).map_err(|source| StateError::Io { path, source })
     }
 
@@ -257,8 +315,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let sd = StateDir::open_locked(dir.path()).unwrap();
         assert_eq!(sd.load().unwrap(), State::default());
-        sd.save(&sample()).unwrap();
-        assert_eq!(sd.load().unwrap(), sample());
+        let mut state = sample();
+        state.push_event(RecentEvent { time: "t".into(), kind: "k".into(), tenant: None, summary: String::new() });
+        sd.save_tenants(&state).unwrap();
+        sd.save_recent(&state).unwrap();
+        assert_eq!(sd.load().unwrap(), state);
     }
 
     #[test]
@@ -272,7 +333,7 @@ mod tests {
     fn an_edited_state_is_reported_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
         let sd = StateDir::open_locked(dir.path()).unwrap();
-        sd.save(&sample()).unwrap();
+        sd.save_tenants(&sample()).unwrap();
         let path = dir.path().join(STATE_FILE);
         let text = fs::read_to_string(&path).unwrap().replace("\"floor\":2", "\"floor\":1");
         fs::write(&path, text).unwrap();
@@ -288,7 +349,7 @@ mod tests {
         let sd = StateDir::open_locked(dir.path()).unwrap();
         let mut state = sample();
         state.tenants.get_mut("alpha").unwrap().floor = 1;
-        sd.save(&state).unwrap();
+        sd.save_tenants(&state).unwrap();
         assert_eq!(sd.load().unwrap_err().reason_code(), "state_inconsistent");
     }
 
@@ -296,7 +357,12 @@ mod tests {
     fn recent_events_are_capped() {
         let mut state = State::default();
         for i in 0..RECENT_EVENTS + 5 {
-            state.push_event(RecentEvent { time: String::new(), kind: format!("k{i}"), tenant: None, summary: String::new() });
+            state.push_event(RecentEvent {
+                time: String::new(),
+                kind: format!("k{i}"),
+                tenant: None,
+                summary: String::new(),
+            });
         }
         assert_eq!(state.recent_events.len(), RECENT_EVENTS);
         assert_eq!(state.recent_events[0].kind, "k5");

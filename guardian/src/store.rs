@@ -192,7 +192,9 @@ impl Store {
         match fs::symlink_metadata(&dir) {
             Ok(meta) if meta.is_dir() => {}
             Ok(_) => return Err(corrupt("not a directory".into())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StoreError::Missing { digest: digest.to_string() }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::Missing { digest: digest.to_string() });
+            }
             Err(e) => return Err(io_error(&dir)(e)),
         }
         let mut files = BTreeMap::new();

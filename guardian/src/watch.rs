@@ -120,8 +120,12 @@ impl Pending {
     }
 
     fn take_due(&mut self, now: Instant, settle: Duration) -> BTreeMap<String, Option<Instant>> {
-        let due: Vec<String> =
-            self.tenants.iter().filter(|(_, (first, last))| Self::due_at(*first, *last, settle) <= now).map(|(t, _)| t.clone()).collect();
+        let due: Vec<String> = self
+            .tenants
+            .iter()
+            .filter(|(_, (first, last))| Self::due_at(*first, *last, settle) <= now)
+            .map(|(t, _)| t.clone())
+            .collect();
         due.into_iter().filter_map(|t| self.tenants.remove(&t).map(|(first, _)| (t, Some(first)))).collect()
     }
 }
@@ -140,7 +144,10 @@ pub struct Daemon {
 
 impl std::fmt::Debug for Daemon {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Daemon").field("guardian", &self.guardian).field("options", &self.options).finish_non_exhaustive()
+        f.debug_struct("Daemon")
+            .field("guardian", &self.guardian)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
     }
 }
 
@@ -155,7 +162,8 @@ impl Daemon {
         let log = guardian.audit_log().to_path_buf();
         let audit_dir = absolute(log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
         let checkpoint = audit::default_checkpoint_path(&log);
-        let audit_names = [log.file_name(), checkpoint.file_name()].into_iter().flatten().map(ToOwned::to_owned).collect();
+        let audit_names =
+            [log.file_name(), checkpoint.file_name()].into_iter().flatten().map(ToOwned::to_owned).collect();
         Ok(Self { guardian, options, tx, rx, flags: Arc::default(), deploy, audit_dir, audit_names })
     }
 
@@ -169,12 +177,15 @@ impl Daemon {
         let flags = Arc::clone(&self.flags);
         let mut watcher = notify::recommended_watcher(move |event| {
             // Never blocks; see the module docs.
-            let _ = &flags;
-            let _ = tx.send(Wake::Fs(event));
+            if !is_read(&event) && tx.try_send(Wake::Fs(event)).is_err() {
+                flags.overflowed.store(true, Ordering::SeqCst);
+            }
         })
         .map_err(|source| GuardianError::Watch { path: self.deploy.clone(), source })?;
         // Watch before the first scan, so that nothing changed during it goes unnoticed.
-        watcher.watch(&self.deploy, RecursiveMode::Recursive).map_err(|source| GuardianError::Watch { path: self.deploy.clone(), source })?;
+        watcher
+            .watch(&self.deploy, RecursiveMode::Recursive)
+            .map_err(|source| GuardianError::Watch { path: self.deploy.clone(), source })?;
         watcher
             .watch(&self.audit_dir, RecursiveMode::NonRecursive)
             .map_err(|source| GuardianError::Watch { path: self.audit_dir.clone(), source })?;
@@ -185,7 +196,8 @@ impl Daemon {
         let tenants = self.guardian.state().tenants.len();
         if let Some(path) = &self.options.ready_file {
             let text = serde_json::json!({ "pid": std::process::id(), "tenants": tenants }).to_string();
-            atomic_write(path, text.as_bytes(), FileMode::Public).map_err(|source| GuardianError::Io { path: path.clone(), source })?;
+            atomic_write(path, text.as_bytes(), FileMode::Public)
+                .map_err(|source| GuardianError::Io { path: path.clone(), source })?;
         }
         tracing::info!(tenants, deploy = %self.deploy.display(), "ready: initial verification done, watching");
         self.guardian.record(vec![events::guardian_started(tenants)])?;
@@ -249,7 +261,12 @@ impl Daemon {
         }
         self.guardian.record(vec![events::guardian_stopped()])?;
         drop(watcher);
-        tracing::info!(full_scans = summary.full_scans, event_checks = summary.event_checks, overflows = summary.overflows, "guardian stopped");
+        tracing::info!(
+            full_scans = summary.full_scans,
+            event_checks = summary.event_checks,
+            overflows = summary.overflows,
+            "guardian stopped"
+        );
         Ok(summary)
     }
 
@@ -286,7 +303,9 @@ impl Daemon {
                     }
                     Some(_) => pending.full_scan = true,
                 }
-            } else if path.parent() == Some(self.audit_dir.as_path()) && path.file_name().is_some_and(|n| self.audit_names.iter().any(|a| a == n)) {
+            } else if path.parent() == Some(self.audit_dir.as_path())
+                && path.file_name().is_some_and(|n| self.audit_names.iter().any(|a| a == n))
+            {
                 pending.audit.get_or_insert(now);
             }
         }
@@ -297,6 +316,11 @@ fn log_report(what: &str, report: &ScanReport) {
     if report.outcomes.is_empty() && report.audit_tampered.is_none() {
         tracing::debug!(checked = report.checked, "{what}: clean");
     } else {
-        tracing::info!(checked = report.checked, not_clean = report.outcomes.len(), audit_tampered = report.audit_tampered.is_some(), "{what} done");
+        tracing::info!(
+            checked = report.checked,
+            not_clean = report.outcomes.len(),
+            audit_tampered = report.audit_tampered.is_some(),
+            "{what} done"
+        );
     }
 }

@@ -17,7 +17,13 @@ fn outcomes(json: &Value) -> Vec<(String, String, Option<String>)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["tenant"].as_str().unwrap().into(), o["action"].as_str().unwrap().into(), o["reason_code"].as_str().map(Into::into)))
+        .map(|o| {
+            (
+                o["tenant"].as_str().unwrap().into(),
+                o["action"].as_str().unwrap().into(),
+                o["reason_code"].as_str().map(Into::into),
+            )
+        })
         .collect()
 }
 
@@ -33,7 +39,10 @@ fn first_run_then_report_only_then_repair() {
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(
         outcomes(&json),
-        vec![("alpha".into(), "trusted".into(), None), ("beta".into(), "drift_reported".into(), Some("unsigned".into()))]
+        vec![
+            ("alpha".into(), "trusted".into(), None),
+            ("beta".into(), "drift_reported".into(), Some("unsigned".into()))
+        ]
     );
     assert_eq!((json["clean"].as_bool(), json["repaired"].as_bool()), (Some(false), Some(false)));
     assert!(node.tenant("beta").exists());
@@ -79,7 +88,8 @@ fn a_signed_upgrade_is_clean_and_raises_the_floor() {
     assert_eq!(out.status.code(), Some(0));
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!((status["tenants"][0]["version"].as_u64(), status["tenants"][0]["floor"].as_u64()), (Some(5), Some(5)));
-    let recent: Vec<&str> = status["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    let recent: Vec<&str> =
+        status["recent_events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(recent, ["module.trusted", "module.upgraded", "drift.detected", "rollback.completed"]);
     let text = node.guardian("status").output().unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
@@ -146,4 +156,33 @@ fn help_documents_exit_codes_and_the_test_hook() {
         let out = std::process::Command::new(support::guardian_bin()).args([sub, "--help"]).output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{sub}");
     }
+}
+
+#[test]
+fn a_tampered_audit_log_is_reported_by_scan_and_restored_by_scan_repair() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    node.deploy_bundle("beta", 1, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+    let log = node.audit_log();
+    let good = fs::read(&log).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap().replacen("\"tenant\":\"alpha\"", "\"tenant\":\"alphx\"", 1);
+    fs::write(&log, &text).unwrap();
+
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        (json["audit_tampered"]["file"].as_str(), json["audit_tampered"]["reason"].as_str()),
+        (Some("log"), Some("rewritten"))
+    );
+    assert_eq!(fs::read_to_string(&log).unwrap(), text, "report-only must not touch the log");
+
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(json["audit_tampered"]["reason"], "rewritten");
+    assert!(fs::read(&log).unwrap().starts_with(&good));
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+    assert_eq!(node.audit_kinds().last().map(String::as_str), Some("audit.tampered"));
+    let (code, json, _) = node.scan(false);
+    assert_eq!(code, 0, "{json:#}");
 }

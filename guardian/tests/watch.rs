@@ -31,7 +31,13 @@ fn exchange(a: &Path, b: &Path) {
 
 /// Applies `tamper`, then waits for the refusal and the repair and checks
 /// that `alpha` is back to `original`. Returns the `drift.detected` event.
-fn tamper_and_expect(node: &Node, daemon: &mut Daemon, original: &std::collections::BTreeMap<String, (Vec<u8>, u32)>, reason: &str, tamper: impl FnOnce()) -> Value {
+fn tamper_and_expect(
+    node: &Node,
+    daemon: &mut Daemon,
+    original: &std::collections::BTreeMap<String, (Vec<u8>, u32)>,
+    reason: &str,
+    tamper: impl FnOnce(),
+) -> Value {
     let from = daemon.count();
     tamper();
     let drift = daemon.wait_kind(from, "drift.detected", "alpha");
@@ -56,24 +62,32 @@ fn every_kind_of_drift_is_detected_and_rolled_back() {
     let module = fs::read(alpha.join("module.wasm")).unwrap();
     let mut flipped = module.clone();
     *flipped.last_mut().unwrap() ^= 1;
-    let drift = tamper_and_expect(&node, &mut d, &original, "hash_mismatch", || replace_file(&node, &alpha.join("module.wasm"), &flipped));
+    let drift = tamper_and_expect(&node, &mut d, &original, "hash_mismatch", || {
+        replace_file(&node, &alpha.join("module.wasm"), &flipped)
+    });
     assert_eq!(drift["kind"], "content_changed");
     assert_eq!(drift["path"], "alpha/module.wasm");
     assert_eq!(drift["found"], guardian::digest::sha256_hex(&flipped));
     assert_eq!(drift["expected"], guardian::digest::sha256_hex(&module));
 
     let manifest = fs::read_to_string(alpha.join("manifest.json")).unwrap().replace("1.0.0", "1.0.1");
-    tamper_and_expect(&node, &mut d, &original, "bad_signature", || replace_file(&node, &alpha.join("manifest.json"), manifest.as_bytes()));
+    tamper_and_expect(&node, &mut d, &original, "bad_signature", || {
+        replace_file(&node, &alpha.join("manifest.json"), manifest.as_bytes())
+    });
 
     let signature = fs::read_dir(alpha.join("signatures")).unwrap().next().unwrap().unwrap().path();
-    tamper_and_expect(&node, &mut d, &original, "malformed_signature", || replace_file(&node, &signature, b"untrusted comment: x\nnot base64\n"));
+    tamper_and_expect(&node, &mut d, &original, "malformed_signature", || {
+        replace_file(&node, &signature, b"untrusted comment: x\nnot base64\n")
+    });
 
     let drift = tamper_and_expect(&node, &mut d, &original, "file_missing", || {
         fs::rename(alpha.join("module.wasm"), node.deploy().join(".gone")).unwrap();
     });
     assert_eq!(drift["kind"], "file_deleted");
 
-    let drift = tamper_and_expect(&node, &mut d, &original, "layout", || replace_file(&node, &alpha.join("notes.txt"), b"hello"));
+    let drift = tamper_and_expect(&node, &mut d, &original, "layout", || {
+        replace_file(&node, &alpha.join("notes.txt"), b"hello")
+    });
     assert_eq!((drift["kind"].as_str(), drift["path"].as_str()), (Some("file_added"), Some("alpha/notes.txt")));
 
     // A second valid signature makes other bytes of the same version.
@@ -81,13 +95,17 @@ fn every_kind_of_drift_is_detected_and_rolled_back() {
     let manifest_bytes = fs::read(alpha.join("manifest.json")).unwrap();
     fs::write(&extra, node.keys[1].sign(&manifest_bytes, "file:manifest.json").unwrap().to_file_text()).unwrap();
     let target = alpha.join(format!("signatures/{}.minisig", node.keys[1].key_id()));
-    tamper_and_expect(&node, &mut d, &original, "same_version_different_bytes", || fs::rename(&extra, &target).unwrap());
+    tamper_and_expect(&node, &mut d, &original, "same_version_different_bytes", || {
+        fs::rename(&extra, &target).unwrap()
+    });
 
     let elsewhere = node.root.join("elsewhere.wasm");
     fs::write(&elsewhere, &module).unwrap();
     let link = node.deploy().join(".link");
     std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
-    let drift = tamper_and_expect(&node, &mut d, &original, "symlink", || fs::rename(&link, alpha.join("module.wasm")).unwrap());
+    let drift = tamper_and_expect(&node, &mut d, &original, "symlink", || {
+        fs::rename(&link, alpha.join("module.wasm")).unwrap()
+    });
     assert_eq!(drift["kind"], "symlink");
 
     // The whole bundle replaced by a link to an identical copy elsewhere.
@@ -194,14 +212,18 @@ fn a_tampered_audit_log_is_detected_and_restored() {
     d.wait_event(0, "guardian.started", |e| e["kind"] == "guardian.started");
     let log = node.audit_log();
     let checkpoint = audit::default_checkpoint_path(&log);
-    d.wait_until("guardian.started in the audit log", || node.audit_kinds().last().map(String::as_str) == Some("guardian.started"));
+    d.wait_until("guardian.started in the audit log", || {
+        node.audit_kinds().last().map(String::as_str) == Some("guardian.started")
+    });
     let older = (fs::read(&log).unwrap(), fs::read(&checkpoint).unwrap());
 
     // More history, so that the older copy is really older.
     let from = d.count();
     fs::set_permissions(alpha.join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
     d.wait_kind(from, "rollback.completed", "alpha");
-    d.wait_until("the rollback in the audit log", || node.audit_kinds().last().map(String::as_str) == Some("rollback.completed"));
+    d.wait_until("the rollback in the audit log", || {
+        node.audit_kinds().last().map(String::as_str) == Some("rollback.completed")
+    });
 
     // Edited in the middle, in place.
     let good = fs::read(&log).unwrap();
@@ -212,7 +234,11 @@ fn a_tampered_audit_log_is_detected_and_restored() {
     file.write_all(b"FIRST_RUN").unwrap();
     drop(file);
     let t = wait_audit_tampered(&mut d, from);
-    assert_eq!((t["file"].as_str(), t["reason"].as_str(), t["restored"].as_bool()), (Some("log"), Some("rewritten"), Some(true)), "{t:#}");
+    assert_eq!(
+        (t["file"].as_str(), t["reason"].as_str(), t["restored"].as_bool()),
+        (Some("log"), Some("rewritten"), Some(true)),
+        "{t:#}"
+    );
     assert!(t["detail"].as_str().unwrap().contains("edited_entry"), "{t:#}");
     let kept = Path::new(t["quarantined_to"][0].as_str().unwrap()).to_path_buf();
     assert!(fs::read(&kept).unwrap().windows(9).any(|w| w == b"FIRST_RUN"), "the tampered copy is kept as evidence");
@@ -254,11 +280,18 @@ fn an_event_queue_overflow_still_ends_with_every_tenant_verified() {
         node.deploy_bundle(name, 1, &[0]);
     }
     let originals: Vec<_> = names.iter().map(|n| node.files(n)).collect();
-    let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(16384);
+    let queue: usize = fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(16384);
     // The pause holds the daemon inside a rollback while the burst arrives,
     // so the event queue (the guardian's, or behind it the kernel's)
     // overflows for certain.
-    let mut d = Daemon::start(&node, &["--settle-ms", "100", "--rescan-secs", "3600"], &[("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS", "1500")]);
+    let mut d = Daemon::start(
+        &node,
+        &["--settle-ms", "100", "--rescan-secs", "3600"],
+        &[("NIGHTCORE_TEST_ROLLBACK_PAUSE_MS", "1500")],
+    );
     fs::set_permissions(node.tenant("alpha").join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
     d.wait_stderr("test hook: rollback paused");
 
@@ -301,14 +334,24 @@ fn kill_mid_rollback(step: &str) {
     assert!(stderr.contains("test hook: rollback paused"), "{stderr}");
 
     let now = node.files("alpha");
-    assert!(now == original || now == tampered, "a mix of old and new files after kill -9 at {step}: {:?}", now.keys().collect::<Vec<_>>());
+    assert!(
+        now == original || now == tampered,
+        "a mix of old and new files after kill -9 at {step}: {:?}",
+        now.keys().collect::<Vec<_>>()
+    );
     assert_eq!(now == original, step == "swapped", "the swap is the one step that changes the tenant");
 
     let mut d = Daemon::start(&node, WATCH, &[]);
     assert_eq!(node.files("alpha"), original);
     let recovered = d.wait_kind(0, "rollback.recovered", "alpha");
     assert!(Path::new(recovered["quarantined_to"].as_str().unwrap()).exists());
-    assert!(fs::read_dir(node.deploy()).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().starts_with(".guardian")));
+    assert!(
+        fs::read_dir(node.deploy()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with(".guardian"))
+    );
     let (status, stderr) = d.terminate();
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)), "{:?}", node.audit_report());

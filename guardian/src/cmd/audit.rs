@@ -92,7 +92,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let log_path = log.unwrap_or(log_path);
             let checkpoint = default_checkpoint_path(&log_path);
             let key = log_key(&keys, &config, &checkpoint)?;
-            let report = verify_log(&log_path, &checkpoint, &key).with_context(|| format!("reading {}", log_path.display()))?;
+            let report =
+                verify_log(&log_path, &checkpoint, &key).with_context(|| format!("reading {}", log_path.display()))?;
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             }
@@ -105,7 +106,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                             intact.root,
                             intact.checkpoint.as_ref().map_or(0, |c| c.size),
                             if intact.uncheckpointed_entries > 0 {
-                                format!(" ({} entries after it are not yet covered by a signature)", intact.uncheckpointed_entries)
+                                format!(
+                                    " ({} entries after it are not yet covered by a signature)",
+                                    intact.uncheckpointed_entries
+                                )
                             } else {
                                 String::new()
                             }
@@ -147,7 +151,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Checkpoint => {
-            let mut log = HostLog { log: log_path, host_key: config.host_key.clone(), origin: config.origin.clone() }.open()?;
+            let mut log =
+                HostLog { log: log_path, host_key: config.host_key.clone(), origin: config.origin.clone() }.open()?;
             let signer = audit::CheckpointSigner::new(
                 config.origin.clone(),
                 signer::keyfile::load_or_create_host_key(&config.host_key)?.signing_key().clone(),
@@ -170,14 +175,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         AuditCommand::VerifyProof { proof, keys, old_checkpoint } => {
             let text = signer::fsutil::read_capped(&proof, 16 * 1024 * 1024)?;
-            let parsed: AuditProof = serde_json::from_slice(&text).with_context(|| format!("{} is not a proof", proof.display()))?;
+            let parsed: AuditProof =
+                serde_json::from_slice(&text).with_context(|| format!("{} is not a proof", proof.display()))?;
             let checkpoint_text = match &parsed {
                 AuditProof::Inclusion(p) => p.checkpoint.clone(),
                 AuditProof::Consistency(p) => p.checkpoint.clone(),
             };
             let key = log_key_for_note(&keys, &config, &checkpoint_text)?;
             let old_text = match &old_checkpoint {
-                Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
+                Some(path) => {
+                    Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+                }
                 None => None,
             };
             let old = match &old_text {
@@ -185,7 +193,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 None => OldTree::DangerouslyUnanchored,
             };
             if matches!(parsed, AuditProof::Consistency(_)) && old_text.is_none() {
-                eprintln!("note: no --old-checkpoint given: the proof shows the new tree extends the old root it names, not that you trusted that root");
+                eprintln!(
+                    "note: no --old-checkpoint given: the proof shows the new tree extends the old root it names, not that you trusted that root"
+                );
             }
             match verify_proof(&parsed, &key, old) {
                 Ok(verified) => {
@@ -226,7 +236,10 @@ fn log_key_for_note(keys: &KeyArgs, config: &NodeConfig, note: &str) -> Result<V
     let trust = TrustStore::load(&trust_dir)?;
     let candidates: Vec<VerifyingKey> = trust.log_keys().map(|k| *k.verifying_key()).collect();
     let Some(first) = candidates.first().copied() else {
-        bail!("trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key", trust_dir.display());
+        bail!(
+            "trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key",
+            trust_dir.display()
+        );
     };
     if let Ok(signed) = audit::SignedCheckpoint::parse(note) {
         let origin = &signed.checkpoint.origin;

@@ -68,14 +68,21 @@ impl NodeArgs {
     pub fn guardian_options(&self, deploy: PathBuf, admission: Admission) -> anyhow::Result<GuardianOptions> {
         let config = self.config()?;
         let rollback_pause = match std::env::var(ROLLBACK_PAUSE_ENV) {
-            Ok(ms) => Some(Duration::from_millis(ms.parse().with_context(|| format!("{ROLLBACK_PAUSE_ENV}={ms:?} is not a number of milliseconds"))?)),
+            Ok(ms) => Some(Duration::from_millis(
+                ms.parse().with_context(|| format!("{ROLLBACK_PAUSE_ENV}={ms:?} is not a number of milliseconds"))?,
+            )),
             Err(_) => None,
         };
         Ok(GuardianOptions {
             deploy_dir: deploy,
             trust_dir: config.trust_dir,
             state_dir: config.state_dir,
-            audit: AuditOptions { log: config.audit_log, checkpoint: None, host_key: Some(config.host_key), origin: config.origin },
+            audit: AuditOptions {
+                log: config.audit_log,
+                checkpoint: None,
+                host_key: Some(config.host_key),
+                origin: config.origin,
+            },
             admission,
             limits: ReadLimits::default(),
             test_hooks: TestHooks { rollback_pause },
@@ -113,9 +120,16 @@ pub fn printing_observer(json: bool) -> Observer {
 }
 
 fn human_line(event: &GuardianEvent) -> String {
-    let fields: Vec<String> = ["tenant", "reason_code", "reason", "version", "to_version", "path", "quarantined_to", "file"]
-        .iter()
-        .filter_map(|k| event.data.get(*k).filter(|v| !v.is_null()).map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string))))
-        .collect();
+    let fields: Vec<String> =
+        ["tenant", "reason_code", "reason", "version", "to_version", "path", "quarantined_to", "file"]
+            .iter()
+            .filter_map(|k| {
+                event
+                    .data
+                    .get(*k)
+                    .filter(|v| !v.is_null())
+                    .map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+            })
+            .collect();
     format!("{} {} {}", event.time, event.kind, fields.join(" "))
 }

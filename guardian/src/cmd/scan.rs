@@ -54,14 +54,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     } else {
         printing_observer(false)
     };
-    let mut guardian = Guardian::open(options, mode, observer).with_context(|| format!("cannot check {}", args.deploy.display()))?;
+    let mut guardian =
+        Guardian::open(options, mode, observer).with_context(|| format!("cannot check {}", args.deploy.display()))?;
     let report = guardian.scan()?;
     let events = collected.lock().map(|mut e| std::mem::take(&mut *e)).unwrap_or_default();
     if args.json {
-        let out = ScanJson { clean: !report.drift_found(), drift_found: report.drift_found(), repaired: args.repair, report: &report, events };
+        let out = ScanJson {
+            clean: !report.drift_found(),
+            drift_found: report.drift_found(),
+            repaired: args.repair,
+            report: &report,
+            events,
+        };
         println!("{}", serde_json::to_string(&out)?);
     } else {
-        let verdict = if report.drift_found() { if args.repair { "drift found and repaired" } else { "drift found" } } else { "clean" };
+        let verdict = if report.drift_found() {
+            if args.repair { "drift found and repaired" } else { "drift found" }
+        } else {
+            "clean"
+        };
         println!("checked {} tenants: {verdict}", report.checked);
         for o in &report.outcomes {
             println!("  {} {:?} {}", o.tenant, o.action, o.reason.as_deref().unwrap_or(""));

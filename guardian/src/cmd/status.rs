@@ -1,7 +1,7 @@
 //! `guardian status`: what the state says, read without taking the lock.
 
-use serde::Serialize;
 use guardian::state::{RecentEvent, TenantRecord};
+use serde::Serialize;
 
 use super::NodeArgs;
 use crate::Outcome;
@@ -67,7 +67,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     println!("state {}: {} tenants", out.state_dir, out.tenants.len());
     for t in &out.tenants {
-        println!("  {:<24} v{:<6} ({}) floor {:<6} manifest {}…  since {}", t.tenant, t.version, t.version_label, t.floor, &t.manifest_sha256[..12.min(t.manifest_sha256.len())], t.accepted_at);
+        println!(
+            "  {:<24} v{:<6} ({}) floor {:<6} manifest {}…  since {}",
+            t.tenant,
+            t.version,
+            t.version_label,
+            t.floor,
+            &t.manifest_sha256[..12.min(t.manifest_sha256.len())],
+            t.accepted_at
+        );
     }
     if !out.recent_events.is_empty() {
         println!("recent events:");

@@ -22,7 +22,7 @@ use signer::trust::write_trust_store;
 
 pub const FUTURE: &str = "2999-01-01T00:00:00Z";
 /// Generous: the machine may be busy compiling. Nothing asserts on time.
-pub const DEADLINE: Duration = Duration::from_secs(20);
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 pub fn guardian_bin() -> &'static str {
     env!("CARGO_BIN_EXE_guardian")
@@ -154,7 +154,12 @@ impl Node {
             c.arg(self.deploy());
         }
         c.arg("--trust").arg(self.trust());
-        c.arg("--state").arg(self.state()).arg("--audit-log").arg(self.audit_log()).arg("--host-key").arg(self.host_key());
+        c.arg("--state")
+            .arg(self.state())
+            .arg("--audit-log")
+            .arg(self.audit_log())
+            .arg("--host-key")
+            .arg(self.host_key());
         c
     }
 
@@ -182,8 +187,12 @@ impl Node {
     /// Verifies the live audit log with the host key.
     pub fn audit_report(&self) -> audit::VerifyReport {
         let key = signer::keyfile::load_or_create_host_key(&self.host_key()).expect("host key");
-        audit::verify_log(&self.audit_log(), &audit::default_checkpoint_path(&self.audit_log()), &key.signing_key().verifying_key())
-            .expect("read audit log")
+        audit::verify_log(
+            &self.audit_log(),
+            &audit::default_checkpoint_path(&self.audit_log()),
+            &key.signing_key().verifying_key(),
+        )
+        .expect("read audit log")
     }
 
     pub fn audit_kinds(&self) -> Vec<String> {
@@ -286,7 +295,12 @@ impl Daemon {
                 self.join_readers();
                 panic!("guardian exited ({status}) while waiting for {what}\nstderr:\n{}", self.stderr());
             }
-            assert!(start.elapsed() < DEADLINE, "timed out waiting for {what}\nevents: {:#?}\nstderr:\n{}", self.events(), self.stderr());
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}\nevents: {:#?}\nstderr:\n{}",
+                self.events(),
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
