@@ -115,7 +115,11 @@ pub enum NewKeyProtection {
 
 /// Generates a key pair and writes it as `dir/NAME.key` and `dir/NAME.pub`:
 /// what `signer keygen` and `cargo xtask keygen` both do.
-pub fn generate_key_pair(dir: &Path, name: &str, protection: NewKeyProtection) -> Result<(SecretKey, KeyPairPaths), KeyFileError> {
+pub fn generate_key_pair(
+    dir: &Path,
+    name: &str,
+    protection: NewKeyProtection,
+) -> Result<(SecretKey, KeyPairPaths), KeyFileError> {
     let key = SecretKey::generate();
     let paths = match protection {
         NewKeyProtection::DangerUnencrypted => write_key_pair(dir, name, &key, KeyProtection::DangerUnencrypted)?,

@@ -50,7 +50,8 @@ fn verify(node: &Node) -> (i32, serde_json::Value) {
 
 fn rewrite_line(path: &Path, index: usize, f: impl Fn(&str) -> String) {
     let text = fs::read_to_string(path).unwrap();
-    let lines: Vec<String> = text.lines().enumerate().map(|(i, l)| if i == index { f(l) } else { l.to_string() }).collect();
+    let lines: Vec<String> =
+        text.lines().enumerate().map(|(i, l)| if i == index { f(l) } else { l.to_string() }).collect();
     fs::write(path, lines.join("\n") + "\n").unwrap();
 }
 
@@ -110,7 +111,9 @@ fn inclusion_and_consistency_proofs_verify_offline_and_detect_tampering() {
     assert_eq!(prove.code, 0, "{}", prove.stderr);
     let proof_file = node.log.parent().unwrap().join("proof.json");
     fs::write(&proof_file, &prove.stdout).unwrap();
-    let check = |file: &Path| run(cmd("guardian").args(["audit", "verify-proof", "--json"]).arg(file).arg("--trust").arg(&node.trust));
+    let check = |file: &Path| {
+        run(cmd("guardian").args(["audit", "verify-proof", "--json"]).arg(file).arg("--trust").arg(&node.trust))
+    };
     let ok = check(&proof_file);
     assert_eq!(ok.code, 0, "{}{}", ok.stdout, ok.stderr);
 
@@ -150,7 +153,8 @@ fn help_texts() {
         }
         let r = run(c.arg("--help"));
         assert_eq!(r.code, 0);
-        let name = if sub.is_empty() { "guardian_audit_help".to_string() } else { format!("guardian_audit_{sub}_help") };
+        let name =
+            if sub.is_empty() { "guardian_audit_help".to_string() } else { format!("guardian_audit_{sub}_help") };
         insta::assert_snapshot!(name, r.stdout);
     }
 }

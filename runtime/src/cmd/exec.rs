@@ -123,7 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // Every append refreshes the checkpoint signed by the host key, so
             // a truncated log is always detectable.
             let mut host_log = audit::HostLog::beside(path);
-            if let Some(key) = args.host_key.clone().or_else(|| host.config_file_used.then(|| config.host_key.clone())) {
+            if let Some(key) = args.host_key.clone().or_else(|| host.config_file_used.then(|| config.host_key.clone()))
+            {
                 host_log.host_key = key;
             }
             if host.config_file_used {

@@ -34,8 +34,11 @@ struct KeygenJson {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     signer::manifest::validate_name(&args.name).context("invalid --name")?;
-    let protection =
-        if args.unencrypted { NewKeyProtection::DangerUnencrypted } else { NewKeyProtection::PasswordFromEnvironmentOrPrompt };
+    let protection = if args.unencrypted {
+        NewKeyProtection::DangerUnencrypted
+    } else {
+        NewKeyProtection::PasswordFromEnvironmentOrPrompt
+    };
     let (key, paths) = generate_key_pair(&args.out, &args.name, protection)?;
     if args.json {
         crate::cmd::print_json(&KeygenJson {

@@ -22,8 +22,11 @@ pub struct Args {
 pub fn run(args: Args) -> Result<ExitCode> {
     signer::manifest::validate_name(&args.name).context("invalid --name")?;
     let out = args.out.unwrap_or_else(|| xtask::workspace_root().join("keys"));
-    let protection =
-        if args.unencrypted { NewKeyProtection::DangerUnencrypted } else { NewKeyProtection::PasswordFromEnvironmentOrPrompt };
+    let protection = if args.unencrypted {
+        NewKeyProtection::DangerUnencrypted
+    } else {
+        NewKeyProtection::PasswordFromEnvironmentOrPrompt
+    };
     let (key, paths) = generate_key_pair(&out, &args.name, protection)?;
     super::print_stdout(&format!(
         "key id      {}\nsecret key  {}\npublic key  {}\n",
