@@ -20,8 +20,8 @@ pub const MODULE_REBUILT: &str = "module.rebuilt";
 pub const DRIFT_DETECTED: &str = "drift.detected";
 /// The guardian restored a known-good version.
 pub const ROLLBACK_COMPLETED: &str = "rollback.completed";
-/// A signed upgrade was accepted.
-pub const UPGRADE_ACCEPTED: &str = "upgrade.accepted";
+/// A signed upgrade (threshold of distinct keys, above the rollback floor) was accepted.
+pub const MODULE_UPGRADED: &str = "module.upgraded";
 /// A writer moved a torn, never-committed tail aside (written by this
 /// library; `data`: `offset`, `length`, `sha256`, `saved_to`).
 pub const AUDIT_RECOVERED: &str = "audit.recovered";

@@ -44,7 +44,7 @@ pub const DRIFT_QUARANTINED: &str = "drift.quarantined";
 pub const GUARDIAN_STARTED: &str = "guardian.started";
 pub const GUARDIAN_STOPPED: &str = "guardian.stopped";
 pub const MODULE_TRUSTED: &str = "module.trusted";
-pub const MODULE_UPGRADED: &str = "module.upgraded";
+pub const MODULE_UPGRADED: &str = audit::kinds::MODULE_UPGRADED;
 pub const ROLLBACK_COMPLETED: &str = audit::kinds::ROLLBACK_COMPLETED;
 pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
 

@@ -205,7 +205,7 @@ impl Category {
                 if exited && zero { Category::Run } else { Category::Failure }
             }
             "run.refused" | "bundle.refused" => Category::Refusal,
-            "module.upgraded" | "upgrade.accepted" => Category::Upgrade,
+            "module.upgraded" => Category::Upgrade,
             "module.trusted" | "module.signed" | "module.rebuilt" | "bundle.verified" => Category::Trust,
             _ if kind.starts_with("drift.") => Category::Drift,
             _ if kind.starts_with("rollback.") => Category::Rollback,
