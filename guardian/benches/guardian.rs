@@ -163,7 +163,7 @@ fn tamper_latency(root: &Path, tenants: usize, tampers: usize, settle_ms: u64) {
         .arg(root.join("trust"))
         .arg("--state")
         .arg(root.join("state"))
-        .arg("--audit-log")
+        .arg("--audit")
         .arg(root.join("audit/audit.log"))
         .arg("--host-key")
         .arg(root.join("audit/host.key"))

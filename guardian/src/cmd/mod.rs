@@ -33,7 +33,7 @@ pub struct NodeArgs {
     #[arg(long)]
     state: Option<PathBuf>,
     /// The audit log; default: the config's audit_log, or audit.log in the state directory.
-    #[arg(long)]
+    #[arg(long = "audit", alias = "audit-log", value_name = "PATH")]
     audit_log: Option<PathBuf>,
     /// The host key that signs audit checkpoints (created if missing); default: the config's host_key, or host.key in the state directory.
     #[arg(long)]

@@ -156,7 +156,7 @@ impl Node {
         c.arg("--trust").arg(self.trust());
         c.arg("--state")
             .arg(self.state())
-            .arg("--audit-log")
+            .arg("--audit")
             .arg(self.audit_log())
             .arg("--host-key")
             .arg(self.host_key());
