@@ -154,12 +154,7 @@ impl Node {
             c.arg(self.deploy());
         }
         c.arg("--trust").arg(self.trust());
-        c.arg("--state")
-            .arg(self.state())
-            .arg("--audit")
-            .arg(self.audit_log())
-            .arg("--host-key")
-            .arg(self.host_key());
+        c.arg("--state").arg(self.state()).arg("--audit").arg(self.audit_log()).arg("--host-key").arg(self.host_key());
         c
     }
 
