@@ -158,14 +158,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
             format!("runtime exec {tenant} printed no JSON: {}", String::from_utf8_lossy(&out.stderr))
         })?;
+        let field = |pointer: &str| report.pointer(pointer).cloned().unwrap_or(serde_json::Value::Null);
+        let stdout = report.get("stdout").and_then(|s| s.as_str()).unwrap_or("").trim().replace('\n', "; ");
         detail(format!(
-            "{tenant}: exit {}, fuel used {}, stdout {:?}",
+            "{tenant}: exit {}, fuel {} of {}, {} µs, stdout {stdout:?}",
             out.status.code().unwrap_or(-1),
-            report
-                .pointer("/run/fuel/consumed")
-                .or_else(|| report.get("fuel_consumed"))
-                .unwrap_or(&serde_json::Value::Null),
-            report.get("stdout").and_then(|s| s.as_str()).unwrap_or("").trim()
+            field("/fuel/consumed"),
+            field("/fuel/limit"),
+            field("/wall_time_us"),
         ));
     }
     if let Ok(counts) = std::fs::read_to_string(tenants.join("files/output/input.txt.counts")) {
