@@ -20,7 +20,11 @@ pub fn bin(name: &str) -> PathBuf {
 /// A command for a workspace binary with a clean, predictable environment.
 pub fn cmd(name: &str) -> Command {
     let mut c = Command::new(bin(name));
-    c.env_remove("NIGHTCORE_KEY_PASSWORD").env_remove("RUST_BACKTRACE").env("NIGHTCORE_LOG", "error");
+    // COLUMNS pins clap's help wrapping so that help snapshots do not depend on the caller.
+    c.env_remove("NIGHTCORE_KEY_PASSWORD")
+        .env_remove("RUST_BACKTRACE")
+        .env("NIGHTCORE_LOG", "error")
+        .env("COLUMNS", "100");
     c
 }
 
