@@ -10,6 +10,7 @@
 
 mod audit_cli;
 mod dashboard;
+mod help;
 mod pipeline;
 mod signer_cli;
 mod support;

@@ -23,6 +23,7 @@ pub fn cmd(name: &str) -> Command {
     // COLUMNS pins clap's help wrapping so that help snapshots do not depend on the caller.
     c.env_remove("NIGHTCORE_KEY_PASSWORD")
         .env_remove("RUST_BACKTRACE")
+        .env_remove("SOURCE_DATE_EPOCH")
         .env("NIGHTCORE_LOG", "error")
         .env("COLUMNS", "100");
     c
