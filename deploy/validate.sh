@@ -25,7 +25,9 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
 echo "== binaries"
-cargo build --locked --quiet -p guardian -p runtime --bins
+# The same selection as `cargo xtask test` builds, so features unify the same
+# way and nothing is compiled twice.
+cargo build --locked --quiet --workspace --bins
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 guardian="$target_dir/debug/guardian"
 runtime="$target_dir/debug/runtime"

@@ -261,7 +261,9 @@ fn build_binaries(root: &Path) -> Result<Binaries> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(root)
-        .args(["build", "--quiet", "-p", "runtime", "-p", "guardian", "--bins"])
+        // The whole workspace, as `cargo xtask test` builds it: the same feature
+        // unification, so wasmtime is compiled once for both.
+        .args(["build", "--quiet", "--workspace", "--bins"])
         .status()
         .context("building runtime and guardian")?;
     ensure!(status.success(), "building runtime and guardian failed");
