@@ -14,3 +14,4 @@ mod help;
 mod pipeline;
 mod signer_cli;
 mod support;
+mod tidy;
