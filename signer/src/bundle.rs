@@ -68,6 +68,8 @@ pub enum BundleError {
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("{path}: {source}")]
+    SingleFile { path: PathBuf, source: crate::embed::EmbedError },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
@@ -107,6 +109,18 @@ impl BundleBytes {
         // Directory order is not stable; make everything downstream deterministic.
         signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         Ok(Self { module, manifest, signatures })
+    }
+}
+
+impl BundleBytes {
+    /// Reads a bundle directory, or a single-file module carrying its bundle in
+    /// a custom section (see [`crate::embed`]): both verify the same way.
+    pub fn read_any(path: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
+        if path.is_dir() {
+            return Self::read(path, limits);
+        }
+        let file = read_required(path, limits.max_module_bytes + MAX_MANIFEST_BYTES as u64 + 64 * 1024)?;
+        crate::embed::extract(&file).map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod canonical;
 pub mod config;
+pub mod embed;
 pub mod fsutil;
 pub mod keyfile;
 pub mod manifest;

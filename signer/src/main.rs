@@ -26,6 +26,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Bundle(cmd::bundle::Args),
+    Embed(cmd::embed::EmbedArgs),
+    Extract(cmd::embed::ExtractArgs),
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
     Sign(cmd::sign::Args),
@@ -43,6 +45,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Bundle(args) => cmd::bundle::run(args),
+        Command::Embed(args) => cmd::embed::embed(args),
+        Command::Extract(args) => cmd::embed::extract(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Sign(args) => cmd::sign::run(args),

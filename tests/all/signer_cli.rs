@@ -248,3 +248,49 @@ fn help_texts() {
         insta::assert_snapshot!(name, r.stdout);
     }
 }
+
+#[test]
+fn single_file_round_trip_verifies_the_same_and_refuses_flipped_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = make_bundle(dir.path());
+    keygen_unencrypted(dir.path(), "a");
+    assert_eq!(run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("a.key")).arg(&bundle)).code, 0);
+    let trust = trust_store(dir.path(), &[&dir.path().join("a.pub")], 1);
+    let single = dir.path().join("hello.signed.wasm");
+    let r = run(cmd("signer").arg("embed").arg(&bundle).arg("--out").arg(&single));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let verify = |path: &Path| {
+        let r = run(cmd("signer").arg("verify").arg("--json").arg("--trust").arg(&trust).arg(path));
+        let json: serde_json::Value =
+            serde_json::from_str(&r.stdout).unwrap_or_else(|_| panic!("{}{}", r.stdout, r.stderr));
+        (r.code, json["reason"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(verify(&single), (0, String::new()));
+
+    let back = dir.path().join("back");
+    assert_eq!(run(cmd("signer").arg("extract").arg(&single).arg("--out").arg(&back)).code, 0);
+    for file in ["module.wasm", "manifest.json"] {
+        assert_eq!(
+            fs::read(back.join(file)).unwrap(),
+            fs::read(bundle.join(file)).unwrap(),
+            "{file} differs after the round trip"
+        );
+    }
+
+    let bytes = fs::read(&single).unwrap();
+    let module_len = fs::read(bundle.join("module.wasm")).unwrap().len();
+    // A flipped byte in the code/data part is a hash mismatch.
+    let mut code = bytes.clone();
+    code[module_len - 3] ^= 0x01;
+    let flipped = dir.path().join("flipped-code.wasm");
+    fs::write(&flipped, &code).unwrap();
+    assert_eq!(verify(&flipped), (1, "hash_mismatch".into()));
+    // A flipped byte inside the signed manifest is a bad signature.
+    let needle = b"\\\"version\\\":7";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap() + needle.len() - 1;
+    let mut manifest = bytes.clone();
+    manifest[at] = b'8';
+    let flipped = dir.path().join("flipped-manifest.wasm");
+    fs::write(&flipped, &manifest).unwrap();
+    assert_eq!(verify(&flipped), (1, "bad_signature".into()));
+}

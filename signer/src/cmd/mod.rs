@@ -1,6 +1,7 @@
 //! One module per `signer` subcommand.
 
 pub mod bundle;
+pub mod embed;
 pub mod inspect;
 pub mod keygen;
 pub mod sign;

@@ -14,7 +14,7 @@ pub struct Args {
     /// Trust store directory (*.pub files and trust.toml).
     #[arg(long)]
     trust: PathBuf,
-    /// The bundle directory.
+    /// The bundle directory, or a single-file module made by `signer embed`.
     bundle: PathBuf,
     /// Print the result as one JSON object (see `VerifyJson` in the source for its fields).
     #[arg(long)]
@@ -46,7 +46,7 @@ struct VerifyJson {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let trust = TrustStore::load(&args.trust)?;
-    let bundle = BundleBytes::read(&args.bundle, &ReadLimits::default())?;
+    let bundle = BundleBytes::read_any(&args.bundle, &ReadLimits::default())?;
     let result = verify_bundle(bundle, &trust, time::OffsetDateTime::now_utc());
     let mut out = VerifyJson {
         bundle: args.bundle,

@@ -1,0 +1,228 @@
+//! Single-file signed modules: a bundle's manifest and signatures carried in a
+//! custom section of `module.wasm` itself, for channels that ship one file
+//! (registries, OCI layers, CDNs).
+//!
+//! Layout: the module's own sections, then exactly one custom section named
+//! [`SECTION_NAME`], **last**. Its payload is canonical JSON
+//! `{"manifest": "<manifest.json text>", "signatures": [{"file": "<KEYID>.minisig", "text": "…"}]}`.
+//! The manifest's module hash is over the bytes *before* that section, so
+//! embedding never changes what was signed, and extraction is a cut at the
+//! section's first byte. A file with two such sections, or with one that is not
+//! last (it would then sit inside the hashed bytes), is refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{BundleBytes, SignatureFile};
+use crate::canonical::to_canonical_bytes;
+
+/// Name of the custom section that carries the signed manifest.
+pub const SECTION_NAME: &str = "nightcore.bundle.v1";
+const WASM_HEADER_LEN: usize = 8;
+
+/// Why a single-file module could not be made or read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EmbedError {
+    #[error("not a WebAssembly module (no \\0asm header)")]
+    NotWasm,
+    #[error("section at byte {offset} is truncated or its size is malformed")]
+    MalformedSection { offset: usize },
+    #[error("the module has {count} {SECTION_NAME} sections; exactly one is allowed")]
+    DuplicateSection { count: usize },
+    #[error(
+        "the {SECTION_NAME} section at byte {offset} is not the last section, so it would be inside the signed bytes"
+    )]
+    SectionNotLast { offset: usize },
+    #[error("the module carries no {SECTION_NAME} section")]
+    NoSection,
+    #[error("the {SECTION_NAME} section is malformed: {0}")]
+    MalformedPayload(String),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Payload {
+    manifest: String,
+    signatures: Vec<EmbeddedSignature>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmbeddedSignature {
+    file: String,
+    text: String,
+}
+
+/// Where our section sits in a file.
+struct Found {
+    start: usize,
+    payload: std::ops::Range<usize>,
+}
+
+/// Walks the top-level sections, returning our section if present, after
+/// checking that there is at most one and that it is last.
+fn find_section(file: &[u8]) -> Result<Option<Found>, EmbedError> {
+    if file.len() < WASM_HEADER_LEN || &file[..4] != b"\0asm" {
+        return Err(EmbedError::NotWasm);
+    }
+    let mut found: Vec<Found> = Vec::new();
+    let mut offset = WASM_HEADER_LEN;
+    while offset < file.len() {
+        let start = offset;
+        let id = file[offset];
+        let (size, leb_len) =
+            read_leb_u32(&file[offset + 1..]).ok_or(EmbedError::MalformedSection { offset: start })?;
+        let content = offset + 1 + leb_len;
+        let end = content
+            .checked_add(size as usize)
+            .filter(|e| *e <= file.len())
+            .ok_or(EmbedError::MalformedSection { offset: start })?;
+        if id == 0 {
+            let (name_len, name_leb) =
+                read_leb_u32(&file[content..end]).ok_or(EmbedError::MalformedSection { offset: start })?;
+            let name_start = content + name_leb;
+            let name_end = name_start
+                .checked_add(name_len as usize)
+                .filter(|e| *e <= end)
+                .ok_or(EmbedError::MalformedSection { offset: start })?;
+            if &file[name_start..name_end] == SECTION_NAME.as_bytes() {
+                found.push(Found { start, payload: name_end..end });
+            }
+        }
+        offset = end;
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => {
+            let only = found.remove(0);
+            if only.payload.end != file.len() {
+                return Err(EmbedError::SectionNotLast { offset: only.start });
+            }
+            Ok(Some(only))
+        }
+        count => Err(EmbedError::DuplicateSection { count }),
+    }
+}
+
+/// A strict unsigned LEB128 of at most 5 bytes; returns the value and its length.
+fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
+    let mut value: u64 = 0;
+    for (i, byte) in bytes.iter().take(5).enumerate() {
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return u32::try_from(value).ok().map(|v| (v, i + 1));
+        }
+    }
+    None
+}
+
+fn write_leb_u32(mut value: u32, out: &mut Vec<u8>) {
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Writes the single-file form of a bundle. A module that already carries our
+/// section (re-embedding) has it replaced, never a second one appended.
+pub fn embed(bundle: &BundleBytes) -> Result<Vec<u8>, EmbedError> {
+    let module = match find_section(&bundle.module)? {
+        Some(found) => &bundle.module[..found.start],
+        None => &bundle.module[..],
+    };
+    let manifest = String::from_utf8(bundle.manifest.clone())
+        .map_err(|_| EmbedError::MalformedPayload("manifest is not UTF-8".into()))?;
+    let signatures = bundle
+        .signatures
+        .iter()
+        .map(|s| {
+            let text = String::from_utf8(s.bytes.clone())
+                .map_err(|_| EmbedError::MalformedPayload(format!("{} is not UTF-8", s.file_name)))?;
+            Ok(EmbeddedSignature { file: s.file_name.clone(), text })
+        })
+        .collect::<Result<Vec<_>, EmbedError>>()?;
+    let payload = to_canonical_bytes(&Payload { manifest, signatures })
+        .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
+    let mut content = Vec::with_capacity(payload.len() + SECTION_NAME.len() + 5);
+    write_leb_u32(SECTION_NAME.len() as u32, &mut content);
+    content.extend_from_slice(SECTION_NAME.as_bytes());
+    content.extend_from_slice(&payload);
+    let size = u32::try_from(content.len()).map_err(|_| EmbedError::MalformedPayload("section over 4 GiB".into()))?;
+    let mut out = Vec::with_capacity(module.len() + content.len() + 6);
+    out.extend_from_slice(module);
+    out.push(0);
+    write_leb_u32(size, &mut out);
+    out.extend_from_slice(&content);
+    Ok(out)
+}
+
+/// Splits a single-file module back into the bundle it carries: the module
+/// bytes before the section, the manifest and the signature files. The result
+/// goes through the same [`crate::verify::verify_bundle`] as a directory bundle.
+pub fn extract(file: &[u8]) -> Result<BundleBytes, EmbedError> {
+    let found = find_section(file)?.ok_or(EmbedError::NoSection)?;
+    let payload: Payload = serde_json::from_slice(&file[found.payload.clone()])
+        .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
+    let mut signatures: Vec<SignatureFile> = payload
+        .signatures
+        .into_iter()
+        .map(|s| SignatureFile { file_name: s.file, bytes: s.text.into_bytes() })
+        .collect();
+    signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    Ok(BundleBytes { module: file[..found.start].to_vec(), manifest: payload.manifest.into_bytes(), signatures })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle() -> BundleBytes {
+        BundleBytes {
+            // A module with a type section and an unrelated custom section.
+            module: b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\0\x06\x04note\x01".to_vec(),
+            manifest: b"{\"k\":1}".to_vec(),
+            signatures: vec![SignatureFile { file_name: "A.minisig".into(), bytes: b"sig".to_vec() }],
+        }
+    }
+
+    #[test]
+    fn round_trip_is_byte_identical_and_re_embedding_replaces() {
+        let b = bundle();
+        let file = embed(&b).unwrap();
+        assert!(file.starts_with(&b.module));
+        assert_eq!(extract(&file).unwrap(), b);
+        let mut with_file_as_module = b.clone();
+        with_file_as_module.module = file.clone();
+        assert_eq!(embed(&with_file_as_module).unwrap(), file, "re-embedding replaces the section");
+    }
+
+    #[test]
+    fn two_sections_or_a_section_not_last_are_refused() {
+        let file = embed(&bundle()).unwrap();
+        let section = file[bundle().module.len()..].to_vec();
+        let mut twice = file.clone();
+        twice.extend_from_slice(&section);
+        assert_eq!(extract(&twice).unwrap_err(), EmbedError::DuplicateSection { count: 2 });
+        let mut not_last = file.clone();
+        not_last.extend_from_slice(b"\x00\x02\x01x");
+        assert_eq!(extract(&not_last).unwrap_err(), EmbedError::SectionNotLast { offset: bundle().module.len() });
+    }
+
+    #[test]
+    fn malformed_input_is_refused_without_panicking() {
+        assert_eq!(extract(b"nope").unwrap_err(), EmbedError::NotWasm);
+        assert_eq!(extract(&bundle().module).unwrap_err(), EmbedError::NoSection);
+        let file = embed(&bundle()).unwrap();
+        for cut in 8..file.len() {
+            let _ = extract(&file[..cut]);
+        }
+        let mut bad_size = bundle().module;
+        bad_size.extend_from_slice(b"\x00\xff\xff\xff\xff\x7f");
+        assert!(matches!(extract(&bad_size).unwrap_err(), EmbedError::MalformedSection { .. }));
+    }
+}
