@@ -174,7 +174,7 @@ fn verify_exit_codes_and_reasons() {
 
     let missing = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(dir.path().join("nope")));
     assert_eq!(missing.code, 2);
-    assert!(missing.stderr.contains("module.wasm is missing"), "{}", missing.stderr);
+    assert!(missing.stderr.contains("nope is missing"), "{}", missing.stderr);
 }
 
 #[test]
