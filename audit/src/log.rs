@@ -419,7 +419,7 @@ impl AuditLog {
     fn save_torn_bytes(&self, start: u64, length: u64) -> Result<(PathBuf, Sha256Hash), AuditError> {
         let dir = parent_dir(&self.path);
         let base = self.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let stamp = compact_timestamp(OffsetDateTime::now_utc());
+        let stamp = signer::manifest::format_compact_utc(OffsetDateTime::now_utc());
         let mut attempt = 0u32;
         let (saved_to, mut out) = loop {
             let name = match attempt {
@@ -502,20 +502,6 @@ impl AuditLog {
         self.agreed_checkpoint = Some((self.cursor.next_seq, root));
         Ok(signed)
     }
-}
-
-/// `20261129T100000Z`: a file-name-safe UTC time.
-fn compact_timestamp(time: OffsetDateTime) -> String {
-    let t = time.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {

@@ -56,7 +56,11 @@ impl Quarantine {
             .take(64)
             .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
             .collect();
-        let dest = self.root.join(format!("{}-{}-{n}-{label}", compact_now(), std::process::id()));
+        let dest = self.root.join(format!(
+            "{}-{}-{n}-{label}",
+            signer::manifest::format_compact_utc(time::OffsetDateTime::now_utc()),
+            std::process::id()
+        ));
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| QuarantineError::Io { path, source }
@@ -74,20 +78,6 @@ impl Quarantine {
         }
         Ok(dest)
     }
-}
-
-/// `20261129T101500Z`, sortable and safe in a file name.
-pub(crate) fn compact_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
 }
 
 fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {

@@ -104,8 +104,9 @@ fn find_section(file: &[u8]) -> Result<Option<Found>, EmbedError> {
     }
 }
 
-/// A strict unsigned LEB128 of at most 5 bytes; returns the value and its length.
-fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
+/// A strict unsigned LEB128 of at most 5 bytes, as wasm encodes section sizes
+/// and name lengths; returns the value and its length.
+pub fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
     let mut value: u64 = 0;
     for (i, byte) in bytes.iter().take(5).enumerate() {
         value |= u64::from(byte & 0x7f) << (7 * i);

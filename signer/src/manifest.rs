@@ -302,6 +302,21 @@ pub fn parse_rfc3339(text: &str, field_name: &'static str) -> Result<time::Offse
         .map_err(|e| field(field_name, format!("{text:?} is not an RFC 3339 time: {e}")))
 }
 
+/// `20261129T101500Z`: a UTC time that sorts and is safe in a file name
+/// (quarantine and recovery files).
+pub fn format_compact_utc(at: time::OffsetDateTime) -> String {
+    let t = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
 /// Formats a time as RFC 3339 UTC with whole seconds, the form used in every
 /// document we write.
 pub fn format_rfc3339(at: time::OffsetDateTime) -> String {

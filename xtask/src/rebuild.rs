@@ -259,16 +259,7 @@ fn raw_sections(bytes: &[u8]) -> Result<Vec<RawSection<'_>>, String> {
     Ok(sections)
 }
 
-fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().take(5).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return u32::try_from(value).ok().map(|v| (v, i + 1));
-        }
-    }
-    None
-}
+use signer::embed::read_leb_u32;
 
 fn custom_section_name(content: &[u8]) -> Option<&str> {
     let (len, leb_len) = read_leb_u32(content)?;
