@@ -18,7 +18,6 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use signer::manifest::{Capabilities, ModuleDigest, Provenance, validate_name};
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -488,7 +487,11 @@ pub fn build_discovered(
         let bytes =
             std::fs::read(&produced).with_context(|| format!("cargo did not produce {}", produced.display()))?;
         let wasm_path = out_dir.join(format!("{}.wasm", module.name));
-        write_atomically(&wasm_path, &bytes)?;
+        // A temporary name unique to this process and call, then fsync and rename:
+        // concurrent builds of the same module must not trip over one shared
+        // temporary file, and a reader never sees half a module.
+        signer::fsutil::atomic_write(&wasm_path, &bytes, signer::fsutil::FileMode::Public)
+            .with_context(|| format!("cannot write {}", wasm_path.display()))?;
         let provenance = Provenance {
             toolchain: toolchain.rustc_version.clone(),
             cargo_lock_sha256: cargo_lock_sha256.clone(),
@@ -543,15 +546,6 @@ fn git_output(dir: &Path, args: &[&str]) -> Option<String> {
 
 fn absolute(path: &Path) -> Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("cannot make {} absolute", path.display()))
-}
-
-/// Writes through a temporary file and a rename, so a reader never sees half a module.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(OsStr::new(".partial"));
-    let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, bytes).with_context(|| format!("cannot write {}", temporary.display()))?;
-    std::fs::rename(&temporary, path).with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 #[cfg(test)]
