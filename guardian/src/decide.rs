@@ -4,7 +4,9 @@
 //! A deployed bundle is accepted only if all of these hold, checked in this
 //! order: the tenant path is a real directory with a valid tenant name;
 //! `module.wasm`, `manifest.json` and every `signatures/*.minisig` are regular
-//! files (no links) that could be read within their size caps; the bundle
+//! files (no links) that could be read within their size caps, or
+//! `module.wasm` alone carries them in its bundle section (the single-file
+//! form, `signer::embed`, judged exactly the same way once unpacked); the bundle
 //! verifies against the trust store (the threshold of distinct trusted keys,
 //! revocations, expiry: see `signer::verify`); the manifest names the tenant
 //! directory it is deployed in; and its version is above the tenant's
@@ -19,10 +21,11 @@
 use std::collections::BTreeMap;
 
 use signer::bundle::{MANIFEST_FILE, MODULE_FILE, ReadLimits};
+use signer::embed::EmbedError;
 use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
 
-use crate::snapshot::{EntryKind, TenantSnapshot, is_bundle_file};
+use crate::snapshot::{EntryKind, SnapshotEntry, TenantSnapshot, is_bundle_file};
 use crate::state::TenantRecord;
 use crate::store::BundleFiles;
 
@@ -44,6 +47,8 @@ pub enum Refusal {
     NotAFile { path: String, kind: &'static str, expected: &'static str },
     #[error("version {version} was accepted with other bytes: the same version with different bytes is refused")]
     SameVersionDifferentBytes { version: u64 },
+    #[error("{path}: {source}")]
+    SingleFile { path: String, source: EmbedError },
     #[error("{path} is a symlink")]
     Symlink { path: String },
     #[error("manifest is for tenant {manifest_name} but the bundle is deployed as {directory}")]
@@ -68,6 +73,7 @@ impl Refusal {
             Refusal::NewTenantRefused { .. } => "new_tenant_refused",
             Refusal::NotAFile { .. } => "not_a_file",
             Refusal::SameVersionDifferentBytes { .. } => "same_version_different_bytes",
+            Refusal::SingleFile { source, .. } => source.reason_code(),
             Refusal::Symlink { .. } => "symlink",
             Refusal::TenantMismatch { .. } => "tenant_mismatch",
             Refusal::TooManySignatures { .. } => "too_many_signatures",
@@ -123,10 +129,15 @@ pub fn evaluate(
         return Err(Refusal::NewTenantRefused { name: tenant.to_string() });
     }
     let mut files = BTreeMap::new();
-    for required in [MODULE_FILE, MANIFEST_FILE] {
-        if !entries.contains_key(required) {
-            return Err(Refusal::FileMissing { path: format!("{tenant}/{required}") });
-        }
+    if !entries.contains_key(MODULE_FILE) {
+        return Err(Refusal::FileMissing { path: format!("{tenant}/{MODULE_FILE}") });
+    }
+    // `module.wasm` alone is the single-file form (its bundle section is read
+    // below); with any signature file beside it, the manifest must be there too.
+    if !entries.contains_key(MANIFEST_FILE)
+        && (entries.keys().any(|rel| is_signature_file(rel)) || !single_file(entries))
+    {
+        return Err(Refusal::FileMissing { path: format!("{tenant}/{MANIFEST_FILE}") });
     }
     let mut signatures = 0;
     for (rel, entry) in entries.iter().filter(|(rel, _)| is_bundle_file(rel)) {
@@ -153,7 +164,16 @@ pub fn evaluate(
     }
     let files = BundleFiles::new(files)
         .map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
-    let verified = verify_bundle(files.to_bundle_bytes(), trust, now).map_err(Refusal::Verify)?;
+    let bytes = files
+        .to_bundle_bytes(limits)
+        .map_err(|source| Refusal::SingleFile { path: format!("{tenant}/{MODULE_FILE}"), source })?;
+    if bytes.module.len() as u64 > limits.max_module_bytes {
+        return Err(Refusal::Unreadable {
+            path: format!("{tenant}/{MODULE_FILE}"),
+            problem: format!("{} bytes, over the {}-byte cap", bytes.module.len(), limits.max_module_bytes),
+        });
+    }
+    let verified = verify_bundle(bytes, trust, now).map_err(Refusal::Verify)?;
     if verified.manifest.name != tenant {
         return Err(Refusal::TenantMismatch {
             directory: tenant.to_string(),
@@ -170,6 +190,15 @@ pub fn evaluate(
         }
     }
     Ok(Accepted { files, verified })
+}
+
+fn is_signature_file(rel: &str) -> bool {
+    is_bundle_file(rel) && rel != MODULE_FILE && rel != MANIFEST_FILE
+}
+
+/// Whether the tenant's `module.wasm` was read and carries a bundle section.
+fn single_file(entries: &BTreeMap<String, SnapshotEntry>) -> bool {
+    entries.get(MODULE_FILE).and_then(SnapshotEntry::bytes).is_some_and(signer::embed::carries_bundle_section)
 }
 
 #[cfg(test)]

@@ -738,7 +738,11 @@ fn check_tenant_integrity(
     if files.records() != record.files {
         return Err(inconsistent(format!("store entry {} does not hold the recorded files", record.digest)));
     }
-    let manifest = match verify_bundle(files.to_bundle_bytes(), trust, now) {
+    let bytes = files
+        .to_bundle_bytes(limits)
+        .map_err(|e| inconsistent(format!("stored single-file module {}: {e}", record.digest)))?;
+    let manifest_bytes = bytes.manifest.clone();
+    let manifest = match verify_bundle(bytes, trust, now) {
         Ok(verified) => {
             if verified.manifest_sha256 != record.manifest_sha256 {
                 return Err(inconsistent("the stored manifest does not have the recorded hash".into()));
@@ -754,8 +758,7 @@ fn check_tenant_integrity(
             | VerifyError::LogKeyCannotApprove { .. }),
         ) => {
             tracing::warn!(tenant, version = record.version, error = %e, "the last verified version would not be accepted today");
-            signer::manifest::Manifest::from_bytes(&files.to_bundle_bytes().manifest)
-                .map_err(|e| inconsistent(e.to_string()))?
+            signer::manifest::Manifest::from_bytes(&manifest_bytes).map_err(|e| inconsistent(e.to_string()))?
         }
         Err(e) => return Err(inconsistent(format!("stored bundle {} fails verification: {e}", record.digest))),
     };

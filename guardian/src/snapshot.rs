@@ -120,7 +120,9 @@ fn read_cap(rel: &str, limits: &ReadLimits) -> u64 {
     } else if is_bundle_file(rel) && rel != MODULE_FILE {
         MAX_SIGNATURE_FILE_BYTES as u64
     } else {
-        limits.max_module_bytes
+        // `module.wasm` may carry its bundle (the single-file form); the
+        // module part alone is held to the module cap when it is judged.
+        limits.single_file_cap()
     }
 }
 

@@ -21,6 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use signer::bundle::{BundleBytes, MANIFEST_FILE, MODULE_FILE, ReadLimits, SIGNATURES_DIR, SignatureFile};
+use signer::embed::EmbedError;
 use signer::fsutil::{read_capped, sync_dir, temp_path_beside};
 
 use crate::digest::{FileRecord, bundle_digest};
@@ -54,8 +55,14 @@ impl BundleFiles {
         bundle_digest(&self.records())
     }
 
-    /// The same bytes in the form the signer's verifier takes.
-    pub fn to_bundle_bytes(&self) -> BundleBytes {
+    /// The same bytes in the form the signer's verifier takes. A bundle of
+    /// `module.wasm` alone is the single-file form: its manifest and
+    /// signatures come out of the module's bundle section.
+    pub fn to_bundle_bytes(&self, limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
+        let module = self.files.get(MODULE_FILE).cloned().unwrap_or_default();
+        let Some(manifest) = self.files.get(MANIFEST_FILE) else {
+            return signer::embed::extract(&module, limits);
+        };
         let signatures = self
             .files
             .iter()
@@ -64,11 +71,7 @@ impl BundleFiles {
                 Some(SignatureFile { file_name: name.to_string(), bytes: bytes.clone() })
             })
             .collect();
-        BundleBytes {
-            module: self.files.get(MODULE_FILE).cloned().unwrap_or_default(),
-            manifest: self.files.get(MANIFEST_FILE).cloned().unwrap_or_default(),
-            signatures,
-        }
+        Ok(BundleBytes { module, manifest: manifest.clone(), signatures })
     }
 }
 

@@ -186,3 +186,53 @@ fn a_tampered_audit_log_is_reported_by_scan_and_restored_by_scan_repair() {
     let (code, json, _) = node.scan(false);
     assert_eq!(code, 0, "{json:#}");
 }
+
+#[test]
+fn single_file_tenants_are_verified_rolled_back_and_upgraded_like_bundles() {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_single_file("alpha", 1, &[0]);
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!((code, outcomes(&json)), (0, vec![("alpha".into(), "trusted".into(), None)]), "{stderr}");
+    let original = node.files("alpha");
+    assert_eq!(original.keys().collect::<Vec<_>>(), ["/", "module.wasm"], "the directory and the one file");
+
+    let module = alpha.join("module.wasm");
+    let bytes = fs::read(&module).unwrap();
+    let flip = |at: usize| {
+        let mut b = bytes.clone();
+        b[at] ^= 1;
+        fs::write(&module, b).unwrap();
+    };
+    // A byte of the module part, then a byte of the unsigned untrusted comment.
+    let section_at = bytes.windows(b"nightcore.bundle.v1".len()).position(|w| w == b"nightcore.bundle.v1").unwrap();
+    let comment_at = bytes.windows(b"untrusted comment".len()).position(|w| w == b"untrusted comment").unwrap();
+    for (at, reason) in [(section_at - 6, "hash_mismatch"), (comment_at + 20, "malformed_bundle_section")] {
+        flip(at);
+        let (code, json, _) = node.scan(true);
+        assert_eq!(code, 1);
+        assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some(reason.into()))], "{json:#}");
+        assert_eq!(node.files("alpha"), original, "the verified single file is restored byte for byte");
+    }
+
+    // A signed upgrade in single-file form is accepted; an older one is a downgrade.
+    node.deploy_single_file("alpha", 2, &[0]);
+    let (code, json, _) = node.scan(true);
+    assert_eq!((code, outcomes(&json)), (0, vec![("alpha".into(), "upgraded".into(), None)]));
+    node.deploy_single_file("alpha", 1, &[0]);
+    let (_, json, _) = node.scan(true);
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some("downgrade".into()))]);
+    // A signature file beside a lone module.wasm makes it a directory bundle missing its manifest.
+    fs::create_dir(alpha.join("signatures")).unwrap();
+    fs::write(alpha.join("signatures/x.minisig"), b"x").unwrap();
+    let (_, json, _) = node.scan(true);
+    assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some("file_missing".into()))]);
+
+    let kinds = node.audit_kinds();
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!(
+        (count("drift.detected"), count("rollback.completed"), count("module.upgraded")),
+        (4, 4, 1),
+        "{kinds:?}"
+    );
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+}

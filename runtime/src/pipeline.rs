@@ -103,12 +103,7 @@ impl Refusal {
     /// A stable snake_case code for JSON output and audit events.
     pub fn reason_code(&self) -> &'static str {
         match self {
-            Refusal::Read { source: BundleError::Missing { .. }, .. } => "bundle_incomplete",
-            Refusal::Read { source: BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. }), .. } => {
-                "file_too_large"
-            }
-            Refusal::Read { source: BundleError::TooManySignatures { .. }, .. } => "too_many_signatures",
-            Refusal::Read { .. } => "bundle_unreadable",
+            Refusal::Read { source, .. } => source.reason_code(),
             Refusal::Verify(e) => e.reason_code(),
             Refusal::Manifest(_) => "malformed_manifest",
             Refusal::TenantMismatch { .. } => "tenant_mismatch",
@@ -138,11 +133,7 @@ impl Refusal {
     /// bundle.
     pub fn is_host_io(&self) -> bool {
         match self {
-            Refusal::Read { source, .. } => !matches!(
-                source,
-                BundleError::Read(signer::fsutil::ReadCappedError::TooLarge { .. })
-                    | BundleError::TooManySignatures { .. }
-            ),
+            Refusal::Read { source, .. } => !source.is_about_content(),
             Refusal::Policy(e) => {
                 matches!(e, PolicyError::HostDirectory { .. } | PolicyError::Root { .. } | PolicyError::ReadPolicy(_))
             }
@@ -189,8 +180,8 @@ pub struct ExecReport {
     pub run: RunReport,
 }
 
-/// Reads, verifies, narrows, validates, compiles and links the bundle in
-/// `dir`.
+/// Reads, verifies, narrows, validates, compiles and links the bundle at
+/// `dir`: a bundle directory or a single-file module (see `signer::embed`).
 pub fn prepare_bundle(
     engine: &NightEngine,
     linker: &Linker<HostState>,
@@ -198,7 +189,8 @@ pub fn prepare_bundle(
     options: &ExecOptions<'_>,
 ) -> Result<ReadyBundle, Refusal> {
     let limits = ReadLimits { max_module_bytes: options.max_module_bytes as u64, ..ReadLimits::default() };
-    let bytes = BundleBytes::read(dir, &limits).map_err(|source| Refusal::Read { path: dir.to_path_buf(), source })?;
+    let bytes =
+        BundleBytes::read_any(dir, &limits).map_err(|source| Refusal::Read { path: dir.to_path_buf(), source })?;
 
     let (verified, verification) = match options.verification {
         Verification::Required(trust) => {

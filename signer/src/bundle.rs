@@ -37,6 +37,15 @@ impl Default for ReadLimits {
     }
 }
 
+impl ReadLimits {
+    /// The largest `module.wasm` read: the module cap plus room for an
+    /// embedded manifest and signatures (the single-file form). The module
+    /// part alone is then held to `max_module_bytes`.
+    pub fn single_file_cap(&self) -> u64 {
+        self.max_module_bytes.saturating_add(crate::embed::section_allowance(self.max_signatures))
+    }
+}
+
 /// One signature file as read from `signatures/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureFile {
@@ -72,56 +81,112 @@ pub enum BundleError {
     SingleFile { path: PathBuf, source: crate::embed::EmbedError },
 }
 
+impl BundleError {
+    /// A stable snake_case code for JSON output and audit events.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            BundleError::Missing { .. } => "bundle_incomplete",
+            BundleError::Read(ReadCappedError::TooLarge { .. }) => "file_too_large",
+            BundleError::TooManySignatures { .. } => "too_many_signatures",
+            BundleError::SingleFile { source, .. } => source.reason_code(),
+            BundleError::Read(_) | BundleError::AlreadyExists { .. } | BundleError::Io { .. } => "bundle_unreadable",
+            BundleError::Manifest(_) => "malformed_manifest",
+        }
+    }
+
+    /// Whether this is about the bytes offered (too large, malformed) rather
+    /// than the host failing to read them.
+    pub fn is_about_content(&self) -> bool {
+        matches!(
+            self,
+            BundleError::Read(ReadCappedError::TooLarge { .. })
+                | BundleError::TooManySignatures { .. }
+                | BundleError::SingleFile { .. }
+                | BundleError::Manifest(_)
+        )
+    }
+}
+
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
     move |source| BundleError::Io { path: path.to_path_buf(), source }
 }
 
 impl BundleBytes {
     /// Reads `module.wasm`, `manifest.json` and every `signatures/*.minisig`.
+    ///
+    /// A directory holding only `module.wasm`, where that module carries its
+    /// bundle in a custom section (see [`crate::embed`]), is the single-file
+    /// form deployed as a directory and reads the same as the separate files.
     pub fn read(dir: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
-        let module = read_required(&dir.join(MODULE_FILE), limits.max_module_bytes)?;
-        let manifest = read_required(&dir.join(MANIFEST_FILE), MAX_MANIFEST_BYTES as u64)?;
-        let sig_dir = dir.join(SIGNATURES_DIR);
-        let mut signatures = Vec::new();
-        match fs::read_dir(&sig_dir) {
-            Ok(entries) => {
-                for entry in entries {
-                    let entry = entry.map_err(io_error(&sig_dir))?;
-                    let file_name = entry.file_name().to_string_lossy().into_owned();
-                    if !file_name.ends_with(SIGNATURE_SUFFIX) {
-                        continue;
-                    }
-                    if signatures.len() == limits.max_signatures {
-                        return Err(BundleError::TooManySignatures {
-                            path: sig_dir,
-                            count: limits.max_signatures + 1,
-                            max: limits.max_signatures,
-                        });
-                    }
-                    let bytes = read_capped(&entry.path(), MAX_SIGNATURE_FILE_BYTES as u64)?;
-                    signatures.push(SignatureFile { file_name, bytes });
+        let module_path = dir.join(MODULE_FILE);
+        let module = read_required(&module_path, limits.single_file_cap())?;
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let manifest = match read_required(&manifest_path, MAX_MANIFEST_BYTES as u64) {
+            Ok(manifest) => Some(manifest),
+            Err(BundleError::Missing { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let signatures = read_signatures(&dir.join(SIGNATURES_DIR), limits)?;
+        match manifest {
+            Some(manifest) => {
+                if module.len() as u64 > limits.max_module_bytes {
+                    return Err(BundleError::Read(ReadCappedError::TooLarge {
+                        path: module_path,
+                        size: module.len() as u64,
+                        max: limits.max_module_bytes,
+                    }));
                 }
+                Ok(Self { module, manifest, signatures })
             }
-            // No signatures directory is an unsigned bundle, which verification reports.
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_error(&sig_dir)(e)),
+            None if signatures.is_empty() && crate::embed::carries_bundle_section(&module) => {
+                crate::embed::extract(&module, limits)
+                    .map_err(|source| BundleError::SingleFile { path: module_path, source })
+            }
+            None => Err(BundleError::Missing { path: manifest_path }),
         }
-        // Directory order is not stable; make everything downstream deterministic.
-        signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-        Ok(Self { module, manifest, signatures })
     }
-}
 
-impl BundleBytes {
     /// Reads a bundle directory, or a single-file module carrying its bundle in
     /// a custom section (see [`crate::embed`]): both verify the same way.
     pub fn read_any(path: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
         if path.is_dir() {
             return Self::read(path, limits);
         }
-        let file = read_required(path, limits.max_module_bytes + MAX_MANIFEST_BYTES as u64 + 64 * 1024)?;
-        crate::embed::extract(&file).map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
+        let file = read_required(path, limits.single_file_cap())?;
+        crate::embed::extract(&file, limits)
+            .map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
     }
+}
+
+/// Every `*.minisig` in `sig_dir`, in name order; none if it does not exist.
+fn read_signatures(sig_dir: &Path, limits: &ReadLimits) -> Result<Vec<SignatureFile>, BundleError> {
+    let mut signatures = Vec::new();
+    match fs::read_dir(sig_dir) {
+        Ok(entries) => {
+            for entry in entries {
+                let entry = entry.map_err(io_error(sig_dir))?;
+                let file_name = entry.file_name().to_string_lossy().into_owned();
+                if !file_name.ends_with(SIGNATURE_SUFFIX) {
+                    continue;
+                }
+                if signatures.len() == limits.max_signatures {
+                    return Err(BundleError::TooManySignatures {
+                        path: sig_dir.to_path_buf(),
+                        count: limits.max_signatures + 1,
+                        max: limits.max_signatures,
+                    });
+                }
+                let bytes = read_capped(&entry.path(), MAX_SIGNATURE_FILE_BYTES as u64)?;
+                signatures.push(SignatureFile { file_name, bytes });
+            }
+        }
+        // No signatures directory is an unsigned bundle, which verification reports.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(sig_dir)(e)),
+    }
+    // Directory order is not stable; make everything downstream deterministic.
+    signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+    Ok(signatures)
 }
 
 fn read_required(path: &Path, max: u64) -> Result<Vec<u8>, BundleError> {

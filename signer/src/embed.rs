@@ -4,7 +4,9 @@
 //!
 //! Layout: the module's own sections, then exactly one custom section named
 //! [`SECTION_NAME`], **last**. Its payload is canonical JSON
-//! `{"manifest": "<manifest.json text>", "signatures": [{"file": "<KEYID>.minisig", "text": "…"}]}`.
+//! `{"manifest": "<manifest.json text>", "signatures": [{"file": "<KEYID>.minisig", "text": "…"}]}`,
+//! in exactly the form [`embed`] writes (anything else is refused, so no byte
+//! of the file can change unnoticed, not even the unsigned ones).
 //! The manifest's module hash is over the bytes *before* that section, so
 //! embedding never changes what was signed, and extraction is a cut at the
 //! section's first byte. A file with two such sections, or with one that is not
@@ -12,8 +14,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{BundleBytes, SignatureFile};
+use crate::bundle::{BundleBytes, ReadLimits, SIGNATURE_SUFFIX, SignatureFile};
 use crate::canonical::to_canonical_bytes;
+use crate::minisign::Signature;
 
 /// Name of the custom section that carries the signed manifest.
 pub const SECTION_NAME: &str = "nightcore.bundle.v1";
@@ -37,6 +40,39 @@ pub enum EmbedError {
     NoSection,
     #[error("the {SECTION_NAME} section is malformed: {0}")]
     MalformedPayload(String),
+    #[error("the module inside the single file is {size} bytes, over the {max}-byte cap")]
+    ModuleTooLarge { size: u64, max: u64 },
+}
+
+impl EmbedError {
+    /// A stable snake_case code, the same wherever a single file is read
+    /// (`signer verify`, `runtime exec`, the guardian).
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            EmbedError::NotWasm => "not_wasm",
+            EmbedError::MalformedSection { .. } => "malformed_module",
+            EmbedError::DuplicateSection { .. } => "duplicate_bundle_section",
+            EmbedError::SectionNotLast { .. } => "bundle_section_not_last",
+            EmbedError::NoSection => "no_bundle_section",
+            EmbedError::MalformedPayload(_) => "malformed_bundle_section",
+            EmbedError::ModuleTooLarge { .. } => "file_too_large",
+        }
+    }
+}
+
+/// Room a bundle section may take on top of the module cap: the manifest and
+/// the signature files, JSON-escaped.
+pub fn section_allowance(max_signatures: usize) -> u64 {
+    let escaped = |bytes: usize| bytes as u64 * 2;
+    escaped(crate::manifest::MAX_MANIFEST_BYTES)
+        + escaped(crate::minisign::MAX_SIGNATURE_FILE_BYTES) * max_signatures as u64
+        + 4096
+}
+
+/// Whether `file` ends in our section. Malformed files answer `false`; the
+/// reader that then expects a directory bundle reports what is missing.
+pub fn carries_bundle_section(file: &[u8]) -> bool {
+    matches!(find_section(file), Ok(Some(_)))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -129,53 +165,94 @@ fn write_leb_u32(mut value: u32, out: &mut Vec<u8>) {
     }
 }
 
+/// The untrusted comment every embedded signature carries. minisign does not
+/// sign that line, so the single-file form fixes it rather than let it vary.
+pub const EMBEDDED_UNTRUSTED_COMMENT: &str = "signature from minisign secret key";
+
 /// Writes the single-file form of a bundle. A module that already carries our
 /// section (re-embedding) has it replaced, never a second one appended.
+///
+/// Signature files are normalised: each is named after its key id and carries
+/// [`EMBEDDED_UNTRUSTED_COMMENT`]. Neither the name nor that comment is
+/// signed, so fixing them is what lets [`extract`] refuse *every* changed
+/// byte: a file whose section is not exactly what `embed` writes is refused.
 pub fn embed(bundle: &BundleBytes) -> Result<Vec<u8>, EmbedError> {
     let module = match find_section(&bundle.module)? {
         Some(found) => &bundle.module[..found.start],
         None => &bundle.module[..],
     };
-    let manifest = String::from_utf8(bundle.manifest.clone())
+    let section = encode_section(&bundle.manifest, &bundle.signatures)?;
+    let mut out = Vec::with_capacity(module.len() + section.len());
+    out.extend_from_slice(module);
+    out.extend_from_slice(&section);
+    Ok(out)
+}
+
+/// The whole custom section (id, size, name, payload) for these parts, in
+/// the one canonical form.
+fn encode_section(manifest: &[u8], signatures: &[SignatureFile]) -> Result<Vec<u8>, EmbedError> {
+    let manifest = String::from_utf8(manifest.to_vec())
         .map_err(|_| EmbedError::MalformedPayload("manifest is not UTF-8".into()))?;
-    let signatures = bundle
-        .signatures
+    let mut embedded = signatures
         .iter()
         .map(|s| {
-            let text = String::from_utf8(s.bytes.clone())
-                .map_err(|_| EmbedError::MalformedPayload(format!("{} is not UTF-8", s.file_name)))?;
-            Ok(EmbeddedSignature { file: s.file_name.clone(), text })
+            let mut signature = Signature::from_file_bytes(&s.bytes)
+                .map_err(|e| EmbedError::MalformedPayload(format!("{}: {e}", s.file_name)))?;
+            signature.untrusted_comment = EMBEDDED_UNTRUSTED_COMMENT.to_string();
+            Ok(EmbeddedSignature {
+                file: format!("{}{SIGNATURE_SUFFIX}", signature.key_id),
+                text: signature.to_file_text(),
+            })
         })
         .collect::<Result<Vec<_>, EmbedError>>()?;
-    let payload = to_canonical_bytes(&Payload { manifest, signatures })
+    embedded.sort_by(|a, b| (&a.file, &a.text).cmp(&(&b.file, &b.text)));
+    let payload = to_canonical_bytes(&Payload { manifest, signatures: embedded })
         .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
     let mut content = Vec::with_capacity(payload.len() + SECTION_NAME.len() + 5);
     write_leb_u32(SECTION_NAME.len() as u32, &mut content);
     content.extend_from_slice(SECTION_NAME.as_bytes());
     content.extend_from_slice(&payload);
     let size = u32::try_from(content.len()).map_err(|_| EmbedError::MalformedPayload("section over 4 GiB".into()))?;
-    let mut out = Vec::with_capacity(module.len() + content.len() + 6);
-    out.extend_from_slice(module);
-    out.push(0);
-    write_leb_u32(size, &mut out);
-    out.extend_from_slice(&content);
-    Ok(out)
+    let mut section = Vec::with_capacity(content.len() + 6);
+    section.push(0);
+    write_leb_u32(size, &mut section);
+    section.extend_from_slice(&content);
+    Ok(section)
 }
 
 /// Splits a single-file module back into the bundle it carries: the module
 /// bytes before the section, the manifest and the signature files. The result
 /// goes through the same [`crate::verify::verify_bundle`] as a directory bundle.
-pub fn extract(file: &[u8]) -> Result<BundleBytes, EmbedError> {
+///
+/// The section must be byte for byte what [`embed`] writes for the parts it
+/// holds, so the bytes no signature covers (file names, untrusted comments,
+/// JSON spacing and escapes, base64 padding bits) cannot be altered either.
+pub fn extract(file: &[u8], limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
     let found = find_section(file)?.ok_or(EmbedError::NoSection)?;
+    if found.start as u64 > limits.max_module_bytes {
+        return Err(EmbedError::ModuleTooLarge { size: found.start as u64, max: limits.max_module_bytes });
+    }
     let payload: Payload = serde_json::from_slice(&file[found.payload.clone()])
         .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
-    let mut signatures: Vec<SignatureFile> = payload
+    if payload.signatures.len() > limits.max_signatures {
+        return Err(EmbedError::MalformedPayload(format!(
+            "{} signatures, over the cap of {}",
+            payload.signatures.len(),
+            limits.max_signatures
+        )));
+    }
+    let signatures: Vec<SignatureFile> = payload
         .signatures
         .into_iter()
         .map(|s| SignatureFile { file_name: s.file, bytes: s.text.into_bytes() })
         .collect();
-    signatures.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-    Ok(BundleBytes { module: file[..found.start].to_vec(), manifest: payload.manifest.into_bytes(), signatures })
+    let manifest = payload.manifest.into_bytes();
+    if encode_section(&manifest, &signatures)? != file[found.start..] {
+        return Err(EmbedError::MalformedPayload(
+            "the section is not in the canonical form signer embed writes".into(),
+        ));
+    }
+    Ok(BundleBytes { module: file[..found.start].to_vec(), manifest, signatures })
 }
 
 #[cfg(test)]
@@ -183,11 +260,46 @@ mod tests {
     use super::*;
 
     fn bundle() -> BundleBytes {
+        let key = crate::minisign::SecretKey::from_seed(&[7; 32], crate::minisign::KeyId([1; 8]));
+        let signature = key.sign(b"{\"k\":1}", "file:manifest.json").unwrap();
         BundleBytes {
             // A module with a type section and an unrelated custom section.
             module: b"\0asm\x01\0\0\0\x01\x04\x01\x60\0\0\0\x06\x04note\x01".to_vec(),
             manifest: b"{\"k\":1}".to_vec(),
-            signatures: vec![SignatureFile { file_name: "A.minisig".into(), bytes: b"sig".to_vec() }],
+            signatures: vec![SignatureFile {
+                file_name: format!("{}.minisig", signature.key_id),
+                bytes: signature.to_file_text().into_bytes(),
+            }],
+        }
+    }
+
+    #[test]
+    fn signature_names_and_untrusted_comments_are_normalised_and_then_fixed() {
+        let mut b = bundle();
+        let text = String::from_utf8(b.signatures[0].bytes.clone()).unwrap();
+        b.signatures[0].bytes = text.replace(EMBEDDED_UNTRUSTED_COMMENT, "anything at all").into_bytes();
+        b.signatures[0].file_name = "manifest.json.minisig".into();
+        let file = embed(&b).unwrap();
+        assert_eq!(file, embed(&bundle()).unwrap());
+        assert_eq!(extract(&file, &ReadLimits::default()).unwrap(), bundle());
+        // The same JSON value spelled differently is not what embed writes.
+        let module_len = bundle().module.len();
+        let payload_at = file.windows(2).position(|w| w == b"{\"").unwrap();
+        let payload = String::from_utf8(file[payload_at..].to_vec()).unwrap();
+        for respelled in
+            [payload.replacen("{\"manifest\":", "{ \"manifest\":", 1), payload.replacen(":1}", ":\\u0031}", 1)]
+        {
+            assert_ne!(respelled, payload);
+            let mut content = Vec::new();
+            write_leb_u32(SECTION_NAME.len() as u32, &mut content);
+            content.extend_from_slice(SECTION_NAME.as_bytes());
+            content.extend_from_slice(respelled.as_bytes());
+            let mut forged = file[..module_len].to_vec();
+            forged.push(0);
+            write_leb_u32(content.len() as u32, &mut forged);
+            forged.extend_from_slice(&content);
+            let err = extract(&forged, &ReadLimits::default()).unwrap_err();
+            assert!(matches!(err, EmbedError::MalformedPayload(ref m) if m.contains("canonical")), "{err}");
         }
     }
 
@@ -196,7 +308,7 @@ mod tests {
         let b = bundle();
         let file = embed(&b).unwrap();
         assert!(file.starts_with(&b.module));
-        assert_eq!(extract(&file).unwrap(), b);
+        assert_eq!(extract(&file, &ReadLimits::default()).unwrap(), b);
         let mut with_file_as_module = b.clone();
         with_file_as_module.module = file.clone();
         assert_eq!(embed(&with_file_as_module).unwrap(), file, "re-embedding replaces the section");
@@ -208,22 +320,25 @@ mod tests {
         let section = file[bundle().module.len()..].to_vec();
         let mut twice = file.clone();
         twice.extend_from_slice(&section);
-        assert_eq!(extract(&twice).unwrap_err(), EmbedError::DuplicateSection { count: 2 });
+        assert_eq!(extract(&twice, &ReadLimits::default()).unwrap_err(), EmbedError::DuplicateSection { count: 2 });
         let mut not_last = file.clone();
         not_last.extend_from_slice(b"\x00\x02\x01x");
-        assert_eq!(extract(&not_last).unwrap_err(), EmbedError::SectionNotLast { offset: bundle().module.len() });
+        assert_eq!(
+            extract(&not_last, &ReadLimits::default()).unwrap_err(),
+            EmbedError::SectionNotLast { offset: bundle().module.len() }
+        );
     }
 
     #[test]
     fn malformed_input_is_refused_without_panicking() {
-        assert_eq!(extract(b"nope").unwrap_err(), EmbedError::NotWasm);
-        assert_eq!(extract(&bundle().module).unwrap_err(), EmbedError::NoSection);
+        assert_eq!(extract(b"nope", &ReadLimits::default()).unwrap_err(), EmbedError::NotWasm);
+        assert_eq!(extract(&bundle().module, &ReadLimits::default()).unwrap_err(), EmbedError::NoSection);
         let file = embed(&bundle()).unwrap();
         for cut in 8..file.len() {
-            let _ = extract(&file[..cut]);
+            let _ = extract(&file[..cut], &ReadLimits::default());
         }
         let mut bad_size = bundle().module;
         bad_size.extend_from_slice(b"\x00\xff\xff\xff\xff\x7f");
-        assert!(matches!(extract(&bad_size).unwrap_err(), EmbedError::MalformedSection { .. }));
+        assert!(matches!(extract(&bad_size, &ReadLimits::default()).unwrap_err(), EmbedError::MalformedSection { .. }));
     }
 }

@@ -131,6 +131,20 @@ impl Node {
         path
     }
 
+    /// Writes the single-file form of a bundle (`signer embed`) as the only
+    /// file of the tenant directory `DEPLOY/<tenant>/module.wasm`.
+    pub fn deploy_single_file(&self, tenant: &str, version: u64, signers: &[usize]) -> PathBuf {
+        let staged = self.root.join(format!("single-{tenant}-{version}"));
+        let _ = fs::remove_dir_all(&staged);
+        self.bundle_at(&staged, tenant, version, signers);
+        let bytes = signer::bundle::BundleBytes::read(&staged, &signer::bundle::ReadLimits::default()).expect("read");
+        let dir = self.tenant(tenant);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("tenant dir");
+        fs::write(dir.join("module.wasm"), signer::embed::embed(&bytes).expect("embed")).expect("write");
+        dir
+    }
+
     /// Deploys a new bundle the recommended way: written complete beside the
     /// tenant (under a dot name, which nothing runs), then renamed into place.
     pub fn swap_in(&self, tenant: &str, version: u64, signers: &[usize]) {

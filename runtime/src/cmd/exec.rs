@@ -60,7 +60,7 @@ a usage or I/O error.";
 /// Arguments of `runtime exec`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle directory to run; with --all, the deploy directory holding one bundle directory per tenant.
+    /// The bundle to run: a bundle directory or a single-file module (`signer embed`); with --all, the deploy directory holding one bundle directory per tenant.
     bundle: PathBuf,
 
     /// Arguments for the guest, after `--`; the guest sees its tenant name as argv[0].

@@ -24,7 +24,7 @@ pub struct Args {
     /// The receipt file of the original run (made with `exec --deterministic --receipt`).
     receipt: PathBuf,
 
-    /// The bundle directory to run again; it is verified like any other.
+    /// The bundle to run again (directory or single-file module); it is verified like any other.
     bundle: PathBuf,
 
     #[command(flatten)]

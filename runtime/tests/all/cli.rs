@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 use signer::manifest::{Capabilities, Preopen, PreopenMode};
 
-use crate::support::{Signer, exit_module, fixture, unsigned_bundle};
+use crate::support::{Signer, exit_module, fixture, single_file, unsigned_bundle};
 
 const EXE: &str = env!("CARGO_BIN_EXE_runtime");
 
@@ -323,4 +323,58 @@ fn all_runs_every_tenant_in_isolation() {
     assert_eq!(json["summary"]["exited_zero"], 2);
     assert_eq!(json["summary"]["stopped_by_limit"], 1);
     assert_eq!(json["summary"]["refused"], 3);
+}
+
+#[test]
+fn a_single_file_module_runs_and_is_refused_exactly_like_its_bundle() {
+    let node = Node::new();
+    let audit = node.path("state/audit.log");
+    std::fs::create_dir_all(audit.parent().unwrap()).unwrap();
+    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let module_len = std::fs::read(bundle.join("module.wasm")).unwrap().len();
+    let file = node.path("hello.signed.wasm");
+    std::fs::write(&file, single_file(&bundle)).unwrap();
+
+    let (code, json) = node.exec_json(&["--audit", s(&audit), s(&file)]);
+    assert_eq!((code, &json["stdout"], &json["verification"]), (0, &"hello\n".into(), &"verified".into()), "{json}");
+    let (_, from_bundle) = node.exec_json(&[s(&bundle)]);
+    assert_eq!(json["module_sha256"], from_bundle["module_sha256"], "the same bytes are verified and run");
+
+    // A code byte: the signed hash no longer matches, as for a bundle.
+    let mut code_flip = std::fs::read(&file).unwrap();
+    code_flip[module_len - 2] ^= 1;
+    let tampered = node.path("code-flip.wasm");
+    std::fs::write(&tampered, &code_flip).unwrap();
+    let (code, json) = node.exec_json(&["--audit", s(&audit), s(&tampered)]);
+    assert_refused(&json, code, "verify", "hash_mismatch", "module hash mismatch");
+
+    // An unsigned byte of the section (the untrusted comment) is still refused.
+    let mut comment_flip = std::fs::read(&file).unwrap();
+    let at = comment_flip.windows(7).rposition(|w| w == b"minisig").unwrap() + 12;
+    comment_flip[at] ^= 1;
+    std::fs::write(&tampered, &comment_flip).unwrap();
+    let (code, json) = node.exec_json(&["--audit", s(&audit), s(&tampered)]);
+    assert_refused(&json, code, "read", "malformed_bundle_section", "canonical form");
+
+    // A plain module with no bundle inside is not runnable.
+    std::fs::write(&tampered, fixture("hello")).unwrap();
+    let (code, json) = node.exec_json(&[s(&tampered)]);
+    assert_refused(&json, code, "read", "no_bundle_section", "carries no nightcore.bundle.v1 section");
+
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<(&str, &str)> =
+        entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["data"]["reason"].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        kinds,
+        [("run.finished", ""), ("run.refused", "hash_mismatch"), ("run.refused", "malformed_bundle_section")]
+    );
+
+    // Deployed as a tenant directory holding only module.wasm, it runs under --all.
+    let deploy = node.path("deploy");
+    std::fs::create_dir_all(deploy.join("hello")).unwrap();
+    std::fs::write(deploy.join("hello/module.wasm"), single_file(&bundle)).unwrap();
+    let (code, json) = node.exec_json(&["--all", s(&deploy)]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["tenants"][0]["stdout"], "hello\n");
 }

@@ -76,6 +76,12 @@ impl Signer {
     }
 }
 
+/// The single-file form (`signer embed`) of the bundle directory `bundle`.
+pub fn single_file(bundle: &Path) -> Vec<u8> {
+    let bytes = signer::bundle::BundleBytes::read(bundle, &signer::bundle::ReadLimits::default()).unwrap();
+    signer::embed::embed(&bytes).unwrap()
+}
+
 /// Writes an unsigned bundle for `tenant` at `out`.
 pub fn unsigned_bundle(out: &Path, tenant: &str, module: &[u8], caps: Capabilities) -> PathBuf {
     let manifest = Manifest {
