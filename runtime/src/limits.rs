@@ -16,6 +16,24 @@ pub const MAX_INSTANCES: usize = 1;
 /// Default cap on table elements.
 pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 100_000;
 
+// Compile-time caps. Cranelift cannot be interrupted, so the cost of compiling
+// is bounded from the bytes before it starts. Measured on 2 shared cores
+// (wasmtime 48, see `hostile` in the runtime tests): 100k empty functions
+// compile in about 8 s, every declared local costs about 64 ns, and block
+// nesting costs quadratically (10k levels 0.3 s, 30k levels 2 s). Real
+// programs stay far below each cap: large Rust or C programs have tens of
+// thousands of functions, LLVM's deepest nesting comes from `br_table`
+// lowering (one level per `match` arm), and functions rarely declare more
+// than a few hundred locals.
+
+/// Functions a module may define.
+pub const MAX_DEFINED_FUNCTIONS: u32 = 100_000;
+/// Nesting depth of blocks, loops and ifs within one function.
+pub const MAX_CONTROL_DEPTH: u32 = 10_000;
+/// Locals declared across all functions of a module (wasmparser already
+/// caps one function at 50,000).
+pub const MAX_DECLARED_LOCALS: u64 = 5_000_000;
+
 /// The growth caps of one store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GuestLimits {

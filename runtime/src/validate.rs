@@ -34,7 +34,7 @@
 
 use wasmparser::{Parser, Payload, TypeRef, ValType, Validator};
 
-use crate::limits::{MAX_MEMORIES, MAX_TABLES};
+use crate::limits::{MAX_CONTROL_DEPTH, MAX_DECLARED_LOCALS, MAX_DEFINED_FUNCTIONS, MAX_MEMORIES, MAX_TABLES};
 
 /// The only import module name a guest may use.
 pub const WASI_MODULE: &str = "wasi_snapshot_preview1";
@@ -124,6 +124,12 @@ pub enum ValidationError {
     TooManyMemories { count: usize, max: usize },
     #[error("module has {count} tables; at most {max} allowed")]
     TooManyTables { count: usize, max: usize },
+    #[error("module defines {count} functions; at most {max} allowed")]
+    TooManyFunctions { count: u64, max: u32 },
+    #[error("defined function {function} nests blocks more than {max} deep")]
+    NestingTooDeep { function: u32, max: u32 },
+    #[error("module declares {count} locals in all; at most {max} allowed")]
+    TooManyLocals { count: u64, max: u64 },
     #[error("module does not export a `_start` function of type () -> ()")]
     NoStart,
     #[error("module imports WASI functions but exports no memory named `memory` for them to use")]
@@ -141,6 +147,9 @@ impl ValidationError {
             ValidationError::SharedMemory => "shared_memory",
             ValidationError::TooManyMemories { .. } => "too_many_memories",
             ValidationError::TooManyTables { .. } => "too_many_tables",
+            ValidationError::TooManyFunctions { .. } => "too_many_functions",
+            ValidationError::NestingTooDeep { .. } => "nesting_too_deep",
+            ValidationError::TooManyLocals { .. } => "too_many_locals",
             ValidationError::NoStart => "no_start",
             ValidationError::NoMemoryExport => "no_memory_export",
         }
@@ -152,6 +161,54 @@ impl ValidationError {
 pub struct ModuleSummary {
     /// The WASI functions the module imports, in import order.
     pub imports: Vec<String>,
+}
+
+/// Refuses a function section declaring more than [`MAX_DEFINED_FUNCTIONS`],
+/// reading only the section headers.
+fn check_function_count(bytes: &[u8]) -> Result<(), ValidationError> {
+    for payload in Parser::new(0).parse_all(bytes) {
+        match payload {
+            Ok(Payload::FunctionSection(reader)) if reader.count() > MAX_DEFINED_FUNCTIONS => {
+                return Err(ValidationError::TooManyFunctions {
+                    count: reader.count().into(),
+                    max: MAX_DEFINED_FUNCTIONS,
+                });
+            }
+            // The code section is where the cost is; nothing after it matters here.
+            Ok(Payload::CodeSectionStart { .. }) | Err(_) => return Ok(()),
+            Ok(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The locals `body` declares, after checking its block nesting against
+/// [`MAX_CONTROL_DEPTH`]. `body` has passed validation.
+fn compile_cost(body: &wasmparser::FunctionBody<'_>, function: u32) -> Result<u64, ValidationError> {
+    let malformed = |e: wasmparser::BinaryReaderError| ValidationError::Malformed(e.to_string());
+    let mut locals = 0u64;
+    for group in body.get_locals_reader().map_err(malformed)? {
+        locals += u64::from(group.map_err(malformed)?.0);
+    }
+    let mut depth = 0u32;
+    let mut reader = body.get_operators_reader().map_err(malformed)?;
+    while !reader.eof() {
+        match reader.read().map_err(malformed)? {
+            wasmparser::Operator::Block { .. }
+            | wasmparser::Operator::Loop { .. }
+            | wasmparser::Operator::If { .. }
+            | wasmparser::Operator::TryTable { .. }
+            | wasmparser::Operator::Try { .. } => {
+                depth += 1;
+                if depth > MAX_CONTROL_DEPTH {
+                    return Err(ValidationError::NestingTooDeep { function, max: MAX_CONTROL_DEPTH });
+                }
+            }
+            wasmparser::Operator::End => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(locals)
 }
 
 /// Validates `bytes` under `policy`, refusing anything over `max_module_bytes`
@@ -167,7 +224,10 @@ pub fn validate_module(
     if Parser::is_component(bytes) {
         return Err(ValidationError::Component);
     }
-    // Full validation first, so that everything below reads a well-formed module
+    // The function count first: it is one number in the bytes, and validating
+    // a million functions is itself slow.
+    check_function_count(bytes)?;
+    // Full validation next, so that everything below reads a well-formed module
     // and a malformed one is reported with wasmparser's own message.
     Validator::new().validate_all(bytes).map_err(|e| ValidationError::Malformed(e.to_string()))?;
 
@@ -179,6 +239,8 @@ pub fn validate_module(
     let mut types: Vec<(Vec<ValType>, Vec<ValType>)> = Vec::new();
     let mut start_function = None;
     let mut exports_memory = false;
+    let mut declared_locals = 0u64;
+    let mut defined = 0u32;
     let malformed = |e: wasmparser::BinaryReaderError| ValidationError::Malformed(e.to_string());
 
     for payload in Parser::new(0).parse_all(bytes) {
@@ -214,6 +276,13 @@ pub fn validate_module(
                 }
             }
             Payload::TableSection(reader) => tables += reader.count() as usize,
+            Payload::CodeSectionEntry(body) => {
+                declared_locals += compile_cost(&body, defined)?;
+                if declared_locals > MAX_DECLARED_LOCALS {
+                    return Err(ValidationError::TooManyLocals { count: declared_locals, max: MAX_DECLARED_LOCALS });
+                }
+                defined += 1;
+            }
             Payload::MemorySection(reader) => {
                 for memory in reader {
                     if memory.map_err(malformed)?.shared {

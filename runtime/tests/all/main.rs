@@ -7,6 +7,7 @@
 mod cache;
 mod cli;
 mod contain;
+mod hostile;
 mod pipeline;
 mod receipts;
 mod support;
