@@ -9,6 +9,7 @@
 pub mod bundle;
 pub mod canonical;
 pub mod config;
+pub mod dsse;
 pub mod embed;
 pub mod fsutil;
 pub mod keyfile;
@@ -16,3 +17,4 @@ pub mod manifest;
 pub mod minisign;
 pub mod trust;
 pub mod verify;
+pub mod wasmsig;

@@ -27,7 +27,10 @@ struct Cli {
 enum Command {
     Bundle(cmd::bundle::Args),
     Embed(cmd::embed::EmbedArgs),
+    ExportWasmsig(cmd::wasmsig::ExportArgs),
+    ExportWasmsigKey(cmd::wasmsig::ExportKeyArgs),
     Extract(cmd::embed::ExtractArgs),
+    ImportWasmsigKey(cmd::wasmsig::ImportKeyArgs),
     Inspect(cmd::inspect::Args),
     Keygen(cmd::keygen::Args),
     Sign(cmd::sign::Args),
@@ -46,7 +49,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Bundle(args) => cmd::bundle::run(args),
         Command::Embed(args) => cmd::embed::embed(args),
+        Command::ExportWasmsig(args) => cmd::wasmsig::export(args),
+        Command::ExportWasmsigKey(args) => cmd::wasmsig::export_key(args),
         Command::Extract(args) => cmd::embed::extract(args),
+        Command::ImportWasmsigKey(args) => cmd::wasmsig::import_key(args),
         Command::Inspect(args) => cmd::inspect::run(args),
         Command::Keygen(args) => cmd::keygen::run(args),
         Command::Sign(args) => cmd::sign::run(args),

@@ -15,3 +15,4 @@ mod pipeline;
 mod signer_cli;
 mod support;
 mod tidy;
+mod wasmsig;

@@ -1,15 +1,57 @@
 //! The build pipeline end to end: `cargo xtask sign --request-only`, the
-//! offline `signer sign` by two maintainers, `cargo xtask sign --attach`, and
-//! `cargo xtask verify-reproducible` against the signed bundle.
+//! offline `signer sign` by two maintainers, `cargo xtask sign --attach`, the
+//! build provenance statement beside the bundle (in-toto / SLSA in a DSSE
+//! envelope) signed by both, and `cargo xtask verify-reproducible` against the
+//! signed bundle and statement, tampered and honest.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use signer::dsse::{Envelope, EnvelopePolicy, verify_envelope};
+use signer::keyfile::{PasswordSource, load_secret_key};
+use signer::trust::TrustStore;
 
 use crate::support::{cmd, run};
 
 fn keygen(dir: &Path, name: &str) {
     let r = run(cmd("signer").args(["keygen", "--danger-unencrypted-for-tests", "--name", name]).arg("--out").arg(dir));
     assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+fn read_envelope(path: &Path) -> Envelope {
+    Envelope::from_json_bytes(&fs::read(path).unwrap()).unwrap()
+}
+
+fn json_of(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes).unwrap()
+}
+
+/// `cargo xtask verify-reproducible --json hello` with extra arguments: exit
+/// code, the JSON and stderr.
+fn verify_reproducible(dist: &Path, extra: &[&std::ffi::OsStr]) -> (i32, serde_json::Value, String) {
+    let r = run(cmd("xtask").args(["verify-reproducible", "--json", "hello"]).arg("--dist").arg(dist).args(extra));
+    let json = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+    (r.code, json, r.stderr)
+}
+
+/// A copy of the modules workspace without build output.
+fn copy_modules(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_modules(&entry.path(), &target);
+            }
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn modules_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("modules")
 }
 
 #[test]
@@ -28,6 +70,34 @@ fn cold_storage_round_trip_and_rebuild() {
     assert_eq!(bundle, dist.join("hello/1"));
     assert_eq!(out["bundles"][0]["signed_by"], serde_json::Value::Null);
     assert!(fs::read_dir(bundle.join("signatures")).unwrap().next().is_none(), "request-only signs nothing");
+
+    // The statement to be signed sits beside the bundle, not inside it.
+    let statement_path = dist.join("hello/1.intoto.json");
+    assert_eq!(out["bundles"][0]["statement"], statement_path.to_str().unwrap());
+    let requested = read_envelope(&statement_path);
+    assert!(requested.signatures.is_empty(), "request-only leaves the statement unsigned too");
+    assert_eq!(requested.payload_type, "application/vnd.in-toto+json");
+    let statement = json_of(&requested.payload);
+    let manifest = json_of(&fs::read(bundle.join("manifest.json")).unwrap());
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(statement["subject"].as_array().unwrap().len(), 1);
+    assert_eq!(statement["subject"][0]["name"], "hello/1/module.wasm");
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], manifest["module"]["sha256"]);
+    assert_eq!(statement["subject"][0]["digest"]["sha256"], out["bundles"][0]["module_sha256"]);
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["buildType"], "https://nightcore.dev/xtask-build/v1");
+    assert_eq!(definition["externalParameters"]["target"], "wasm32-wasip1");
+    assert_eq!(definition["externalParameters"]["buildFlags"], manifest["provenance"]["build_flags"]);
+    assert_eq!(definition["internalParameters"]["toolchain"]["rustc"], manifest["provenance"]["toolchain"]);
+    assert!(definition["internalParameters"]["toolchain"]["cargo"].as_str().unwrap().starts_with("cargo 1.95.0"));
+    let dependencies = definition["resolvedDependencies"].as_array().unwrap();
+    assert_eq!(dependencies[0]["digest"]["nightcoreSourceTreeV1"], manifest["provenance"]["source_tree_sha256"]);
+    assert_eq!(dependencies[1]["name"], "Cargo.lock");
+    assert_eq!(dependencies[1]["digest"]["sha256"], manifest["provenance"]["cargo_lock_sha256"]);
+    assert!(
+        statement["predicate"]["runDetails"]["metadata"]["invocationId"].as_str().unwrap().starts_with("urn:uuid:")
+    );
 
     keygen(dir.path(), "alice");
     keygen(dir.path(), "bob");
@@ -49,9 +119,45 @@ fn cold_storage_round_trip_and_rebuild() {
     let both = attach();
     assert_eq!(both.code, 0, "{}{}", both.stdout, both.stderr);
     assert!(both.stdout.contains("hello v1  verified"), "{}", both.stdout);
+    // `signer sign` signs the manifest only: the statement is still unsigned, which is reported, not failed.
+    assert!(
+        both.stdout.contains(&format!("build provenance: {} is unsigned", statement_path.display())),
+        "{}",
+        both.stdout
+    );
+
+    // Signing with the key directly (same version, same bytes) signs the statement already there.
+    for name in ["alice", "bob"] {
+        let r = run(cmd("xtask")
+            .args(["sign", "hello", "--json", "--key"])
+            .arg(dir.path().join(format!("{name}.key")))
+            .arg("--dist")
+            .arg(&dist));
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+        assert_eq!(out["bundles"][0]["created"], false);
+        assert_eq!(out["bundles"][0]["statement"], statement_path.to_str().unwrap());
+    }
+    let signed = read_envelope(&statement_path);
+    assert_eq!(signed.payload, requested.payload, "every signer signs the one statement written with the bundle");
+    let trust_store = TrustStore::load(&trust).unwrap();
+    let policy = EnvelopePolicy { payload_type: "application/vnd.in-toto+json", tenant: "hello" };
+    // Sorted as key ids sort (by their bytes), which is how verifiers list signers.
+    let mut key_ids: Vec<signer::minisign::KeyId> = ["alice", "bob"]
+        .iter()
+        .map(|name| {
+            load_secret_key(&dir.path().join(format!("{name}.key")), PasswordSource::EnvironmentOnly).unwrap().key_id()
+        })
+        .collect();
+    key_ids.sort();
+    let keys: Vec<String> = key_ids.iter().map(ToString::to_string).collect();
+    let signers: Vec<String> =
+        verify_envelope(&signed, &trust_store, &policy).unwrap().iter().map(ToString::to_string).collect();
+    assert_eq!(signers, keys);
+    assert!(attach().stdout.contains(&format!("build provenance: {} verified", statement_path.display())));
 
     let verify = run(cmd("xtask")
-        .args(["verify-reproducible", "--json", "hello"])
+        .args(["verify-reproducible", "--json", "--require-statement", "hello"])
         .arg("--dist")
         .arg(&dist)
         .arg("--trust")
@@ -61,13 +167,100 @@ fn cold_storage_round_trip_and_rebuild() {
     assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
     let report: serde_json::Value = serde_json::from_str(&verify.stdout).unwrap();
     assert_eq!(report["modules"][0]["status"], "identical");
+    let checked = &report["modules"][0]["statement"];
+    assert_eq!(checked["status"], "verified", "{report:#}");
+    assert_eq!(checked["path"], statement_path.to_str().unwrap());
+    assert_eq!(checked["signers"], serde_json::json!(keys));
+    assert_eq!(checked["differences"], serde_json::json!([]), "every recorded input matches the rebuild");
 
     let log = fs::read_to_string(&audit_log).unwrap();
-    let kinds: Vec<String> = log
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["kind"].as_str().unwrap().to_string())
-        .collect();
+    let entries: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["module.signed", "module.rebuilt"]);
+    assert_eq!(entries[1]["data"]["statement"], "verified");
+
+    // The statement is checked before anything is rebuilt. A payload edited
+    // under its signatures: a bad signature, a definite "no".
+    let honest = fs::read(&statement_path).unwrap();
+    let lock = manifest["provenance"]["cargo_lock_sha256"].as_str().unwrap();
+    let mut edited = signed.clone();
+    edited.payload = String::from_utf8(edited.payload).unwrap().replace(lock, &"0".repeat(64)).into_bytes();
+    assert_ne!(edited.payload, signed.payload);
+    fs::write(&statement_path, edited.to_json_bytes()).unwrap();
+    let (code, json, stderr) = verify_reproducible(&dist, &["--trust".as_ref(), trust.as_os_str()]);
+    assert_eq!(code, 1, "{json:#}{stderr}");
+    let module = &json["modules"][0];
+    assert_eq!(module["status"], "unverified");
+    assert_eq!(module["statement"]["status"], "unverified");
+    assert_eq!(module["statement"]["reason"], "bad_signature");
+    let error = module["error"].as_str().unwrap();
+    assert!(error.contains("the build provenance statement") && error.contains("bad signature by key"), "{error}");
+
+    // The same edit signed again by both maintainers: the signatures verify,
+    // but the statement no longer tells the manifest's story, and says where.
+    edited.signatures.clear();
+    for name in ["alice", "bob"] {
+        edited
+            .sign(&load_secret_key(&dir.path().join(format!("{name}.key")), PasswordSource::EnvironmentOnly).unwrap());
+    }
+    assert!(verify_envelope(&edited, &trust_store, &policy).is_ok());
+    fs::write(&statement_path, edited.to_json_bytes()).unwrap();
+    let (code, json, stderr) = verify_reproducible(&dist, &["--trust".as_ref(), trust.as_os_str()]);
+    assert_eq!(code, 1, "{json:#}{stderr}");
+    let module = &json["modules"][0];
+    assert_eq!(module["statement"]["status"], "invalid");
+    assert_eq!(module["statement"]["reason"], "manifest_mismatch");
+    let error = module["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("cargo_lock_sha256 (statement \"{}\", manifest \"{lock}\")", "0".repeat(64))),
+        "{error}"
+    );
+
+    // A bundle without a statement (signed before they existed) is reported;
+    // with --require-statement it is a "no".
+    fs::remove_file(&statement_path).unwrap();
+    let (code, json, stderr) =
+        verify_reproducible(&dist, &["--trust".as_ref(), trust.as_os_str(), "--require-statement".as_ref()]);
+    assert_eq!(code, 1, "{json:#}{stderr}");
+    assert_eq!(json["modules"][0]["statement"]["status"], "missing");
+    fs::write(&statement_path, &honest).unwrap();
+
+    // A rebuild from a changed source: the bytes differ, and the report names
+    // the recorded inputs the rebuild did not use, with both values.
+    let changed = dir.path().join("changed-modules");
+    copy_modules(&modules_dir(), &changed);
+    let main = changed.join("hello/src/main.rs");
+    let source = fs::read_to_string(&main).unwrap();
+    fs::write(&main, source.replace("const DEFAULT_NAME: &str = \"world\";", "const DEFAULT_NAME: &str = \"moon\";"))
+        .unwrap();
+    let extra = ["--trust".as_ref(), trust.as_os_str(), "--modules-dir".as_ref(), changed.as_os_str()];
+    let (code, json, stderr) = verify_reproducible(&dist, &extra);
+    assert_eq!(code, 1, "{json:#}{stderr}");
+    let module = &json["modules"][0];
+    assert_eq!(module["status"], "different");
+    assert_eq!(module["statement"]["status"], "verified");
+    let differences = module["statement"]["differences"].as_array().unwrap();
+    let source_tree = differences.iter().find(|d| d["field"] == "source_tree_sha256").expect("source tree named");
+    let recorded_tree = manifest["provenance"]["source_tree_sha256"].as_str().unwrap();
+    assert_eq!(source_tree["recorded"], recorded_tree);
+    assert_ne!(source_tree["rebuilt"], recorded_tree);
+    // The copy is no git checkout, so its commit may be named too; nothing else changed.
+    for d in differences {
+        assert!(matches!(d["field"].as_str().unwrap(), "source_tree_sha256" | "commit"), "{d}");
+    }
+    let human = run(cmd("xtask")
+        .args(["verify-reproducible", "hello"])
+        .arg("--dist")
+        .arg(&dist)
+        .arg("--trust")
+        .arg(&trust)
+        .arg("--modules-dir")
+        .arg(&changed));
+    assert_eq!(human.code, 1, "{}{}", human.stdout, human.stderr);
+    assert!(human.stdout.contains("NOT reproducible"), "{}", human.stdout);
+    let line =
+        format!("    source_tree_sha256: recorded {recorded_tree} now {}\n", source_tree["rebuilt"].as_str().unwrap());
+    assert!(human.stdout.contains(&line), "{}", human.stdout);
 
     // A manifest edited after signing: the rebuild check refuses it as unverified (exit 1).
     let manifest = bundle.join("manifest.json");

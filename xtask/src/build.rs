@@ -16,14 +16,14 @@
 use anyhow::{Context, Result, bail, ensure};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use signer::manifest::{Capabilities, ModuleDigest, Provenance, validate_name};
+use signer::manifest::{Capabilities, ModuleDigest, Provenance, format_rfc3339, validate_name};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::progress::Progress;
 use crate::source_tree;
-use crate::toolchain::{self, Toolchain};
+use crate::toolchain::{self, Toolchain, ToolchainIdentity};
 
 /// The only target tenant modules are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip1";
@@ -386,6 +386,35 @@ pub struct BuiltModule {
     pub provenance: Provenance,
     /// What the module asks for, from its `Cargo.toml`.
     pub capabilities: Capabilities,
+    /// The compiler's identity beyond [`Provenance::toolchain`], for the build
+    /// provenance statement.
+    #[serde(skip)]
+    pub toolchain_identity: ToolchainIdentity,
+    /// When and as which invocation the build ran, for the statement.
+    #[serde(skip)]
+    pub run: BuildRun,
+}
+
+/// When, and as which invocation, one call of [`build_discovered`] ran: the
+/// `runDetails.metadata` of the build provenance statements of its modules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildRun {
+    /// `urn:uuid:` and a random (version 4) UUID, one per build invocation.
+    pub invocation_id: String,
+    /// When cargo was started, RFC 3339 UTC in whole seconds.
+    pub started_on: String,
+    /// When cargo finished.
+    pub finished_on: String,
+}
+
+/// A fresh `urn:uuid:` invocation id (RFC 9562 version 4).
+pub fn new_invocation_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex = hex::encode(bytes);
+    format!("urn:uuid:{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 impl BuiltModule {
@@ -469,6 +498,8 @@ pub fn build_discovered(
         let variable = format!("CARGO_PROFILE_RELEASE_{}", key.replace('-', "_").to_uppercase());
         cargo.env(variable, value);
     }
+    let invocation_id = new_invocation_id();
+    let started_on = format_rfc3339(time::OffsetDateTime::now_utc());
     cargo
         .env("CARGO_TARGET_DIR", &target_dir)
         .env("CARGO_HOME", &cargo_home)
@@ -476,6 +507,7 @@ pub fn build_discovered(
         .env("CARGO_ENCODED_RUSTFLAGS", remap.passed.join("\x1f"))
         .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string());
     toolchain::run_showing_progress(&mut cargo, options.progress).context("cannot build the modules")?;
+    let run = BuildRun { invocation_id, started_on, finished_on: format_rfc3339(time::OffsetDateTime::now_utc()) };
 
     let cargo_lock_sha256 = hex::encode(Sha256::digest(
         std::fs::read(modules_dir.join("Cargo.lock")).context("cannot read the modules Cargo.lock")?,
@@ -511,6 +543,8 @@ pub fn build_discovered(
             size: bytes.len() as u64,
             provenance,
             capabilities: module.metadata.capabilities,
+            toolchain_identity: toolchain.identity.clone(),
+            run: run.clone(),
         });
     }
     Ok(built)
@@ -631,6 +665,17 @@ mod tests {
         assert_eq!(flags.passed.len(), 2, "{:?}", flags.passed);
         assert!(flags.passed.iter().any(|f| f.contains(real.to_str().unwrap())));
         assert_eq!(flags.recorded, ["--remap-path-prefix=<modules>=/nightcore/modules"]);
+    }
+
+    #[test]
+    fn invocation_ids_are_random_version_4_uuids() {
+        let (first, second) = (new_invocation_id(), new_invocation_id());
+        assert_ne!(first, second);
+        let uuid = first.strip_prefix("urn:uuid:").unwrap();
+        let groups: Vec<usize> = uuid.split('-').map(str::len).collect();
+        assert_eq!(groups, [8, 4, 4, 4, 12]);
+        assert_eq!(&uuid[14..15], "4");
+        assert!(matches!(&uuid[19..20], "8" | "9" | "a" | "b"), "{uuid}");
     }
 
     #[test]

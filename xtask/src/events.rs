@@ -33,6 +33,7 @@ pub fn module_signed(log_path: &Path, bundle: &SignedBundle) -> Result<()> {
             "manifest_sha256": bundle.manifest_sha256,
             "key_id": bundle.signed_by.map(|k| k.to_string()),
             "request_only": bundle.signed_by.is_none(),
+            "statement": bundle.statement.as_ref().map(|p| p.display().to_string()),
         }),
     )
 }
@@ -42,7 +43,9 @@ pub fn module_rebuilt(
     module: &str,
     version: u64,
     report: &crate::rebuild::RebuildReport,
+    statement: &crate::provenance::StatementReport,
 ) -> Result<()> {
+    let differing: Vec<&str> = statement.differences.iter().map(|d| d.field).collect();
     record(
         log_path,
         kinds::MODULE_REBUILT,
@@ -52,6 +55,8 @@ pub fn module_rebuilt(
             "identical": report.identical,
             "expected_sha256": report.expected.sha256,
             "actual_sha256": report.actual.sha256,
+            "statement": statement.status,
+            "differing_inputs": differing,
         }),
     )
 }

@@ -1,13 +1,15 @@
 //! The library half of `cargo xtask`: reproducible wasm32-wasip1 builds of the
-//! tenant modules in `modules/`, and the comparison of a rebuild against signed
-//! bytes. The binary (`main.rs` and `cmd/`) only parses arguments, prints and
-//! picks exit codes, so that tests and later subcommands (`sign`, `demo`) call
-//! the same functions the command line does.
+//! tenant modules in `modules/`, their build provenance statements, and the
+//! comparison of a rebuild against signed bytes. The binary (`main.rs` and
+//! `cmd/`) only parses arguments, prints and picks exit codes, so that tests
+//! and later subcommands (`sign`, `demo`) call the same functions the command
+//! line does.
 #![forbid(unsafe_code)]
 
 pub mod build;
 pub mod events;
 pub mod progress;
+pub mod provenance;
 pub mod rebuild;
 pub mod sign;
 pub mod source_tree;

@@ -6,6 +6,11 @@
 //! A version number is a promise: once `dist/<module>/<version>/` exists, it
 //! only ever gains signatures. Rebuilding the same version to different bytes
 //! is refused, since those would be two different modules under one version.
+//!
+//! The build provenance statement (`dist/<module>/<version>.intoto.json`, see
+//! [`crate::provenance`]) is born with the bundle and, like it, only gains
+//! signatures: a later signer signs the statement already there, so that all
+//! of a release's signers sign one payload.
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
@@ -17,6 +22,7 @@ use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, verify_bundle};
 
 use crate::build::BuiltModule;
+use crate::provenance;
 
 /// What happened to one module's bundle.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -32,6 +38,9 @@ pub struct SignedBundle {
     /// Whether the bundle was created in this run (otherwise it existed already
     /// with the same module bytes and only gained a signature).
     pub created: bool,
+    /// The build provenance statement beside the bundle, signed by `signed_by`
+    /// too; `None` for a bundle made before statements existed.
+    pub statement: Option<PathBuf>,
 }
 
 /// Writes (or reuses) the unsigned bundle of `built` in `dist_dir`, then signs
@@ -44,7 +53,7 @@ pub fn bundle_and_sign(
 ) -> Result<SignedBundle> {
     let dir = crate::verify::bundle_dir(dist_dir, &built.name, built.version);
     let module = std::fs::read(&built.wasm_path).with_context(|| format!("reading {}", built.wasm_path.display()))?;
-    let created = if dir.exists() {
+    let (created, statement) = if dir.exists() {
         let existing = BundleBytes::read(&dir, &ReadLimits::default())?;
         let manifest = Manifest::from_bytes(&existing.manifest)
             .with_context(|| format!("existing bundle {} has a bad manifest", dir.display()))?;
@@ -59,7 +68,7 @@ pub fn bundle_and_sign(
                 built.sha256
             );
         }
-        false
+        (false, provenance::sign_existing(&dir, &manifest, key)?)
     } else {
         let expires = time::OffsetDateTime::now_utc() + time::Duration::days(i64::from(valid_days));
         let manifest = Manifest {
@@ -72,8 +81,12 @@ pub fn bundle_and_sign(
             provenance: built.provenance.clone(),
             capabilities: built.capabilities.clone(),
         };
+        // The statement first: a bundle directory without its statement beside
+        // it would look like one made before statements existed.
+        let statement = provenance::envelope_path(&dir);
+        provenance::write_envelope(&statement, &provenance::envelope_for(built, key)?)?;
         write_unsigned(&dir, &module, &manifest)?;
-        true
+        (true, Some(statement))
     };
     let manifest_bytes = std::fs::read(dir.join(MANIFEST_FILE))?;
     let signed_by = match key {
@@ -94,6 +107,7 @@ pub fn bundle_and_sign(
         manifest_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest_bytes)),
         signed_by,
         created,
+        statement,
     })
 }
 

@@ -21,6 +21,44 @@ pub struct Toolchain {
     /// `rustc --print sysroot`, exactly as rustc prints it; it is remapped out
     /// of the module and is where the wasm32-wasip1 standard library must be.
     pub sysroot: PathBuf,
+    /// What `rustc -vV` and `cargo -V` say beyond the `rustc -V` line; recorded
+    /// in the build provenance statement (see `crate::provenance`).
+    pub identity: ToolchainIdentity,
+}
+
+/// The compiler's identity beyond `rustc -V`: the full commit, the host it
+/// runs on, its LLVM and the cargo that drove it. Two builds with equal
+/// `rustc -V` lines but different hosts can differ (proc macros and build
+/// scripts run on the host), so a rebuild reports these too.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolchainIdentity {
+    /// `commit-hash:` of `rustc -vV`.
+    pub rustc_commit_hash: String,
+    /// `host:` of `rustc -vV`, e.g. `x86_64-unknown-linux-gnu`.
+    pub rustc_host: String,
+    /// `LLVM version:` of `rustc -vV`.
+    pub llvm_version: String,
+    /// `cargo -V`, e.g. `cargo 1.95.0 (f2d3ce0bd 2026-03-21)`.
+    pub cargo_version: String,
+}
+
+/// Splits `rustc -vV` output into its first line (what `rustc -V` prints) and
+/// the fields of [`ToolchainIdentity`] it holds; missing fields stay empty.
+pub fn parse_rustc_verbose(text: &str) -> (String, ToolchainIdentity) {
+    let mut lines = text.lines();
+    let version = lines.next().unwrap_or_default().trim().to_owned();
+    let mut identity = ToolchainIdentity::default();
+    for line in lines {
+        let Some((key, value)) = line.split_once(':') else { continue };
+        let value = value.trim().to_owned();
+        match key.trim() {
+            "commit-hash" => identity.rustc_commit_hash = value,
+            "host" => identity.rustc_host = value,
+            "LLVM version" => identity.llvm_version = value,
+            _ => {}
+        }
+    }
+    (version, identity)
 }
 
 /// Reads the channel pinned by `dir/rust-toolchain.toml`.
@@ -60,9 +98,10 @@ pub fn rustc_version_matches(channel: &str, rustc_version: &str) -> bool {
 impl Toolchain {
     /// Asks the machine for the compiler of `channel` and checks it is that release.
     pub fn probe(channel: &str) -> Result<Self> {
-        let version = run_for_output(command_for(channel, "rustc").arg("-V")).with_context(|| {
+        let verbose = run_for_output(command_for(channel, "rustc").arg("-vV")).with_context(|| {
             format!("cannot run rustc of toolchain {channel} (install it with `rustup toolchain install {channel}`)")
         })?;
+        let (version, mut identity) = parse_rustc_verbose(&verbose);
         if !rustc_version_matches(channel, &version) {
             bail!(
                 "rustc reports {version:?} but the modules pin toolchain {channel}; run the build through rustup \
@@ -71,7 +110,9 @@ impl Toolchain {
         }
         let sysroot = run_for_output(command_for(channel, "rustc").args(["--print", "sysroot"]))
             .context("cannot ask rustc for its sysroot")?;
-        Ok(Self { channel: channel.to_owned(), rustc_version: version, sysroot: PathBuf::from(sysroot) })
+        identity.cargo_version =
+            run_for_output(command_for(channel, "cargo").arg("-V")).context("cannot ask cargo for its version")?;
+        Ok(Self { channel: channel.to_owned(), rustc_version: version, sysroot: PathBuf::from(sysroot), identity })
     }
 
     /// A command for a rustup-managed tool (`cargo`, `rustc`) of this toolchain.
@@ -169,6 +210,21 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_identity_from_rustc_verbose_output() {
+        let text = "rustc 1.95.0 (59807616e 2026-04-14)\nbinary: rustc\n\
+                    commit-hash: 59807616e1fa2540724bfbac14d7976d7e4a3860\ncommit-date: 2026-04-14\n\
+                    host: x86_64-unknown-linux-gnu\nrelease: 1.95.0\nLLVM version: 22.1.2\n";
+        let (version, identity) = parse_rustc_verbose(text);
+        assert_eq!(version, "rustc 1.95.0 (59807616e 2026-04-14)");
+        assert_eq!(identity.rustc_commit_hash, "59807616e1fa2540724bfbac14d7976d7e4a3860");
+        assert_eq!(identity.rustc_host, "x86_64-unknown-linux-gnu");
+        assert_eq!(identity.llvm_version, "22.1.2");
+        assert_eq!(identity.cargo_version, "", "cargo -V is asked separately");
+        let (version, identity) = parse_rustc_verbose("rustc 0.0.1");
+        assert_eq!((version.as_str(), identity), ("rustc 0.0.1", ToolchainIdentity::default()));
+    }
+
+    #[test]
     fn matches_rustc_version_lines() {
         assert!(rustc_version_matches("1.95.0", "rustc 1.95.0 (59807616e 2026-04-14)"));
         assert!(!rustc_version_matches("1.95.0", "rustc 1.95.1 (aaaaaaaaa 2026-05-01)"));
@@ -184,6 +240,7 @@ mod tests {
             channel: "0.0.1".to_owned(),
             rustc_version: "rustc 0.0.1".to_owned(),
             sysroot: sysroot.path().to_path_buf(),
+            identity: ToolchainIdentity::default(),
         };
         assert!(!toolchain.has_target("wasm32-wasip1"));
         let error = toolchain.ensure_target("wasm32-wasip1", Progress::Silent).unwrap_err();

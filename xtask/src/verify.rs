@@ -4,6 +4,10 @@
 //!
 //! Rebuilding somewhere else on purpose is the point: a build that only
 //! reproduces in the directory it was made in would hide leaked paths.
+//!
+//! The build provenance statement beside the bundle is checked before the
+//! rebuild (see [`crate::provenance::check_statement`]) and compared with the
+//! rebuild's inputs after it.
 
 use anyhow::{Context, Result, bail, ensure};
 use signer::bundle::{BundleBytes, ReadLimits};
@@ -11,8 +15,9 @@ use signer::manifest::{Manifest, ModuleDigest, Provenance};
 use signer::trust::TrustStore;
 use std::path::{Path, PathBuf};
 
-use crate::build::{self, BuildOptions, ModuleCrate};
+use crate::build::{self, BuildOptions, BuiltModule, ModuleCrate};
 use crate::progress::Progress;
+use crate::provenance::{BuildInputs, StatementReport, StatementRequirement, check_statement};
 use crate::rebuild::{self, Artifact, RebuildReport};
 use crate::source_tree;
 use crate::toolchain::Toolchain;
@@ -37,6 +42,8 @@ pub struct VerifyOptions {
     pub trust: Option<TrustStore>,
     /// Audit log that records a `module.rebuilt` event per module.
     pub audit_log: Option<PathBuf>,
+    /// Whether a bundle without a (signed) provenance statement fails.
+    pub statement: StatementRequirement,
     pub progress: Progress,
 }
 
@@ -45,6 +52,17 @@ pub struct VerifyOptions {
 #[derive(Debug, thiserror::Error)]
 #[error("the signed bundle does not verify: {0}")]
 pub struct UnverifiedBundle(pub signer::verify::VerifyError);
+
+/// The build provenance statement beside the bundle is a definite "no"
+/// (exit 1): unreadable, about other bytes, disagreeing with the manifest,
+/// signed by keys that do not verify, or absent when one is required.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the build provenance statement {} does not verify: {}",
+    .0.path.display(),
+    .0.failure(StatementRequirement::Required).unwrap_or_default()
+)]
+pub struct UnverifiedStatement(pub StatementReport);
 
 /// A bundle read from disk whose `module.wasm` matches its manifest.
 #[derive(Debug, Clone)]
@@ -126,6 +144,9 @@ pub struct Verification {
     pub version: u64,
     pub bundle_dir: PathBuf,
     pub report: RebuildReport,
+    /// The provenance statement beside the bundle, its recorded inputs
+    /// compared with the rebuild's.
+    pub statement: StatementReport,
 }
 
 /// Verifies the signed bundle of the version of `module` that its source
@@ -134,12 +155,27 @@ pub struct Verification {
 pub fn verify_module(options: &VerifyOptions, toolchain: &Toolchain, module: &ModuleCrate) -> Result<Verification> {
     let version = module.metadata.version;
     let bundle = load_bundle(&options.dist_dir, &module.name, version, options.trust.as_ref())?;
-    let report = rebuild_and_compare(options, toolchain, module, &bundle.bytes.module, &bundle.manifest.provenance)?;
+    let mut statement = check_statement(&bundle.dir, &bundle.manifest, options.trust.as_ref())?;
+    if statement.failure(options.statement).is_some() {
+        return Err(UnverifiedStatement(statement).into());
+    }
+    let outcome = rebuild(options, toolchain, module, &bundle.bytes.module, &bundle.manifest.provenance)?;
+    statement.compare_with(&BuildInputs::of_build(&outcome.rebuilt));
+    let report = outcome.report;
     if let Some(log) = &options.audit_log {
-        crate::events::module_rebuilt(log, &module.name, version, &report)?;
+        crate::events::module_rebuilt(log, &module.name, version, &report, &statement)?;
     }
 
-    Ok(Verification { module: module.name.clone(), version, bundle_dir: bundle.dir, report })
+    Ok(Verification { module: module.name.clone(), version, bundle_dir: bundle.dir, report, statement })
+}
+
+/// A rebuild and how it compares.
+#[derive(Debug, Clone)]
+pub struct Rebuild {
+    pub report: RebuildReport,
+    /// What the rebuild made and with which inputs (its `wasm_path` is gone
+    /// with the temporary directory).
+    pub rebuilt: BuiltModule,
 }
 
 /// Rebuilds `module` from a copy of the modules workspace in a new temporary
@@ -152,6 +188,17 @@ pub fn rebuild_and_compare(
     expected: &[u8],
     recorded: &Provenance,
 ) -> Result<RebuildReport> {
+    Ok(rebuild(options, toolchain, module, expected, recorded)?.report)
+}
+
+/// [`rebuild_and_compare`], also returning what the rebuild made.
+pub fn rebuild(
+    options: &VerifyOptions,
+    toolchain: &Toolchain,
+    module: &ModuleCrate,
+    expected: &[u8],
+    recorded: &Provenance,
+) -> Result<Rebuild> {
     let name = &module.name;
     let scratch_parent = match &options.scratch_parent {
         Some(dir) => dir.clone(),
@@ -180,15 +227,16 @@ pub fn rebuild_and_compare(
     };
     // The copy is exact, so what was discovered in the original holds for it.
     let built = build::build_discovered(&build_options, toolchain, vec![module.clone()])?;
-    let [built] = built.as_slice() else {
-        bail!("the rebuild of {name} produced {} modules instead of one", built.len());
+    let Ok([built]) = <[BuiltModule; 1]>::try_from(built) else {
+        bail!("the rebuild of {name} did not produce exactly one module");
     };
     let actual =
         std::fs::read(&built.wasm_path).with_context(|| format!("cannot read {}", built.wasm_path.display()))?;
-    Ok(rebuild::compare(
+    let report = rebuild::compare(
         Artifact { bytes: expected, provenance: recorded },
         Artifact { bytes: &actual, provenance: &built.provenance },
-    ))
+    );
+    Ok(Rebuild { report, rebuilt: built })
 }
 
 #[cfg(test)]

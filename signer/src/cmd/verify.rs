@@ -1,32 +1,45 @@
-//! `signer verify`: the full bundle check, anywhere.
+//! `signer verify`: the full bundle check, anywhere. Also checks modules signed
+//! in the WebAssembly tool-conventions format (`wasmsign2`) against the same
+//! trust store and threshold.
 
-use std::path::PathBuf;
+use anyhow::Context;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 use signer::bundle::{BundleBytes, ReadLimits};
+use signer::fsutil::read_capped;
 use signer::trust::TrustStore;
 use signer::verify::verify_bundle;
+use signer::wasmsig::{starts_with_signature_section, verify_module};
 
 use crate::Outcome;
 
 /// Verify a bundle against a trust store: hash, signatures, k-of-n threshold, expiry and revocation.
+///
+/// A bundle is a directory or a single-file module made by `signer embed`. A .wasm file whose first section is a custom section named `signature` is checked as a module signed in the WebAssembly tool-conventions format (by `wasmsign2` or `signer export-wasmsig`): the same trust store, threshold of distinct keys and revocation apply. Such a module carries no manifest, so there is no name, version, expiry or capability to check, and the runtime does not run it.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Trust store directory (*.pub files and trust.toml).
     #[arg(long)]
     trust: PathBuf,
-    /// The bundle directory, or a single-file module made by `signer embed`.
+    /// The bundle directory, a single-file module made by `signer embed`, or a module signed in the tool-conventions format.
     bundle: PathBuf,
     /// Print the result as one JSON object (see `VerifyJson` in the source for its fields).
     #[arg(long)]
     json: bool,
 }
 
-/// `--json` output. `verified` is always present; on success the bundle's
-/// identity and signers follow, on failure `reason` (a stable snake_case code)
-/// and `message`.
+/// `--json` output. `verified` and `format` (`"bundle"`, or `"wasmsig"` for a
+/// tool-conventions signed module) are always present; on success the
+/// bundle's identity and signers follow, on failure `reason` (a stable
+/// snake_case code) and `message`. A wasmsig module has no manifest, so `name`,
+/// `version` and `manifest_sha256` are absent; it has `signed_sha256`, the hash
+/// its signatures cover, and `module_sha256` is the hash of the module without
+/// its signature section.
 #[derive(serde::Serialize)]
 struct VerifyJson {
     bundle: PathBuf,
+    format: &'static str,
     verified: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<String>,
@@ -37,6 +50,8 @@ struct VerifyJson {
     #[serde(skip_serializing_if = "Option::is_none")]
     manifest_sha256: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    signed_sha256: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     signers: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
@@ -44,21 +59,18 @@ struct VerifyJson {
     message: Option<String>,
 }
 
+/// Room for the signature section on top of the module cap (`wasmsig` caps its
+/// counts, so a real section is far smaller).
+const WASMSIG_SECTION_ALLOWANCE: u64 = 1024 * 1024;
+
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let trust = TrustStore::load(&args.trust)?;
+    if is_wasmsig_module(&args.bundle) {
+        return run_wasmsig(args, &trust);
+    }
     let bundle = BundleBytes::read_any(&args.bundle, &ReadLimits::default())?;
     let result = verify_bundle(bundle, &trust, time::OffsetDateTime::now_utc());
-    let mut out = VerifyJson {
-        bundle: args.bundle,
-        verified: result.is_ok(),
-        name: None,
-        version: None,
-        module_sha256: None,
-        manifest_sha256: None,
-        signers: None,
-        reason: None,
-        message: None,
-    };
+    let mut out = VerifyJson::new(args.bundle, "bundle", result.is_ok());
     match result {
         Ok(verified) => {
             if !args.json {
@@ -84,8 +96,78 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             out.message = Some(e.to_string());
         }
     }
-    if args.json {
-        crate::cmd::print_json(&out)?;
+    finish(&out, args.json)
+}
+
+impl VerifyJson {
+    fn new(bundle: PathBuf, format: &'static str, verified: bool) -> Self {
+        Self {
+            bundle,
+            format,
+            verified,
+            name: None,
+            version: None,
+            module_sha256: None,
+            manifest_sha256: None,
+            signed_sha256: None,
+            signers: None,
+            reason: None,
+            message: None,
+        }
+    }
+}
+
+fn finish(out: &VerifyJson, json: bool) -> anyhow::Result<Outcome> {
+    if json {
+        crate::cmd::print_json(out)?;
     }
     Ok(if out.verified { Outcome::Success } else { Outcome::VerificationFailed })
+}
+
+/// The detection rule: a regular file whose first section is a custom section
+/// named `signature`. Anything else, including a file that cannot be opened, goes
+/// to the bundle reader, which names the problem.
+fn is_wasmsig_module(path: &Path) -> bool {
+    if path.is_dir() {
+        return false;
+    }
+    let mut prefix = Vec::with_capacity(32);
+    match std::fs::File::open(path) {
+        Ok(file) => file.take(32).read_to_end(&mut prefix).is_ok() && starts_with_signature_section(&prefix),
+        Err(_) => false,
+    }
+}
+
+fn run_wasmsig(args: Args, trust: &TrustStore) -> anyhow::Result<Outcome> {
+    let max = ReadLimits::default().max_module_bytes + WASMSIG_SECTION_ALLOWANCE;
+    let file = read_capped(&args.bundle, max).with_context(|| format!("reading {}", args.bundle.display()))?;
+    let result = verify_module(&file, trust);
+    let mut out = VerifyJson::new(args.bundle, "wasmsig", result.is_ok());
+    match result {
+        Ok(verified) => {
+            let signers: Vec<String> = verified.signers.iter().map(ToString::to_string).collect();
+            if !args.json {
+                println!(
+                    "verified wasmsig module (module sha256 {}, signed sha256 {}) signed by {}",
+                    verified.module_sha256,
+                    verified.signed_sha256,
+                    signers.join(", ")
+                );
+                println!(
+                    "note: a wasmsig module carries no manifest (no name, version, expiry or capabilities); the runtime runs signed bundles only"
+                );
+            }
+            out.module_sha256 = Some(verified.module_sha256);
+            out.signed_sha256 = Some(verified.signed_sha256);
+            out.signers = Some(signers);
+        }
+        Err(e) => {
+            if !args.json {
+                println!("verification failed ({}): {e}", e.reason_code());
+            }
+            out.reason = Some(e.reason_code());
+            out.message = Some(e.to_string());
+        }
+    }
+    finish(&out, args.json)
 }

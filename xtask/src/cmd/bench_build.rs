@@ -49,6 +49,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         cargo_home: None,
         trust: None,
         audit_log: None,
+        statement: xtask::provenance::StatementRequirement::Optional,
         progress: Progress::Silent,
     };
 

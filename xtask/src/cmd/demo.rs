@@ -3,8 +3,10 @@
 //! throwaway directory (`target/demo/`) and narrates each step:
 //!
 //! 1. throwaway maintainer keys, a host key and a 2-of-2 trust store;
-//! 2. reproducible builds, bundles in `dist/`, two signatures each;
-//! 3. a rebuild from source at another path, compared byte for byte;
+//! 2. reproducible builds, bundles in `dist/`, two signatures each, and a
+//!    build provenance statement (in-toto / SLSA, DSSE-signed) beside each;
+//! 3. a rebuild from source at another path, compared byte for byte, and the
+//!    statement checked against the trust store and the rebuild's inputs;
 //! 4. each module run by `runtime exec` under its signed policy, and a
 //!    tampered bundle refused;
 //! 5. `guardian watch` over a deploy directory, a tampering write, and the
@@ -22,6 +24,7 @@ use signer::minisign::{KeyProtection, SecretKey};
 use signer::trust::write_trust_store;
 use xtask::build::{BuildOptions, build_modules, discover_workspace_modules, select_modules};
 use xtask::progress::Progress;
+use xtask::provenance::StatementRequirement;
 use xtask::sign::bundle_and_sign;
 use xtask::verify::{VerifyOptions, verify_module};
 
@@ -85,7 +88,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     say(
         "2. Reproducible build and signing",
-        "Each module is built for wasm32-wasip1 with a pinned toolchain, remapped paths and a fixed profile, bundled into dist/<module>/<version>/ with its capabilities in the manifest, and signed by both maintainers.",
+        "Each module is built for wasm32-wasip1 with a pinned toolchain, remapped paths and a fixed profile, bundled into dist/<module>/<version>/ with its capabilities in the manifest, and signed by both maintainers. Beside each bundle goes its build provenance: an in-toto statement with a SLSA provenance predicate (source tree, commit, toolchain, flags, Cargo.lock), in a DSSE envelope both maintainers sign too.",
     );
     let dist = work.join("dist");
     let mut options = BuildOptions::for_workspace(&root, progress);
@@ -107,12 +110,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             module.size,
             &module.sha256[..16]
         ));
+        if let Some(statement) = &signed.statement {
+            detail(format!("  provenance: {} (signed by alice and bob)", statement.display()));
+        }
         bundles.push(signed);
     }
 
     say(
         "3. Rebuild from source",
-        "hello is rebuilt from a copy of its source at a different path, with its own target directory, and compared byte for byte with the signed module.",
+        "hello is rebuilt from a copy of its source at a different path, with its own target directory, and compared byte for byte with the signed module. Its provenance statement is checked against the trust store, and every input it records against the rebuild's.",
     );
     let (toolchain, modules) = discover_workspace_modules(&root.join("modules"), progress)?;
     let hello = select_modules(modules, &["hello".to_string()])?;
@@ -123,6 +129,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         cargo_home: None,
         trust: Some(signer::trust::TrustStore::load(&trust)?),
         audit_log: Some(audit_log.clone()),
+        statement: StatementRequirement::Required,
         progress,
     };
     for module in &hello {
@@ -133,6 +140,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             xtask::rebuild::render_human("hello", &v.report)
         );
         detail(format!("hello v{}: identical (sha256 {}…)", v.version, &v.report.actual.sha256[..16]));
+        let signers: Vec<String> = v.statement.signers.iter().map(ToString::to_string).collect();
+        detail(format!("provenance: verified, signed by {}", signers.join(", ")));
+        if v.statement.differences.is_empty() {
+            detail("every recorded input (source tree, commit, toolchain, flags, Cargo.lock) matches the rebuild");
+        } else {
+            for d in &v.statement.differences {
+                detail(format!("recorded input differs: {}: recorded {} now {}", d.field, d.recorded, d.rebuilt));
+            }
+        }
     }
 
     say(

@@ -1,7 +1,10 @@
-//! `cargo xtask sign`: build, bundle into `dist/<module>/<version>/`, sign, and
-//! record `module.signed` in the audit log. `--request-only` stops before
-//! signing (the bundle goes to the offline machine for `signer sign`);
-//! `--attach` checks the signatures that came back.
+//! `cargo xtask sign`: build, bundle into `dist/<module>/<version>/`, write
+//! the build provenance statement beside it (`<version>.intoto.json`), sign
+//! both, and record `module.signed` in the audit log. `--request-only` stops
+//! before signing (the bundle goes to the offline machine for `signer sign`,
+//! which signs the manifest only; the statement stays unsigned until a
+//! `cargo xtask sign --key` on the same version signs it); `--attach` checks
+//! the signatures that came back, the statement's too.
 
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -11,16 +14,18 @@ use signer::keyfile::{PasswordSource, load_secret_key};
 use signer::trust::TrustStore;
 use xtask::build::{BuildOptions, build_modules};
 use xtask::progress::Progress;
+use xtask::provenance::{StatementRequirement, StatementStatus, check_statement};
 use xtask::sign::{SignedBundle, bundle_and_sign, check_attached};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Modules to sign, by package name [default: all].
     pub modules: Vec<String>,
-    /// Secret key to sign with (password from NIGHTCORE_KEY_PASSWORD or a prompt).
+    /// Secret key to sign with (password from NIGHTCORE_KEY_PASSWORD or a prompt); it signs both the
+    /// manifest and the build provenance statement beside the bundle (<dist>/<module>/<version>.intoto.json).
     #[arg(long, required_unless_present_any = ["request_only", "attach"])]
     pub key: Option<PathBuf>,
-    /// Build and write the unsigned bundles only, for the offline `signer sign` step.
+    /// Build and write the unsigned bundles and statements only, for the offline `signer sign` step.
     #[arg(long, conflicts_with_all = ["key", "attach"])]
     pub request_only: bool,
     /// Do not build or sign: verify the bundles in dist/ against --trust, after
@@ -42,7 +47,7 @@ pub struct Args {
     /// Build timestamp (seconds since the epoch); default: the last commit's time.
     #[arg(long, env = "SOURCE_DATE_EPOCH")]
     pub source_date_epoch: Option<u64>,
-    /// Print one JSON object: {"bundles": [{module, version, bundle_dir, module_sha256, manifest_sha256, signed_by, created}]}.
+    /// Print one JSON object: {"bundles": [{module, version, bundle_dir, module_sha256, manifest_sha256, signed_by, created, statement}]}.
     #[arg(long)]
     pub json: bool,
 }
@@ -85,6 +90,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 b.bundle_dir.display(),
                 b.module_sha256
             );
+            match &b.statement {
+                Some(path) => text += &format!("  build provenance statement {}\n", path.display()),
+                None => text += "  no build provenance statement (the bundle predates them)\n",
+            }
         }
         super::print_stdout(&text)?;
     }
@@ -110,6 +119,17 @@ fn attach(args: &Args, dist: &std::path::Path) -> Result<ExitCode> {
                     module.metadata.version,
                     signers.join(", ")
                 );
+                let statement = check_statement(&dir, &v.manifest, Some(&trust))?;
+                failed |= statement.failure(StatementRequirement::Optional).is_some();
+                text += &match statement.status {
+                    StatementStatus::Unsigned => format!(
+                        "  build provenance: {} is unsigned (`signer sign` signs the manifest only; \
+                         `cargo xtask sign --key KEY {}` signs the statement too)\n",
+                        statement.path.display(),
+                        module.name
+                    ),
+                    _ => xtask::provenance::render_human(&statement),
+                };
             }
             Err(e) => {
                 failed = true;

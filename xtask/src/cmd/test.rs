@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command. Installs what the tests need
-//! on a fresh machine (the `minisign` CLI, Chromium, the wasm32-wasip1 target), builds the
+//! on a fresh machine (the `minisign` and `wasmsign2` CLIs, Chromium, the wasm32-wasip1 target), builds the
 //! binaries the end-to-end tests drive, then runs every test of the workspace.
 //! Nothing is skipped for want of a tool: a missing tool is installed or the
 //! run fails saying why.
@@ -20,6 +20,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let root = xtask::workspace_root();
     let progress = Progress::for_stderr();
     ensure_minisign(progress)?;
+    ensure_wasmsign2(progress)?;
     ensure_chromium(progress)?;
     let toolchain = xtask::toolchain::Toolchain::probe(&xtask::toolchain::pinned_channel(&root)?)?;
     toolchain.ensure_target(xtask::build::WASM_TARGET, progress)?;
@@ -52,6 +53,31 @@ fn ensure_minisign(progress: Progress) -> Result<()> {
     }
     progress.notice("the minisign CLI is missing; installing it with apt-get (Debian package minisign)");
     apt_install("minisign")
+}
+
+/// The `wasmsign2-cli` release the tool-conventions interop tests are pinned to
+/// (also in `.ci/run`).
+const WASMSIGN2_CLI_VERSION: &str = "0.2.8";
+
+/// Installs the wasmsign2 CLI with `cargo install` when it is missing (the
+/// tool-conventions interop tests check our signed modules with it and its with
+/// us); it builds in a minute or two.
+fn ensure_wasmsign2(progress: Progress) -> Result<()> {
+    let found = || Command::new("wasmsign2").arg("--version").output().is_ok_and(|o| o.status.success());
+    if found() {
+        return Ok(());
+    }
+    let argv = ["install", "--locked", "wasmsign2-cli", "--version", WASMSIGN2_CLI_VERSION];
+    progress.notice(format!("the wasmsign2 CLI is missing; installing it with `cargo {}`", argv.join(" ")));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo).args(argv).status().context("running cargo install wasmsign2-cli")?;
+    if !status.success() {
+        bail!("`cargo {}` failed; install wasmsign2-cli by hand and run again", argv.join(" "));
+    }
+    if !found() {
+        bail!("wasmsign2 was installed but is not on PATH; add cargo's bin directory (usually ~/.cargo/bin) to PATH");
+    }
+    Ok(())
 }
 
 /// Installs Chromium when it is missing: the dashboard test loads the HTML

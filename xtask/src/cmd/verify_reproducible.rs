@@ -1,8 +1,11 @@
 //! `cargo xtask verify-reproducible [MODULE…]`: rebuilds each signed module
-//! from source at another path and checks the bytes are the signed ones.
+//! from source at another path and checks the bytes are the signed ones, and
+//! checks the build provenance statement beside each bundle, naming every
+//! input it records that the rebuild did not use.
 //!
-//! Exit status: 0 when every module rebuilt identically, 1 when any differs,
-//! 2 on an error (missing bundle, bad manifest, failed build).
+//! Exit status: 0 when every module rebuilt identically, 1 when any differs
+//! (or its bundle or statement does not verify), 2 on an error (missing
+//! bundle, bad manifest, failed build).
 
 use anyhow::Result;
 use serde::Serialize;
@@ -10,13 +13,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use xtask::build::{discover_workspace_modules, select_modules};
 use xtask::progress::Progress;
+use xtask::provenance::{StatementReport, StatementRequirement};
 use xtask::rebuild::{RebuildReport, render_human};
-use xtask::verify::{DIST_DIR, UnverifiedBundle, VerifyOptions, verify_module};
+use xtask::verify::{DIST_DIR, UnverifiedBundle, UnverifiedStatement, VerifyOptions, verify_module};
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Exit status: 0 = every module rebuilt to identical bytes, 1 = at least one did not, \
                         2 = an error (missing bundle, bad manifest, failed build); a bundle whose signatures do not verify \
-                        against --trust counts as 1.")]
+                        against --trust counts as 1, and so does a build provenance statement (<bundle>.intoto.json) \
+                        that is malformed, about other bytes, at odds with the manifest or, with --trust, not signed by \
+                        enough trusted keys. A missing or unsigned statement is reported but only fails with \
+                        --require-statement.")]
 pub struct Args {
     /// Modules to verify, by package name; all modules when none is named.
     /// The version checked is the one the module's Cargo.toml declares.
@@ -40,9 +47,18 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     pub audit: Option<PathBuf>,
 
+    /// Fail (exit 1) when a bundle has no build provenance statement beside it,
+    /// or only an unsigned one.
+    #[arg(long)]
+    pub require_statement: bool,
+
     /// Print one JSON document: {"all_identical": bool, "modules": [{"module",
     /// "version", "status": "identical"|"different"|"unverified"|"error", "error"?,
-    /// "bundle"?, "report"?}]}, where "report" is xtask::rebuild::RebuildReport.
+    /// "bundle"?, "report"?, "statement"?}]}, where "report" is
+    /// xtask::rebuild::RebuildReport and "statement" is
+    /// xtask::provenance::StatementReport ({"path", "status", "reason"?, "error"?,
+    /// "signers", "signature_count", "differences": [{"field", "recorded",
+    /// "rebuilt"}]}).
     #[arg(long)]
     pub json: bool,
 }
@@ -70,6 +86,9 @@ struct JsonModule {
     bundle: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     report: Option<RebuildReport>,
+    /// The build provenance statement, whenever it was looked at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statement: Option<StatementReport>,
 }
 
 /// The `--json` output.
@@ -89,6 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         cargo_home: None,
         trust: args.trust.as_deref().map(signer::trust::TrustStore::load).transpose()?,
         audit_log: args.audit,
+        statement: if args.require_statement { StatementRequirement::Required } else { StatementRequirement::Optional },
         progress,
     };
     let (toolchain, modules) = discover_workspace_modules(&options.modules_dir, progress)?;
@@ -105,15 +125,21 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 error: None,
                 bundle: Some(verification.bundle_dir),
                 report: Some(verification.report),
+                statement: Some(verification.statement),
             },
-            Err(e) => JsonModule {
-                module: module.name.clone(),
-                version: module.metadata.version,
-                status: if e.is::<UnverifiedBundle>() { Status::Unverified } else { Status::Error },
-                error: Some(format!("{e:#}")),
-                bundle: None,
-                report: None,
-            },
+            Err(e) => {
+                let statement = e.downcast_ref::<UnverifiedStatement>().map(|u| u.0.clone());
+                let unverified = e.is::<UnverifiedBundle>() || statement.is_some();
+                JsonModule {
+                    module: module.name.clone(),
+                    version: module.metadata.version,
+                    status: if unverified { Status::Unverified } else { Status::Error },
+                    error: Some(format!("{e:#}")),
+                    bundle: None,
+                    report: None,
+                    statement,
+                }
+            }
         };
         if !args.json {
             print_human(&result)?;
@@ -132,7 +158,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn print_human(result: &JsonModule) -> Result<()> {
     let title = format!("{} version {}", result.module, result.version);
     match (&result.report, &result.error) {
-        (Some(report), _) => super::print_stdout(&render_human(&title, report))?,
+        (Some(report), _) => {
+            let mut text = render_human(&title, report);
+            if let Some(statement) = &result.statement {
+                text += &xtask::provenance::render_human(statement);
+            }
+            super::print_stdout(&text)?;
+        }
         (None, Some(error)) => eprintln!("error: {title}: {error}"),
         (None, None) => {}
     }
