@@ -269,7 +269,9 @@ fn single_file_round_trip_verifies_the_same_and_refuses_flipped_bytes() {
 
     let back = dir.path().join("back");
     assert_eq!(run(cmd("signer").arg("extract").arg(&single).arg("--out").arg(&back)).code, 0);
-    for file in ["module.wasm", "manifest.json"] {
+    let signature = fs::read_dir(bundle.join("signatures")).unwrap().next().unwrap().unwrap().file_name();
+    let signature = format!("signatures/{}", signature.to_string_lossy());
+    for file in ["module.wasm", "manifest.json", signature.as_str()] {
         assert_eq!(
             fs::read(back.join(file)).unwrap(),
             fs::read(bundle.join(file)).unwrap(),
@@ -293,4 +295,20 @@ fn single_file_round_trip_verifies_the_same_and_refuses_flipped_bytes() {
     let flipped = dir.path().join("flipped-manifest.wasm");
     fs::write(&flipped, &manifest).unwrap();
     assert_eq!(verify(&flipped), (1, "bad_signature".into()));
+    // A flipped byte in what no signature covers (the untrusted comment) is
+    // still refused: the section must be exactly what `embed` writes.
+    let needle = b"untrusted comment: ";
+    let at = bytes.windows(needle.len()).position(|w| w == needle).unwrap() + needle.len() + 2;
+    let mut comment = bytes.clone();
+    comment[at] ^= 0x01;
+    let flipped = dir.path().join("flipped-comment.wasm");
+    fs::write(&flipped, &comment).unwrap();
+    assert_eq!(verify(&flipped), (1, "malformed_bundle_section".into()));
+    // A plain module is not a signed single file.
+    let plain = dir.path().join("plain.wasm");
+    fs::copy(bundle.join("module.wasm"), &plain).unwrap();
+    assert_eq!(verify(&plain), (1, "no_bundle_section".into()));
+    // A missing file is an I/O error, not a verdict.
+    let r = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(dir.path().join("nope.wasm")));
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

@@ -68,8 +68,16 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if is_wasmsig_module(&args.bundle) {
         return run_wasmsig(args, &trust);
     }
-    let bundle = BundleBytes::read_any(&args.bundle, &ReadLimits::default())?;
-    let result = verify_bundle(bundle, &trust, time::OffsetDateTime::now_utc());
+    // Bytes that are there but wrong (a single file whose bundle section is
+    // malformed, a file over its cap) fail verification with a reason; only
+    // what could not be read at all is an I/O error.
+    let result = match BundleBytes::read_any(&args.bundle, &ReadLimits::default()) {
+        Ok(bundle) => {
+            verify_bundle(bundle, &trust, time::OffsetDateTime::now_utc()).map_err(|e| (e.reason_code(), e.to_string()))
+        }
+        Err(e) if e.is_about_content() => Err((e.reason_code(), e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let mut out = VerifyJson::new(args.bundle, "bundle", result.is_ok());
     match result {
         Ok(verified) => {
@@ -88,12 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             out.manifest_sha256 = Some(verified.manifest_sha256);
             out.signers = Some(verified.signers.iter().map(ToString::to_string).collect());
         }
-        Err(e) => {
+        Err((reason, message)) => {
             if !args.json {
-                println!("verification failed ({}): {e}", e.reason_code());
+                println!("verification failed ({reason}): {message}");
             }
-            out.reason = Some(e.reason_code());
-            out.message = Some(e.to_string());
+            out.reason = Some(reason);
+            out.message = Some(message);
         }
     }
     finish(&out, args.json)
