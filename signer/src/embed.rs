@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::bundle::{BundleBytes, ReadLimits, SIGNATURE_SUFFIX, SignatureFile};
 use crate::canonical::to_canonical_bytes;
 use crate::minisign::Signature;
+use crate::sections::{CustomAt, SectionsError, custom_section, custom_sections};
 
 /// Name of the custom section that carries the signed manifest.
 pub const SECTION_NAME: &str = "nightcore.bundle.v1";
-const WASM_HEADER_LEN: usize = 8;
 
 /// Why a single-file module could not be made or read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -89,79 +89,23 @@ struct EmbeddedSignature {
     text: String,
 }
 
-/// Where our section sits in a file.
-struct Found {
-    start: usize,
-    payload: std::ops::Range<usize>,
-}
-
-/// Walks the top-level sections, returning our section if present, after
-/// checking that there is at most one and that it is last.
-fn find_section(file: &[u8]) -> Result<Option<Found>, EmbedError> {
-    if file.len() < WASM_HEADER_LEN || &file[..4] != b"\0asm" {
-        return Err(EmbedError::NotWasm);
-    }
-    let mut found: Vec<Found> = Vec::new();
-    let mut offset = WASM_HEADER_LEN;
-    while offset < file.len() {
-        let start = offset;
-        let id = file[offset];
-        let (size, leb_len) =
-            read_leb_u32(&file[offset + 1..]).ok_or(EmbedError::MalformedSection { offset: start })?;
-        let content = offset + 1 + leb_len;
-        let end = content
-            .checked_add(size as usize)
-            .filter(|e| *e <= file.len())
-            .ok_or(EmbedError::MalformedSection { offset: start })?;
-        if id == 0 {
-            let (name_len, name_leb) =
-                read_leb_u32(&file[content..end]).ok_or(EmbedError::MalformedSection { offset: start })?;
-            let name_start = content + name_leb;
-            let name_end = name_start
-                .checked_add(name_len as usize)
-                .filter(|e| *e <= end)
-                .ok_or(EmbedError::MalformedSection { offset: start })?;
-            if &file[name_start..name_end] == SECTION_NAME.as_bytes() {
-                found.push(Found { start, payload: name_end..end });
-            }
-        }
-        offset = end;
-    }
+/// Finds our section, after checking that there is at most one and that it
+/// is last.
+fn find_section(file: &[u8]) -> Result<Option<CustomAt>, EmbedError> {
+    let mut found = custom_sections(file, SECTION_NAME).map_err(|e| match e {
+        SectionsError::NotWasm => EmbedError::NotWasm,
+        SectionsError::Malformed { offset } => EmbedError::MalformedSection { offset },
+    })?;
     match found.len() {
         0 => Ok(None),
         1 => {
             let only = found.remove(0);
-            if only.payload.end != file.len() {
+            if only.end != file.len() {
                 return Err(EmbedError::SectionNotLast { offset: only.start });
             }
             Ok(Some(only))
         }
         count => Err(EmbedError::DuplicateSection { count }),
-    }
-}
-
-/// A strict unsigned LEB128 of at most 5 bytes, as wasm encodes section sizes
-/// and name lengths; returns the value and its length.
-pub fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
-    let mut value: u64 = 0;
-    for (i, byte) in bytes.iter().take(5).enumerate() {
-        value |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return u32::try_from(value).ok().map(|v| (v, i + 1));
-        }
-    }
-    None
-}
-
-fn write_leb_u32(mut value: u32, out: &mut Vec<u8>) {
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            out.push(byte);
-            return;
-        }
-        out.push(byte | 0x80);
     }
 }
 
@@ -208,16 +152,10 @@ fn encode_section(manifest: &[u8], signatures: &[SignatureFile]) -> Result<Vec<u
     embedded.sort_by(|a, b| (&a.file, &a.text).cmp(&(&b.file, &b.text)));
     let payload = to_canonical_bytes(&Payload { manifest, signatures: embedded })
         .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
-    let mut content = Vec::with_capacity(payload.len() + SECTION_NAME.len() + 5);
-    write_leb_u32(SECTION_NAME.len() as u32, &mut content);
-    content.extend_from_slice(SECTION_NAME.as_bytes());
-    content.extend_from_slice(&payload);
-    let size = u32::try_from(content.len()).map_err(|_| EmbedError::MalformedPayload("section over 4 GiB".into()))?;
-    let mut section = Vec::with_capacity(content.len() + 6);
-    section.push(0);
-    write_leb_u32(size, &mut section);
-    section.extend_from_slice(&content);
-    Ok(section)
+    if u32::try_from(payload.len()).is_err() {
+        return Err(EmbedError::MalformedPayload("section over 4 GiB".into()));
+    }
+    Ok(custom_section(SECTION_NAME, &payload))
 }
 
 /// Splits a single-file module back into the bundle it carries: the module
@@ -232,8 +170,8 @@ pub fn extract(file: &[u8], limits: &ReadLimits) -> Result<BundleBytes, EmbedErr
     if found.start as u64 > limits.max_module_bytes {
         return Err(EmbedError::ModuleTooLarge { size: found.start as u64, max: limits.max_module_bytes });
     }
-    let payload: Payload = serde_json::from_slice(&file[found.payload.clone()])
-        .map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
+    let payload: Payload =
+        serde_json::from_slice(&file[found.data.clone()]).map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
     if payload.signatures.len() > limits.max_signatures {
         return Err(EmbedError::MalformedPayload(format!(
             "{} signatures, over the cap of {}",
@@ -290,14 +228,8 @@ mod tests {
             [payload.replacen("{\"manifest\":", "{ \"manifest\":", 1), payload.replacen(":1}", ":\\u0031}", 1)]
         {
             assert_ne!(respelled, payload);
-            let mut content = Vec::new();
-            write_leb_u32(SECTION_NAME.len() as u32, &mut content);
-            content.extend_from_slice(SECTION_NAME.as_bytes());
-            content.extend_from_slice(respelled.as_bytes());
             let mut forged = file[..module_len].to_vec();
-            forged.push(0);
-            write_leb_u32(content.len() as u32, &mut forged);
-            forged.extend_from_slice(&content);
+            forged.extend_from_slice(&custom_section(SECTION_NAME, respelled.as_bytes()));
             let err = extract(&forged, &ReadLimits::default()).unwrap_err();
             assert!(matches!(err, EmbedError::MalformedPayload(ref m) if m.contains("canonical")), "{err}");
         }

@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod keyfile;
 pub mod manifest;
 pub mod minisign;
+pub mod sections;
 pub mod trust;
 pub mod verify;
 pub mod wasmsig;

@@ -45,15 +45,15 @@
 //! nothing more, and the runtime still requires a signed bundle to run anything.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::{Signer as _, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::embed::read_leb_u32;
 use crate::minisign::{KeyId, MAX_KEY_FILE_BYTES, PublicKey, SecretKey, SignatureError};
+use crate::sections::read_leb_u32;
+use crate::sections::{CustomAt, SectionsError, custom_section, custom_sections};
 use crate::trust::TrustStore;
 use crate::verify::VerifyError;
 
@@ -388,48 +388,21 @@ pub fn signed_message(hashes: &[[u8; HASH_BYTES]]) -> Vec<u8> {
     message
 }
 
-/// Where the `signature` section is, if there is one.
-#[derive(Debug, Clone)]
-struct SectionAt {
-    start: usize,
-    payload: Range<usize>,
-}
-
-/// Walks the top-level sections and returns the signature section, after
-/// checking that there is at most one and that it is the first section.
-fn find_signature_section(file: &[u8]) -> Result<Option<SectionAt>, WasmsigError> {
+/// Finds the signature section, after checking that there is at most one and
+/// that it is the first section.
+fn find_signature_section(file: &[u8]) -> Result<Option<CustomAt>, WasmsigError> {
     if file.len() < WASM_HEADER.len() || file[..WASM_HEADER.len()] != WASM_HEADER {
         return Err(WasmsigError::NotWasm);
     }
-    let mut first: Option<SectionAt> = None;
-    let mut count = 0usize;
-    let mut offset = WASM_HEADER.len();
-    while offset < file.len() {
-        let start = offset;
-        let malformed = || WasmsigError::MalformedSection { offset: start };
-        let id = file[offset];
-        let (size, leb_len) = read_leb_u32(&file[offset + 1..]).ok_or_else(malformed)?;
-        let content = offset + 1 + leb_len;
-        let end = content.checked_add(size as usize).filter(|end| *end <= file.len()).ok_or_else(malformed)?;
-        if id == 0 {
-            let (name_len, name_leb) = read_leb_u32(&file[content..end]).ok_or_else(malformed)?;
-            let name_start = content + name_leb;
-            let name_end =
-                name_start.checked_add(name_len as usize).filter(|name_end| *name_end <= end).ok_or_else(malformed)?;
-            if &file[name_start..name_end] == SECTION_NAME.as_bytes() {
-                count += 1;
-                first.get_or_insert(SectionAt { start, payload: name_end..end });
-            }
-        }
-        offset = end;
-    }
-    match first {
-        None => Ok(None),
-        Some(_) if count > 1 => Err(WasmsigError::DuplicateSignatureSection { count }),
-        Some(found) if found.start != WASM_HEADER.len() => {
-            Err(WasmsigError::SignatureSectionNotFirst { offset: found.start })
-        }
-        Some(found) => Ok(Some(found)),
+    let found = custom_sections(file, SECTION_NAME).map_err(|e| match e {
+        SectionsError::NotWasm => WasmsigError::NotWasm,
+        SectionsError::Malformed { offset } => WasmsigError::MalformedSection { offset },
+    })?;
+    match found.as_slice() {
+        [] => Ok(None),
+        [only] if only.start != WASM_HEADER.len() => Err(WasmsigError::SignatureSectionNotFirst { offset: only.start }),
+        [only] => Ok(Some(only.clone())),
+        more => Err(WasmsigError::DuplicateSignatureSection { count: more.len() }),
     }
 }
 
@@ -458,8 +431,8 @@ pub struct SignedModule<'a> {
 impl<'a> SignedModule<'a> {
     pub fn parse(file: &'a [u8]) -> Result<Self, WasmsigError> {
         let section = find_signature_section(file)?.ok_or(WasmsigError::NoSignatureSection)?;
-        let data = SignatureData::from_bytes(&file[section.payload.clone()])?;
-        Ok(Self { file, body_start: section.payload.end, data })
+        let data = SignatureData::from_bytes(&file[section.data.clone()])?;
+        Ok(Self { file, body_start: section.end, data })
     }
 
     /// The bytes the signatures cover: every section after the signature section.
@@ -489,7 +462,7 @@ impl<'a> SignedModule<'a> {
 /// our signature to it when the hashes agree).
 pub fn sign(module: &[u8], key: &SecretKey) -> Result<Vec<u8>, WasmsigError> {
     let body_start = match find_signature_section(module)? {
-        Some(section) => section.payload.end,
+        Some(section) => section.end,
         None => WASM_HEADER.len(),
     };
     let body = &module[body_start..];
@@ -505,16 +478,10 @@ pub fn sign(module: &[u8], key: &SecretKey) -> Result<Vec<u8>, WasmsigError> {
             }],
         }],
     };
-    let payload = data.to_bytes();
-    let mut content = Vec::with_capacity(1 + SECTION_NAME.len() + payload.len());
-    write_leb(SECTION_NAME.len(), &mut content);
-    content.extend_from_slice(SECTION_NAME.as_bytes());
-    content.extend_from_slice(&payload);
-    let mut out = Vec::with_capacity(WASM_HEADER.len() + 6 + content.len() + body.len());
+    let section = custom_section(SECTION_NAME, &data.to_bytes());
+    let mut out = Vec::with_capacity(WASM_HEADER.len() + section.len() + body.len());
     out.extend_from_slice(&WASM_HEADER);
-    out.push(0);
-    write_leb(content.len(), &mut out);
-    out.extend_from_slice(&content);
+    out.extend_from_slice(&section);
     out.extend_from_slice(body);
     Ok(out)
 }
@@ -825,7 +792,7 @@ mod tests {
         assert_eq!(wasmsign2_key().key_id().to_string(), KAT_KEY_ID[..16].to_uppercase());
         // Re-encoding gives the CLI's bytes back.
         let section = find_signature_section(SIGNED).unwrap().unwrap();
-        assert_eq!(module.data.to_bytes(), &SIGNED[section.payload]);
+        assert_eq!(module.data.to_bytes(), &SIGNED[section.data]);
         assert!(starts_with_signature_section(&SIGNED[..32]));
         assert!(!starts_with_signature_section(MODULE));
     }
@@ -878,15 +845,9 @@ mod tests {
     /// `file` with its signature payload replaced by `data`.
     fn with_data(file: &[u8], data: &SignatureData) -> Vec<u8> {
         let section = find_signature_section(file).unwrap().unwrap();
-        let mut content = Vec::new();
-        write_leb(SECTION_NAME.len(), &mut content);
-        content.extend_from_slice(SECTION_NAME.as_bytes());
-        content.extend_from_slice(&data.to_bytes());
         let mut out = WASM_HEADER.to_vec();
-        out.push(0);
-        write_leb(content.len(), &mut out);
-        out.extend_from_slice(&content);
-        out.extend_from_slice(&file[section.payload.end..]);
+        out.extend_from_slice(&custom_section(SECTION_NAME, &data.to_bytes()));
+        out.extend_from_slice(&file[section.end..]);
         out
     }
 
@@ -965,7 +926,7 @@ mod tests {
     #[test]
     fn two_signature_sections_or_one_not_first_are_refused() {
         let section = find_signature_section(SIGNED).unwrap().unwrap();
-        let whole_section = &SIGNED[8..section.payload.end];
+        let whole_section = &SIGNED[8..section.end];
         let mut twice = SIGNED.to_vec();
         twice.extend_from_slice(whole_section);
         assert_eq!(SignedModule::parse(&twice).unwrap_err(), WasmsigError::DuplicateSignatureSection { count: 2 });

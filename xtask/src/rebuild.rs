@@ -259,7 +259,7 @@ fn raw_sections(bytes: &[u8]) -> Result<Vec<RawSection<'_>>, String> {
     Ok(sections)
 }
 
-use signer::embed::read_leb_u32;
+use signer::sections::read_leb_u32;
 
 fn custom_section_name(content: &[u8]) -> Option<&str> {
     let (len, leb_len) = read_leb_u32(content)?;
