@@ -12,6 +12,7 @@ pub mod config;
 pub mod dsse;
 pub mod embed;
 pub mod fsutil;
+pub mod intoto;
 pub mod keyfile;
 pub mod manifest;
 pub mod minisign;

@@ -119,12 +119,27 @@ fn cold_storage_round_trip_and_rebuild() {
     let both = attach();
     assert_eq!(both.code, 0, "{}{}", both.stdout, both.stderr);
     assert!(both.stdout.contains("hello v1  verified"), "{}", both.stdout);
-    // `signer sign` signs the manifest only: the statement is still unsigned, which is reported, not failed.
+    // The statement travelled with the bundle: `signer sign` signed it with the same keys.
     assert!(
-        both.stdout.contains(&format!("build provenance: {} is unsigned", statement_path.display())),
+        both.stdout.contains(&format!("build provenance: {} verified", statement_path.display())),
         "{}",
         both.stdout
     );
+    let offline = read_envelope(&statement_path);
+    assert_eq!(offline.payload, requested.payload, "the offline signers signed the statement as written");
+    assert_eq!(offline.signatures.len(), 2);
+    // A statement about other bytes is refused before the key is even unlocked.
+    let mut other = offline.clone();
+    other.payload = String::from_utf8(other.payload.clone())
+        .unwrap()
+        .replace(manifest["module"]["sha256"].as_str().unwrap(), &"0".repeat(64))
+        .into_bytes();
+    fs::write(&statement_path, other.to_json_bytes()).unwrap();
+    let refused = run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("alice.key")).arg(&bundle));
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("refusing to sign the build provenance statement"), "{}", refused.stderr);
+    assert!(refused.stderr.contains(&"0".repeat(64)), "{}", refused.stderr);
+    fs::write(&statement_path, offline.to_json_bytes()).unwrap();
 
     // Signing with the key directly (same version, same bytes) signs the statement already there.
     for name in ["alice", "bob"] {

@@ -57,12 +57,7 @@ use crate::build::{BuildRun, BuiltModule, WASM_TARGET};
 use crate::rebuild::{ProvenanceDifference, diff_provenance};
 use crate::toolchain::ToolchainIdentity;
 
-/// Appended to the bundle directory's name to give the statement's file.
-pub const ENVELOPE_SUFFIX: &str = ".intoto.json";
-/// The DSSE payload type of in-toto statements.
-pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
-/// `_type` of an in-toto Statement v1.
-pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
+pub use signer::intoto::{ENVELOPE_SUFFIX, PAYLOAD_TYPE, STATEMENT_TYPE, envelope_path};
 /// `predicateType` of SLSA provenance v1.
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 /// Our build type: see the module documentation.
@@ -77,12 +72,6 @@ pub const SOURCE_DEPENDENCY: &str = "source";
 pub const LOCKFILE_DEPENDENCY: &str = "Cargo.lock";
 /// The cargo profile every module is built with.
 pub const PROFILE: &str = "release";
-
-/// `<bundle dir>.intoto.json`.
-pub fn envelope_path(bundle_dir: &Path) -> PathBuf {
-    let name = bundle_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    bundle_dir.with_file_name(format!("{name}{ENVELOPE_SUFFIX}"))
-}
 
 /// The subject name of a module's statement: where its bytes sit under `dist/`.
 pub fn subject_name(module: &str, version: u64) -> String {

@@ -1,10 +1,9 @@
 //! `cargo xtask sign`: build, bundle into `dist/<module>/<version>/`, write
 //! the build provenance statement beside it (`<version>.intoto.json`), sign
 //! both, and record `module.signed` in the audit log. `--request-only` stops
-//! before signing (the bundle goes to the offline machine for `signer sign`,
-//! which signs the manifest only; the statement stays unsigned until a
-//! `cargo xtask sign --key` on the same version signs it); `--attach` checks
-//! the signatures that came back, the statement's too.
+//! before signing (the bundle and its statement go to the offline machine,
+//! where `signer sign` signs both with the same key); `--attach` checks the
+//! signatures that came back, the statement's too.
 
 use anyhow::{Result, bail};
 use std::path::PathBuf;
@@ -123,8 +122,8 @@ fn attach(args: &Args, dist: &std::path::Path) -> Result<ExitCode> {
                 failed |= statement.failure(StatementRequirement::Optional).is_some();
                 text += &match statement.status {
                     StatementStatus::Unsigned => format!(
-                        "  build provenance: {} is unsigned (`signer sign` signs the manifest only; \
-                         `cargo xtask sign --key KEY {}` signs the statement too)\n",
+                        "  build provenance: {} is unsigned (it must travel with the bundle: `signer sign` \
+                         signs it beside the bundle, or run `cargo xtask sign --key KEY {}`)\n",
                         statement.path.display(),
                         module.name
                     ),
