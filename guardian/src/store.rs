@@ -61,7 +61,7 @@ impl BundleFiles {
     pub fn to_bundle_bytes(&self, limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
         let module = self.files.get(MODULE_FILE).cloned().unwrap_or_default();
         let Some(manifest) = self.files.get(MANIFEST_FILE) else {
-            return signer::embed::extract(&module, limits);
+            return signer::embed::extract(module, limits);
         };
         let signatures = self
             .files

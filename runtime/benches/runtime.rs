@@ -1,6 +1,7 @@
 //! Runtime benchmarks: instantiate + run of a hello module, compiling a module
-//! versus loading its cached artifact, and tenants per second for `--all`
-//! over 100 trivial signed bundles.
+//! versus loading its cached artifact, tenants per second for `--all` over
+//! 100 trivial signed bundles, and what our validation (imports, structure,
+//! compile-cost caps) costs next to wasmparser's own validation alone.
 //!
 //! Run with `cargo bench -p runtime --bench runtime`; add `-- --sample-size 10`
 //! for a quick pass.
@@ -43,8 +44,13 @@ fn policy() -> EffectivePolicy {
 /// A module with enough code for compilation time to matter: 400 functions
 /// of arithmetic and control flow.
 fn big_module() -> Vec<u8> {
+    module_of(400)
+}
+
+/// `functions` functions of arithmetic and control flow, and `_start`.
+fn module_of(functions: usize) -> Vec<u8> {
     let mut text = String::from("(module (memory (export \"memory\") 1)\n");
-    for i in 0..400 {
+    for i in 0..functions {
         text.push_str(&format!(
             "(func $f{i} (param i32) (result i32) (local i32)
                (block (loop
@@ -148,9 +154,23 @@ fn deploy_all(c: &mut Criterion) {
     group.finish();
 }
 
+fn validation(c: &mut Criterion) {
+    let module = module_of(20_000);
+    let mut group = c.benchmark_group(format!("validate_{}kb", module.len() / 1024));
+    group.throughput(Throughput::Bytes(module.len() as u64));
+    group.bench_function("wasmparser_validate_all", |b| {
+        b.iter(|| wasmparser::Validator::new().validate_all(black_box(&module)).unwrap())
+    });
+    let imports = policy().import_policy();
+    group.bench_function("validate_module", |b| {
+        b.iter(|| runtime::validate_module(black_box(&module), imports, 64 << 20).unwrap())
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = instantiate_and_run, compile_versus_cache, deploy_all
+    targets = instantiate_and_run, compile_versus_cache, deploy_all, validation
 }
 criterion_main!(benches);

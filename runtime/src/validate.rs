@@ -32,7 +32,10 @@
 //!
 //! Names that preview 1 does not define are refused.
 
-use wasmparser::{Parser, Payload, TypeRef, ValType, Validator};
+use wasmparser::{
+    FuncValidator, FuncValidatorAllocations, FunctionBody, Parser, Payload, TypeRef, ValType, ValidPayload, Validator,
+    ValidatorResources,
+};
 
 use crate::limits::{MAX_CONTROL_DEPTH, MAX_DECLARED_LOCALS, MAX_DEFINED_FUNCTIONS, MAX_MEMORIES, MAX_TABLES};
 
@@ -163,51 +166,31 @@ pub struct ModuleSummary {
     pub imports: Vec<String>,
 }
 
-/// Refuses a function section declaring more than [`MAX_DEFINED_FUNCTIONS`],
-/// reading only the section headers.
-fn check_function_count(bytes: &[u8]) -> Result<(), ValidationError> {
-    for payload in Parser::new(0).parse_all(bytes) {
-        match payload {
-            Ok(Payload::FunctionSection(reader)) if reader.count() > MAX_DEFINED_FUNCTIONS => {
-                return Err(ValidationError::TooManyFunctions {
-                    count: reader.count().into(),
-                    max: MAX_DEFINED_FUNCTIONS,
-                });
-            }
-            // The code section is where the cost is; nothing after it matters here.
-            Ok(Payload::CodeSectionStart { .. }) | Err(_) => return Ok(()),
-            Ok(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// The locals `body` declares, after checking its block nesting against
-/// [`MAX_CONTROL_DEPTH`]. `body` has passed validation.
-fn compile_cost(body: &wasmparser::FunctionBody<'_>, function: u32) -> Result<u64, ValidationError> {
+/// Validates one function body as wasmparser's `FuncValidator::validate`
+/// does, operator by operator, refusing nesting deeper than
+/// [`MAX_CONTROL_DEPTH`] as it goes; returns the locals the body declares.
+/// Doing this inside validation, rather than in a second pass over the code,
+/// keeps our checks nearly free next to validation itself.
+fn validate_function(
+    func: &mut FuncValidator<ValidatorResources>,
+    body: &FunctionBody<'_>,
+    function: u32,
+) -> Result<u64, ValidationError> {
     let malformed = |e: wasmparser::BinaryReaderError| ValidationError::Malformed(e.to_string());
     let mut locals = 0u64;
     for group in body.get_locals_reader().map_err(malformed)? {
         locals += u64::from(group.map_err(malformed)?.0);
     }
-    let mut depth = 0u32;
-    let mut reader = body.get_operators_reader().map_err(malformed)?;
+    let mut reader = body.get_binary_reader();
+    func.read_locals(&mut reader).map_err(malformed)?;
     while !reader.eof() {
-        match reader.read().map_err(malformed)? {
-            wasmparser::Operator::Block { .. }
-            | wasmparser::Operator::Loop { .. }
-            | wasmparser::Operator::If { .. }
-            | wasmparser::Operator::TryTable { .. }
-            | wasmparser::Operator::Try { .. } => {
-                depth += 1;
-                if depth > MAX_CONTROL_DEPTH {
-                    return Err(ValidationError::NestingTooDeep { function, max: MAX_CONTROL_DEPTH });
-                }
-            }
-            wasmparser::Operator::End => depth = depth.saturating_sub(1),
-            _ => {}
+        reader.visit_operator(&mut func.visitor(reader.original_position())).map_err(malformed)?.map_err(malformed)?;
+        // The function's own frame is the first on the stack.
+        if func.control_stack_height() > MAX_CONTROL_DEPTH + 1 {
+            return Err(ValidationError::NestingTooDeep { function, max: MAX_CONTROL_DEPTH });
         }
     }
+    reader.finish_expression(&func.visitor(reader.original_position())).map_err(malformed)?;
     Ok(locals)
 }
 
@@ -224,12 +207,11 @@ pub fn validate_module(
     if Parser::is_component(bytes) {
         return Err(ValidationError::Component);
     }
-    // The function count first: it is one number in the bytes, and validating
-    // a million functions is itself slow.
-    check_function_count(bytes)?;
-    // Full validation next, so that everything below reads a well-formed module
-    // and a malformed one is reported with wasmparser's own message.
-    Validator::new().validate_all(bytes).map_err(|e| ValidationError::Malformed(e.to_string()))?;
+    // One pass: wasmparser validates each payload before it is looked at
+    // here, so everything below reads well-formed sections, and a malformed
+    // module is reported with wasmparser's own message.
+    let mut validator = Validator::new();
+    let mut allocations = FuncValidatorAllocations::default();
 
     let mut imports = Vec::new();
     let mut memories = 0usize;
@@ -244,7 +226,26 @@ pub fn validate_module(
     let malformed = |e: wasmparser::BinaryReaderError| ValidationError::Malformed(e.to_string());
 
     for payload in Parser::new(0).parse_all(bytes) {
-        match payload.map_err(malformed)? {
+        let payload = payload.map_err(malformed)?;
+        // The function count before anything validates the functions: it is
+        // one number in the bytes, and validating a million functions is
+        // itself slow.
+        if let Payload::FunctionSection(reader) = &payload
+            && reader.count() > MAX_DEFINED_FUNCTIONS
+        {
+            return Err(ValidationError::TooManyFunctions { count: reader.count().into(), max: MAX_DEFINED_FUNCTIONS });
+        }
+        if let ValidPayload::Func(to_validate, body) = validator.payload(&payload).map_err(malformed)? {
+            let mut func = to_validate.into_validator(std::mem::take(&mut allocations));
+            declared_locals += validate_function(&mut func, &body, defined)?;
+            allocations = func.into_allocations();
+            if declared_locals > MAX_DECLARED_LOCALS {
+                return Err(ValidationError::TooManyLocals { count: declared_locals, max: MAX_DECLARED_LOCALS });
+            }
+            defined += 1;
+            continue;
+        }
+        match payload {
             Payload::TypeSection(reader) => {
                 for group in reader {
                     for sub in group.map_err(malformed)?.into_types() {
@@ -276,13 +277,6 @@ pub fn validate_module(
                 }
             }
             Payload::TableSection(reader) => tables += reader.count() as usize,
-            Payload::CodeSectionEntry(body) => {
-                declared_locals += compile_cost(&body, defined)?;
-                if declared_locals > MAX_DECLARED_LOCALS {
-                    return Err(ValidationError::TooManyLocals { count: declared_locals, max: MAX_DECLARED_LOCALS });
-                }
-                defined += 1;
-            }
             Payload::MemorySection(reader) => {
                 for memory in reader {
                     if memory.map_err(malformed)?.shared {

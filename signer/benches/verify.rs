@@ -1,6 +1,8 @@
 //! Bundle verification cost next to SHA-256 of the same bytes, for 100 KiB,
 //! 1 MiB and 10 MiB modules. Verification should be hashing-bound: the two
 //! Ed25519 checks of a 2-of-2 bundle cost ~80 µs whatever the module size.
+//! The single-file form (`signer embed`) is read and verified beside the
+//! directory form: finding and checking its section should add little.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -25,7 +27,11 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("verify_bundle");
     for (label, size) in [("100KiB", 100 * 1024), ("1MiB", 1 << 20), ("10MiB", 10 << 20)] {
-        let module: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
+        // A module of `size` bytes: the wasm header and one custom section,
+        // so that the single-file form can be made from it.
+        let filler: Vec<u8> = (0..size - 32).map(|i| (i * 31 % 251) as u8).collect();
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        module.extend_from_slice(&signer::sections::custom_section("filler", &filler));
         let manifest = Manifest {
             schema: MANIFEST_SCHEMA.into(),
             name: "bench".into(),
@@ -58,6 +64,14 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("read_and_verify", label), &path, |b, path| {
             b.iter(|| {
                 verify_bundle(BundleBytes::read(path, &ReadLimits::default()).expect("read"), &trust, now)
+                    .expect("verifies")
+            })
+        });
+        let single = dir.path().join(format!("{label}.wasm"));
+        std::fs::write(&single, signer::embed::embed(&bytes).expect("embed")).expect("write");
+        group.bench_with_input(BenchmarkId::new("read_and_verify_single_file", label), &single, |b, path| {
+            b.iter(|| {
+                verify_bundle(BundleBytes::read_any(path, &ReadLimits::default()).expect("read"), &trust, now)
                     .expect("verifies")
             })
         });

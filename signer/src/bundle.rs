@@ -139,7 +139,7 @@ impl BundleBytes {
                 Ok(Self { module, manifest, signatures })
             }
             None if signatures.is_empty() && crate::embed::carries_bundle_section(&module) => {
-                crate::embed::extract(&module, limits)
+                crate::embed::extract(module, limits)
                     .map_err(|source| BundleError::SingleFile { path: module_path, source })
             }
             None => Err(BundleError::Missing { path: manifest_path }),
@@ -153,7 +153,7 @@ impl BundleBytes {
             return Self::read(path, limits);
         }
         let file = read_required(path, limits.single_file_cap())?;
-        crate::embed::extract(&file, limits)
+        crate::embed::extract(file, limits)
             .map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
     }
 }

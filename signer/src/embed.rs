@@ -158,15 +158,16 @@ fn encode_section(manifest: &[u8], signatures: &[SignatureFile]) -> Result<Vec<u
     Ok(custom_section(SECTION_NAME, &payload))
 }
 
-/// Splits a single-file module back into the bundle it carries: the module
+/// Splits a single-file module back into the bundle it carries (taking the
+/// file's buffer, which becomes the module's): the module
 /// bytes before the section, the manifest and the signature files. The result
 /// goes through the same [`crate::verify::verify_bundle`] as a directory bundle.
 ///
 /// The section must be byte for byte what [`embed`] writes for the parts it
 /// holds, so the bytes no signature covers (file names, untrusted comments,
 /// JSON spacing and escapes, base64 padding bits) cannot be altered either.
-pub fn extract(file: &[u8], limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
-    let found = find_section(file)?.ok_or(EmbedError::NoSection)?;
+pub fn extract(file: Vec<u8>, limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
+    let found = find_section(&file)?.ok_or(EmbedError::NoSection)?;
     if found.start as u64 > limits.max_module_bytes {
         return Err(EmbedError::ModuleTooLarge { size: found.start as u64, max: limits.max_module_bytes });
     }
@@ -190,7 +191,10 @@ pub fn extract(file: &[u8], limits: &ReadLimits) -> Result<BundleBytes, EmbedErr
             "the section is not in the canonical form signer embed writes".into(),
         ));
     }
-    Ok(BundleBytes { module: file[..found.start].to_vec(), manifest, signatures })
+    // The module is the file cut at the section: no copy of a large module.
+    let mut module = file;
+    module.truncate(found.start);
+    Ok(BundleBytes { module, manifest, signatures })
 }
 
 #[cfg(test)]
@@ -219,7 +223,7 @@ mod tests {
         b.signatures[0].file_name = "manifest.json.minisig".into();
         let file = embed(&b).unwrap();
         assert_eq!(file, embed(&bundle()).unwrap());
-        assert_eq!(extract(&file, &ReadLimits::default()).unwrap(), bundle());
+        assert_eq!(extract(file.clone(), &ReadLimits::default()).unwrap(), bundle());
         // The same JSON value spelled differently is not what embed writes.
         let module_len = bundle().module.len();
         let payload_at = file.windows(2).position(|w| w == b"{\"").unwrap();
@@ -230,7 +234,7 @@ mod tests {
             assert_ne!(respelled, payload);
             let mut forged = file[..module_len].to_vec();
             forged.extend_from_slice(&custom_section(SECTION_NAME, respelled.as_bytes()));
-            let err = extract(&forged, &ReadLimits::default()).unwrap_err();
+            let err = extract(forged.clone(), &ReadLimits::default()).unwrap_err();
             assert!(matches!(err, EmbedError::MalformedPayload(ref m) if m.contains("canonical")), "{err}");
         }
     }
@@ -240,7 +244,7 @@ mod tests {
         let b = bundle();
         let file = embed(&b).unwrap();
         assert!(file.starts_with(&b.module));
-        assert_eq!(extract(&file, &ReadLimits::default()).unwrap(), b);
+        assert_eq!(extract(file.clone(), &ReadLimits::default()).unwrap(), b);
         let mut with_file_as_module = b.clone();
         with_file_as_module.module = file.clone();
         assert_eq!(embed(&with_file_as_module).unwrap(), file, "re-embedding replaces the section");
@@ -252,25 +256,31 @@ mod tests {
         let section = file[bundle().module.len()..].to_vec();
         let mut twice = file.clone();
         twice.extend_from_slice(&section);
-        assert_eq!(extract(&twice, &ReadLimits::default()).unwrap_err(), EmbedError::DuplicateSection { count: 2 });
+        assert_eq!(
+            extract(twice.clone(), &ReadLimits::default()).unwrap_err(),
+            EmbedError::DuplicateSection { count: 2 }
+        );
         let mut not_last = file.clone();
         not_last.extend_from_slice(b"\x00\x02\x01x");
         assert_eq!(
-            extract(&not_last, &ReadLimits::default()).unwrap_err(),
+            extract(not_last.clone(), &ReadLimits::default()).unwrap_err(),
             EmbedError::SectionNotLast { offset: bundle().module.len() }
         );
     }
 
     #[test]
     fn malformed_input_is_refused_without_panicking() {
-        assert_eq!(extract(b"nope", &ReadLimits::default()).unwrap_err(), EmbedError::NotWasm);
-        assert_eq!(extract(&bundle().module, &ReadLimits::default()).unwrap_err(), EmbedError::NoSection);
+        assert_eq!(extract(b"nope".to_vec(), &ReadLimits::default()).unwrap_err(), EmbedError::NotWasm);
+        assert_eq!(extract(bundle().module.clone(), &ReadLimits::default()).unwrap_err(), EmbedError::NoSection);
         let file = embed(&bundle()).unwrap();
         for cut in 8..file.len() {
-            let _ = extract(&file[..cut], &ReadLimits::default());
+            let _ = extract(file[..cut].to_vec(), &ReadLimits::default());
         }
         let mut bad_size = bundle().module;
         bad_size.extend_from_slice(b"\x00\xff\xff\xff\xff\x7f");
-        assert!(matches!(extract(&bad_size, &ReadLimits::default()).unwrap_err(), EmbedError::MalformedSection { .. }));
+        assert!(matches!(
+            extract(bad_size.clone(), &ReadLimits::default()).unwrap_err(),
+            EmbedError::MalformedSection { .. }
+        ));
     }
 }

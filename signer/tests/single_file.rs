@@ -60,14 +60,14 @@ fn signed() -> Signed {
         }],
     };
     let file = embed(&bundle).unwrap();
-    assert_eq!(extract(&file, &ReadLimits::default()).unwrap(), bundle, "the round trip is byte-identical");
+    assert_eq!(extract(file.clone(), &ReadLimits::default()).unwrap(), bundle, "the round trip is byte-identical");
     let trust = TrustStore::load(&dir.path().join("trust")).unwrap();
     Signed { _dir: dir, trust, module, file }
 }
 
 /// The reason code a single file gets, whatever step refuses it.
 fn reason(file: &[u8], trust: &TrustStore) -> Result<(), &'static str> {
-    let bundle = extract(file, &ReadLimits::default()).map_err(|e| e.reason_code())?;
+    let bundle = extract(file.to_vec(), &ReadLimits::default()).map_err(|e| e.reason_code())?;
     verify_bundle(bundle, trust, time::OffsetDateTime::now_utc()).map(|_| ()).map_err(|e| e.reason_code())
 }
 
@@ -139,7 +139,7 @@ fn truncated_and_oversized_single_files_are_refused_without_panicking() {
         assert!(reason(&s.file[..cut], &s.trust).is_err(), "a file cut at {cut} verifies");
     }
     let tight = ReadLimits { max_module_bytes: s.module.len() as u64 - 1, ..ReadLimits::default() };
-    assert_eq!(extract(&s.file, &tight).unwrap_err().reason_code(), "file_too_large");
+    assert_eq!(extract(s.file.clone(), &tight).unwrap_err().reason_code(), "file_too_large");
 }
 
 #[test]
@@ -148,7 +148,7 @@ fn a_directory_holding_only_the_single_file_reads_as_its_bundle() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("module.wasm"), &s.file).unwrap();
     let from_dir = BundleBytes::read(dir.path(), &ReadLimits::default()).unwrap();
-    assert_eq!(from_dir, extract(&s.file, &ReadLimits::default()).unwrap());
+    assert_eq!(from_dir, extract(s.file.clone(), &ReadLimits::default()).unwrap());
     assert_eq!(from_dir.module, s.module);
     // A signature file beside it means a directory bundle, whose manifest is missing.
     std::fs::create_dir(dir.path().join("signatures")).unwrap();
