@@ -7,8 +7,8 @@
 //!    build provenance statement (in-toto / SLSA, DSSE-signed) beside each;
 //! 3. a rebuild from source at another path, compared byte for byte, and the
 //!    statement checked against the trust store and the rebuild's inputs;
-//! 4. each module run by `runtime exec` under its signed policy, and a
-//!    tampered bundle refused;
+//! 4. each module run by `runtime exec` under its signed policy, a tampered
+//!    bundle refused, and hello run again as a single signed file;
 //! 5. `guardian watch` over a deploy directory, a tampering write, and the
 //!    guardian's rollback;
 //! 6. `guardian audit verify` over everything that happened.
@@ -198,6 +198,25 @@ pub fn run(args: Args) -> Result<ExitCode> {
         .output()?;
     ensure!(out.status.code() == Some(125), "a tampered bundle was not refused (exit {:?})", out.status.code());
     detail(format!("a copy of hello with one flipped byte: refused, exit 125: {}", first_line(&out.stderr)));
+    // The same bundle as one file (manifest and signatures in a custom section),
+    // as registries and CDNs ship it: verified and run the same way.
+    let single = work.join("hello.signed.wasm");
+    let bundle = signer::bundle::BundleBytes::read(&deploy.join("hello"), &signer::bundle::ReadLimits::default())?;
+    std::fs::write(&single, signer::embed::embed(&bundle)?)?;
+    let out = Command::new(&bins.runtime)
+        .current_dir(&work)
+        .args(["exec", "--config"])
+        .arg(&config)
+        .arg(&single)
+        .arg("--")
+        .arg("single file")
+        .output()?;
+    ensure!(out.status.success(), "the single-file hello did not run: {}", first_line(&out.stderr));
+    detail(format!(
+        "hello as one file ({}): exit 0, stdout {:?}",
+        single.display(),
+        String::from_utf8_lossy(&out.stdout).trim()
+    ));
 
     say(
         "5. Drift detection and rollback",
