@@ -38,6 +38,11 @@ fn make_bundle(dir: &Path) -> PathBuf {
     bundle
 }
 
+/// `signer export-wasmsig INPUT --key KEY --out OUT`, with `extra` arguments.
+fn export_wasmsig(input: &Path, key: &Path, out: &Path, extra: &[&std::ffi::OsStr]) -> crate::support::Run {
+    run(cmd("signer").arg("export-wasmsig").arg(input).arg("--key").arg(key).arg("--out").arg(out).args(extra))
+}
+
 /// `signer keygen` for a throwaway key; returns its key id.
 fn keygen(dir: &Path, name: &str) -> String {
     let r = run(cmd("signer")
@@ -98,16 +103,12 @@ fn our_export_is_verified_by_wasmsign2() {
     let bundle = make_bundle(d);
     let key_id = keygen(d, "a");
     let (signed, pk) = (d.join("hello.wasmsig.wasm"), d.join("a.wasmsign2.pk"));
-    let r = run(cmd("signer")
-        .arg("export-wasmsig")
-        .arg(&bundle)
-        .arg("--key")
-        .arg(d.join("a.key"))
-        .arg("--out")
-        .arg(&signed)
-        .arg("--public-key-out")
-        .arg(&pk)
-        .arg("--json"));
+    let r = export_wasmsig(
+        &bundle,
+        &d.join("a.key"),
+        &signed,
+        &["--public-key-out".as_ref(), pk.as_ref(), "--json".as_ref()],
+    );
     assert_eq!(r.code, 0, "{}", r.stderr);
     let out: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(out["key_id"], key_id.as_str());
@@ -151,13 +152,7 @@ fn our_export_is_verified_by_wasmsign2() {
     // A bundle whose module no longer matches its manifest is not signed.
     fs::write(bundle.join("module.wasm"), b"\0asm\x01\0\0\0").unwrap();
     let refused = d.join("refused.wasm");
-    let r = run(cmd("signer")
-        .arg("export-wasmsig")
-        .arg(&bundle)
-        .arg("--key")
-        .arg(d.join("a.key"))
-        .arg("--out")
-        .arg(&refused));
+    let r = export_wasmsig(&bundle, &d.join("a.key"), &refused, &[]);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("refusing to sign: module.wasm has sha256"), "{}", r.stderr);
     assert!(!refused.exists());
@@ -267,15 +262,7 @@ fn k_of_n_counts_signatures_from_both_tools() {
     keygen(d, "a");
     keygen(d, "c");
     let (ours, our_pk) = (d.join("ours.wasm"), d.join("a.wasmsign2.pk"));
-    let r = run(cmd("signer")
-        .arg("export-wasmsig")
-        .arg(&module)
-        .arg("--key")
-        .arg(d.join("a.key"))
-        .arg("--out")
-        .arg(&ours)
-        .arg("--public-key-out")
-        .arg(&our_pk));
+    let r = export_wasmsig(&module, &d.join("a.key"), &ours, &["--public-key-out".as_ref(), our_pk.as_ref()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // wasmsign2 adds its signature to ours (same hash set), rather than replacing it.
     let (sk, pk) = (d.join("w.sk"), d.join("w.pk"));
@@ -296,13 +283,7 @@ fn k_of_n_counts_signatures_from_both_tools() {
     assert_eq!(reason(&trust, &ours), (1, "threshold_not_met".into()));
     // Re-exporting replaces both signatures with ours alone.
     let replaced = d.join("replaced.wasm");
-    let r = run(cmd("signer")
-        .arg("export-wasmsig")
-        .arg(&both)
-        .arg("--key")
-        .arg(d.join("c.key"))
-        .arg("--out")
-        .arg(&replaced));
+    let r = export_wasmsig(&both, &d.join("c.key"), &replaced, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(reason(&trust, &replaced), (1, "threshold_not_met".into()));
     assert_ne!(run(wasmsign2().arg("verify").arg("-i").arg(&replaced).arg("-K").arg(&pk)).code, 0);

@@ -13,3 +13,26 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string(value)?);
     Ok(())
 }
+
+/// Reads the bundle at `dir` for signing, refusing a module that is not the
+/// one its manifest names: a signer must never approve a module swapped on
+/// the way to the offline machine.
+pub fn read_bundle_to_sign(
+    dir: &std::path::Path,
+) -> anyhow::Result<(signer::bundle::BundleBytes, signer::manifest::Manifest)> {
+    use anyhow::Context as _;
+    let bundle = signer::bundle::BundleBytes::read(dir, &signer::bundle::ReadLimits::default())?;
+    let manifest =
+        signer::manifest::Manifest::from_bytes(&bundle.manifest).context("refusing to sign a malformed manifest")?;
+    let actual = signer::manifest::ModuleDigest::of(&bundle.module);
+    if actual != manifest.module {
+        anyhow::bail!(
+            "refusing to sign: module.wasm has sha256 {} ({} bytes) but the manifest names {} ({} bytes)",
+            actual.sha256,
+            actual.size,
+            manifest.module.sha256,
+            manifest.module.size
+        );
+    }
+    Ok((bundle, manifest))
+}

@@ -4,15 +4,15 @@
 //! `cargo xtask sign --request-only`) is beside it, the same key signs that
 //! too, after checking it is about this very module.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use std::path::PathBuf;
 
-use signer::bundle::{BundleBytes, ReadLimits, write_signature};
+use signer::bundle::write_signature;
 use signer::dsse::{Envelope, MAX_ENVELOPE_BYTES};
 use signer::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
 use signer::intoto::{check_subject, envelope_path};
 use signer::keyfile::{PasswordSource, load_secret_key};
-use signer::manifest::{Manifest, ModuleDigest};
+use signer::manifest::Manifest;
 
 use crate::Outcome;
 
@@ -42,20 +42,7 @@ struct SignJson<'a> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let bundle = BundleBytes::read(&args.bundle, &ReadLimits::default())?;
-    let manifest = Manifest::from_bytes(&bundle.manifest).context("refusing to sign a malformed manifest")?;
-    // Sign only what matches: a signer must never approve a manifest whose module
-    // was swapped on the way to the offline machine.
-    let actual = ModuleDigest::of(&bundle.module);
-    if actual != manifest.module {
-        bail!(
-            "refusing to sign: module.wasm has sha256 {} ({} bytes) but the manifest names {} ({} bytes)",
-            actual.sha256,
-            actual.size,
-            manifest.module.sha256,
-            manifest.module.size
-        );
-    }
+    let (bundle, manifest) = crate::cmd::read_bundle_to_sign(&args.bundle)?;
     // Everything is checked before the key is unlocked or anything written.
     let statement = read_statement(&args.bundle, &manifest)?;
     let key = load_secret_key(&args.key, PasswordSource::EnvironmentOrPrompt)?;

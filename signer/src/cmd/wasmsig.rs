@@ -7,10 +7,9 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-use signer::bundle::{BundleBytes, ReadLimits};
+use signer::bundle::ReadLimits;
 use signer::fsutil::{FileMode, atomic_write, read_capped};
 use signer::keyfile::{PasswordSource, load_public_key, load_secret_key};
-use signer::manifest::{Manifest, ModuleDigest};
 use signer::minisign::MAX_KEY_FILE_BYTES;
 use signer::wasmsig::{
     SignedModule, import_public_key, imported_key_file_text, wasmsign2_key_id, wasmsign2_public_key,
@@ -95,21 +94,8 @@ fn module_to_sign(input: &Path) -> anyhow::Result<Vec<u8>> {
     if !input.is_dir() {
         return read_capped(input, limits.max_module_bytes).with_context(|| format!("reading {}", input.display()));
     }
-    let bundle = BundleBytes::read(input, &limits)?;
-    let manifest = Manifest::from_bytes(&bundle.manifest).context("refusing to sign a malformed manifest")?;
-    // As with `signer sign`: never put a signature on a module that is not the
-    // one the manifest names (swapped on the way to the offline machine).
-    let actual = ModuleDigest::of(&bundle.module);
-    if actual != manifest.module {
-        bail!(
-            "refusing to sign: module.wasm has sha256 {} ({} bytes) but the manifest names {} ({} bytes)",
-            actual.sha256,
-            actual.size,
-            manifest.module.sha256,
-            manifest.module.size
-        );
-    }
-    Ok(bundle.module)
+    // As with `signer sign`: never a signature on a module the manifest does not name.
+    Ok(crate::cmd::read_bundle_to_sign(input)?.0.module)
 }
 
 pub fn export(args: ExportArgs) -> anyhow::Result<Outcome> {
