@@ -6,7 +6,7 @@
 
 use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
 use signer::minisign::{KeyProtection, LockedSecretKey, PublicKey, SecretKey, Signature};
-use signer::trust::TrustStore;
+use signer::trust::{TrustStore, write_trust_store};
 
 /// xorshift64*: a tiny PRNG so the mutations are the same on every run.
 struct Rng(u64);
@@ -73,9 +73,30 @@ fn parsers_survive_mutated_input() {
     let caps = b"fuel = 5\nmemory_mib = 1\ntimeout_ms = 1\n[[preopen]]\nguest = \"/d\"\nmode = \"ro\"\n".to_vec();
     let trust = format!("threshold = 1\nrevoked = []\n[tenants.t]\nkeys = [\"{}\"]\n", key.key_id()).into_bytes();
 
+    // The signature formats added for single files and interop.
+    let module = b"\0asm\x01\0\0\0\x00\x06\x04note\x01".to_vec();
+    let single = signer::embed::embed(&signer::bundle::BundleBytes {
+        module: module.clone(),
+        manifest: manifest.clone(),
+        signatures: vec![signer::bundle::SignatureFile { file_name: "x.minisig".into(), bytes: signature.clone() }],
+    })
+    .unwrap();
+    let wasmsig = signer::wasmsig::sign(&module, &key).unwrap();
+    let mut envelope =
+        signer::dsse::Envelope::new(signer::intoto::PAYLOAD_TYPE, br#"{"_type":"x","subject":[]}"#.to_vec());
+    envelope.sign(&key);
+    let envelope = envelope.to_json_bytes();
+    let store = TrustStore::from_keys_and_toml(vec![key.public_key()], "threshold = 1\n").unwrap();
+
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut accepted = 0usize;
     for _ in 0..3000 {
+        accepted += signer::embed::extract(mutate(&mut rng, &single), &Default::default()).is_ok() as usize;
+        accepted += signer::wasmsig::verify_module(&mutate(&mut rng, &wasmsig), &store).is_ok() as usize;
+        if let Ok(parsed) = signer::dsse::Envelope::from_json_bytes(&mutate(&mut rng, &envelope)) {
+            accepted += 1;
+            let _ = signer::intoto::check_subject(&parsed, "00");
+        }
         accepted += PublicKey::from_file_bytes(&mutate(&mut rng, &public)).is_ok() as usize;
         if let Ok(locked) = LockedSecretKey::from_file_bytes(&mutate(&mut rng, &secret)) {
             // Unlocking unencrypted keys is cheap; encrypted ones would need a password.
