@@ -6,7 +6,7 @@
 
 use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
 use signer::minisign::{KeyProtection, LockedSecretKey, PublicKey, SecretKey, Signature};
-use signer::trust::{TrustStore, write_trust_store};
+use signer::trust::TrustStore;
 
 /// xorshift64*: a tiny PRNG so the mutations are the same on every run.
 struct Rng(u64);

@@ -266,6 +266,9 @@ fn single_file_round_trip_verifies_the_same_and_refuses_flipped_bytes() {
         (r.code, json["reason"].as_str().unwrap_or("").to_string())
     };
     assert_eq!(verify(&single), (0, String::new()));
+    let inspect = run(cmd("signer").arg("inspect").arg("--json").arg(&single));
+    let shown: serde_json::Value = serde_json::from_str(&inspect.stdout).unwrap();
+    assert_eq!(shown["module"]["matches_manifest"], true, "{shown}");
 
     let back = dir.path().join("back");
     assert_eq!(run(cmd("signer").arg("extract").arg(&single).arg("--out").arg(&back)).code, 0);

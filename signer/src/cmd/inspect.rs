@@ -11,7 +11,7 @@ use crate::Outcome;
 /// Show a bundle's manifest, module digest and signatures. Trusts nothing: use `signer verify` to decide.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The bundle directory.
+    /// The bundle directory, or a single-file module made by `signer embed`.
     bundle: PathBuf,
     /// Print one JSON object: {"manifest": …, "module": {"sha256", "size", "matches_manifest"}, "signatures": [{"file", "key_id", "algorithm", "trusted_comment"} | {"file", "error"}]}.
     #[arg(long)]
@@ -40,7 +40,7 @@ enum SignatureJson {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let bundle = BundleBytes::read(&args.bundle, &ReadLimits::default())?;
+    let bundle = BundleBytes::read_any(&args.bundle, &ReadLimits::default())?;
     let manifest = Manifest::from_bytes(&bundle.manifest)?;
     let digest = ModuleDigest::of(&bundle.module);
     let signatures = bundle
