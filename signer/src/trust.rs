@@ -85,6 +85,11 @@ pub enum TrustError {
     MalformedKey { path: PathBuf, source: FormatError },
     #[error("key id {key_id} appears in both {first} and {second}")]
     DuplicateKey { key_id: KeyId, first: PathBuf, second: PathBuf },
+    #[error(
+        "{first} and {second} hold the same Ed25519 key under two key ids: it would count twice towards a threshold \
+         and escape revocation of one id; keep one of them"
+    )]
+    SameKeyTwice { first: PathBuf, second: PathBuf },
     #[error("trust store has more than {MAX_TRUSTED_KEYS} keys")]
     TooManyKeys,
 }
@@ -94,6 +99,9 @@ impl TrustStore {
     pub fn load(dir: &Path) -> Result<Self, TrustError> {
         let io_err = |source| TrustError::Io { path: dir.to_path_buf(), source };
         let mut key_paths = BTreeMap::<KeyId, PathBuf>::new();
+        // Minisign does not sign a signature's key id, so one key listed under
+        // two ids could be counted twice by relabelling a copy of a signature.
+        let mut key_bytes = BTreeMap::<[u8; 32], PathBuf>::new();
         let mut keys = BTreeMap::new();
         let mut entries: Vec<PathBuf> = fs::read_dir(dir)
             .map_err(io_err)?
@@ -110,6 +118,9 @@ impl TrustStore {
                 .map_err(|source| TrustError::MalformedKey { path: path.clone(), source })?;
             if let Some(first) = key_paths.insert(key.key_id(), path.clone()) {
                 return Err(TrustError::DuplicateKey { key_id: key.key_id(), first, second: path });
+            }
+            if let Some(first) = key_bytes.insert(key.verifying_key().to_bytes(), path.clone()) {
+                return Err(TrustError::SameKeyTwice { first, second: path });
             }
             keys.insert(key.key_id(), key);
         }
@@ -133,6 +144,12 @@ impl TrustStore {
     }
 
     fn from_parts(keys: BTreeMap<KeyId, PublicKey>, file: TrustFile) -> Result<Self, String> {
+        let mut seen = BTreeMap::new();
+        for (id, key) in &keys {
+            if let Some(other) = seen.insert(key.verifying_key().to_bytes(), id) {
+                return Err(format!("keys {other} and {id} are the same Ed25519 key; keep one of them"));
+            }
+        }
         let parse_ids = |ids: &[String], field: &str| -> Result<BTreeSet<KeyId>, String> {
             ids.iter().map(|s| s.parse::<KeyId>().map_err(|e| format!("{field}: {e}"))).collect()
         };

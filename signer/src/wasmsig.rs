@@ -517,11 +517,8 @@ pub fn verify_module(file: &[u8], trust: &TrustStore) -> Result<VerifiedWasmsig,
     let module = SignedModule::parse(file)?;
     let keys: Vec<TrustedKey<'_>> =
         trust.keys().map(|key| TrustedKey { key, wasmsign2_key_id: wasmsign2_key_id(key.verifying_key()) }).collect();
-    // Every key in the store holding this Ed25519 key (the same key may sit in the
-    // store under two ids); a signature is credited to the first, once.
-    let same_key = |found: &TrustedKey<'_>| -> Vec<KeyId> {
-        keys.iter().filter(|k| k.key.verifying_key() == found.key.verifying_key()).map(|k| k.key.key_id()).collect()
-    };
+    // The trust store refuses one Ed25519 key under two ids, so a key found
+    // here stands for exactly one key id.
     let mut any_ed25519 = false;
     let mut first_untrusted: Option<WasmsigVerifyError> = None;
     let mut valid: BTreeMap<KeyId, Vec<usize>> = BTreeMap::new();
@@ -576,9 +573,8 @@ pub fn verify_module(file: &[u8], trust: &TrustStore) -> Result<VerifiedWasmsig,
                     }
                 },
             };
-            let ids = same_key(signer);
-            if let Some(revoked) = ids.iter().find(|id| trust.is_revoked(**id)) {
-                return Err(WasmsigVerifyError::Verify(VerifyError::RevokedKey { key_id: *revoked }));
+            if trust.is_revoked(signer.key.key_id()) {
+                return Err(WasmsigVerifyError::Verify(VerifyError::RevokedKey { key_id: signer.key.key_id() }));
             }
             valid.entry(signer.key.key_id()).or_default().push(set_index);
         }

@@ -273,3 +273,25 @@ fn log_keys_never_approve_modules() {
     assert_eq!(f.verify(&b).unwrap_err(), VerifyError::LogKeyCannotApprove { key_id: host });
     assert!(f.trust().log_key(host).is_some());
 }
+
+#[test]
+fn one_key_under_two_ids_is_refused_by_the_trust_store() {
+    // minisign does not sign a signature's key id: were one key listed under
+    // two ids, a relabelled copy of one signature would count twice, and
+    // revoking one id would leave the key trusted under the other. Importing
+    // the wasmsign2 form of a key already in the store is how it would happen.
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::generate().public_key();
+    let alias = signer::wasmsig::import_public_key(&signer::wasmsig::wasmsign2_public_key(&key)).unwrap();
+    assert_ne!(alias.key_id(), key.key_id());
+    assert_eq!(alias.verifying_key(), key.verifying_key());
+    write_trust_store(&dir.path().join("trust"), &[("a", &key), ("b", &alias)], "threshold = 2\n").unwrap();
+    let err = TrustStore::load(&dir.path().join("trust")).unwrap_err();
+    assert!(matches!(err, signer::trust::TrustError::SameKeyTwice { .. }), "{err}");
+    assert!(
+        err.to_string().contains("a.pub and") && err.to_string().contains("b.pub hold the same Ed25519 key"),
+        "{err}"
+    );
+    let err = TrustStore::from_keys_and_toml(vec![key, alias], "threshold = 1\n").unwrap_err();
+    assert!(err.contains("are the same Ed25519 key"), "{err}");
+}
