@@ -25,7 +25,7 @@ use signer::embed::EmbedError;
 use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
 
-use crate::snapshot::{EntryKind, SnapshotEntry, TenantSnapshot, is_bundle_file};
+use crate::snapshot::{EntryKind, TenantSnapshot, is_bundle_file};
 use crate::state::TenantRecord;
 use crate::store::BundleFiles;
 
@@ -57,6 +57,8 @@ pub enum Refusal {
     TooManySignatures { path: String, max: usize },
     #[error("{path} cannot be read: {problem}")]
     Unreadable { path: String, problem: String },
+    #[error("{path} is {size} bytes, over the {max}-byte cap")]
+    FileTooLarge { path: String, size: u64, max: u64 },
     #[error(transparent)]
     Verify(VerifyError),
 }
@@ -78,6 +80,7 @@ impl Refusal {
             Refusal::TenantMismatch { .. } => "tenant_mismatch",
             Refusal::TooManySignatures { .. } => "too_many_signatures",
             Refusal::Unreadable { .. } => "unreadable",
+            Refusal::FileTooLarge { .. } => "file_too_large",
             Refusal::Verify(e) => e.reason_code(),
         }
     }
@@ -132,12 +135,11 @@ pub fn evaluate(
     if !entries.contains_key(MODULE_FILE) {
         return Err(Refusal::FileMissing { path: format!("{tenant}/{MODULE_FILE}") });
     }
-    // `module.wasm` alone is the single-file form (its bundle section is read
-    // below); with any signature file beside it, the manifest must be there too.
-    if !entries.contains_key(MANIFEST_FILE)
-        && (entries.keys().any(|rel| is_signature_file(rel)) || !single_file(entries))
-    {
-        return Err(Refusal::FileMissing { path: format!("{tenant}/{MANIFEST_FILE}") });
+    // `module.wasm` without manifest or signature files is the single-file
+    // form, unpacked below (as `signer::bundle::BundleBytes::read` does).
+    let manifest_missing = || Refusal::FileMissing { path: format!("{tenant}/{MANIFEST_FILE}") };
+    if !entries.contains_key(MANIFEST_FILE) && entries.keys().any(|rel| is_signature_file(rel)) {
+        return Err(manifest_missing());
     }
     let mut signatures = 0;
     for (rel, entry) in entries.iter().filter(|(rel, _)| is_bundle_file(rel)) {
@@ -148,6 +150,9 @@ pub fn evaluate(
             kind => return Err(Refusal::NotAFile { path, kind: kind.label(), expected: "file" }),
         }
         let Some(bytes) = entry.bytes() else {
+            if let Some(size) = entry.too_large {
+                return Err(Refusal::FileTooLarge { path, size, max: crate::snapshot::read_cap(rel, limits) });
+            }
             let problem = entry.problem.clone().unwrap_or_else(|| "unreadable".into());
             return Err(Refusal::Unreadable { path, problem });
         };
@@ -164,13 +169,15 @@ pub fn evaluate(
     }
     let files = BundleFiles::new(files)
         .map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
-    let bytes = files
-        .to_bundle_bytes(limits)
-        .map_err(|source| Refusal::SingleFile { path: format!("{tenant}/{MODULE_FILE}"), source })?;
+    let bytes = files.to_bundle_bytes(limits).map_err(|source| match source {
+        EmbedError::NoSection => manifest_missing(),
+        source => Refusal::SingleFile { path: format!("{tenant}/{MODULE_FILE}"), source },
+    })?;
     if bytes.module.len() as u64 > limits.max_module_bytes {
-        return Err(Refusal::Unreadable {
+        return Err(Refusal::FileTooLarge {
             path: format!("{tenant}/{MODULE_FILE}"),
-            problem: format!("{} bytes, over the {}-byte cap", bytes.module.len(), limits.max_module_bytes),
+            size: bytes.module.len() as u64,
+            max: limits.max_module_bytes,
         });
     }
     let verified = verify_bundle(bytes, trust, now).map_err(Refusal::Verify)?;
@@ -194,11 +201,6 @@ pub fn evaluate(
 
 fn is_signature_file(rel: &str) -> bool {
     is_bundle_file(rel) && rel != MODULE_FILE && rel != MANIFEST_FILE
-}
-
-/// Whether the tenant's `module.wasm` was read and carries a bundle section.
-fn single_file(entries: &BTreeMap<String, SnapshotEntry>) -> bool {
-    entries.get(MODULE_FILE).and_then(SnapshotEntry::bytes).is_some_and(signer::embed::carries_bundle_section)
 }
 
 #[cfg(test)]

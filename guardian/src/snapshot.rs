@@ -72,6 +72,8 @@ pub struct SnapshotEntry {
     pub record: Option<FileRecord>,
     /// Why a regular file could not be read (too large, I/O error).
     pub problem: Option<String>,
+    /// The size of a regular file over its cap (then also in `problem`).
+    pub too_large: Option<u64>,
     /// The bytes of a bundle file, kept until [`TenantSnapshot::drop_bytes`].
     bytes: Option<Vec<u8>>,
 }
@@ -114,7 +116,9 @@ pub fn is_bundle_file(rel: &str) -> bool {
     }
 }
 
-fn read_cap(rel: &str, limits: &ReadLimits) -> u64 {
+/// The size cap of a bundle file at relative path `rel`, the same when a
+/// tenant is snapshot and when a stored version is read back.
+pub(crate) fn read_cap(rel: &str, limits: &ReadLimits) -> u64 {
     if rel == MANIFEST_FILE {
         MAX_MANIFEST_BYTES as u64
     } else if is_bundle_file(rel) && rel != MODULE_FILE {
@@ -167,8 +171,14 @@ impl TenantSnapshot {
                     Err(e) => return Err(e),
                 };
                 let kind = EntryKind::of(meta.file_type());
-                let mut entry =
-                    SnapshotEntry { kind, mode: meta.mode() & 0o7777, record: None, problem: None, bytes: None };
+                let mut entry = SnapshotEntry {
+                    kind,
+                    mode: meta.mode() & 0o7777,
+                    record: None,
+                    problem: None,
+                    too_large: None,
+                    bytes: None,
+                };
                 match kind {
                     EntryKind::File => read_into(&item.path(), &rel, limits, &mut entry),
                     // Only `signatures/` is descended into: any other directory is
@@ -228,7 +238,10 @@ fn read_into(path: &Path, rel: &str, limits: &ReadLimits, entry: &mut SnapshotEn
             }
         }
         Err(ReadProblem::NotAFile) => entry.kind = EntryKind::Other,
-        Err(ReadProblem::TooLarge(size)) => entry.problem = Some(format!("{size} bytes, over the {cap}-byte cap")),
+        Err(ReadProblem::TooLarge(size)) => {
+            entry.problem = Some(format!("{size} bytes, over the {cap}-byte cap"));
+            entry.too_large = Some(size);
+        }
         Err(ReadProblem::Io(e)) => entry.problem = Some(e.to_string()),
     }
 }

@@ -25,7 +25,7 @@ use signer::embed::EmbedError;
 use signer::fsutil::{read_capped, sync_dir, temp_path_beside};
 
 use crate::digest::{FileRecord, bundle_digest};
-use crate::snapshot::is_bundle_file;
+use crate::snapshot::{is_bundle_file, read_cap};
 
 /// The files of one bundle version by relative path, with their bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -215,7 +215,7 @@ impl Store {
                 if !file_type.is_file() || !is_bundle_file(&rel) {
                     return Err(corrupt(format!("unexpected entry {rel}")));
                 }
-                let bytes = read_capped(&item.path(), limits.max_module_bytes).map_err(|e| corrupt(e.to_string()))?;
+                let bytes = read_capped(&item.path(), read_cap(&rel, limits)).map_err(|e| corrupt(e.to_string()))?;
                 files.insert(rel, bytes);
             }
         }
@@ -252,6 +252,19 @@ mod tests {
         assert_eq!(mode & 0o777, FILE_MODE);
         // Only the entry is left: no temporary directories.
         assert_eq!(fs::read_dir(dir.path().join("store")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_single_file_module_over_the_module_cap_reads_back() {
+        // A single file's module.wasm is its module part (held to the module
+        // cap) plus the bundle section: the store must read back what the
+        // snapshot accepted, or a rollback of it would fail.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let limits = ReadLimits { max_module_bytes: 100, ..ReadLimits::default() };
+        let files = BundleFiles::new(BTreeMap::from([("module.wasm".to_string(), vec![7; 150])])).unwrap();
+        let digest = store.put(&files).unwrap();
+        assert_eq!(store.get(&digest, &limits).unwrap(), files);
     }
 
     #[test]

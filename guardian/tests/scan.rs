@@ -214,6 +214,19 @@ fn single_file_tenants_are_verified_rolled_back_and_upgraded_like_bundles() {
         assert_eq!(node.files("alpha"), original, "the verified single file is restored byte for byte");
     }
 
+    // A second bundle section appended: named as such, as `signer verify` and the runtime name it.
+    let section_start = support::module("alpha", 1, 0).len();
+    let mut twice = bytes.clone();
+    twice.extend_from_slice(&bytes[section_start..]);
+    fs::write(&module, &twice).unwrap();
+    let (_, json, _) = node.scan(true);
+    assert_eq!(
+        outcomes(&json),
+        vec![("alpha".into(), "rolled_back".into(), Some("duplicate_bundle_section".into()))],
+        "{json:#}"
+    );
+    assert_eq!(node.files("alpha"), original);
+
     // A signed upgrade in single-file form is accepted; an older one is a downgrade.
     node.deploy_single_file("alpha", 2, &[0]);
     let (code, json, _) = node.scan(true);
@@ -231,7 +244,7 @@ fn single_file_tenants_are_verified_rolled_back_and_upgraded_like_bundles() {
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
     assert_eq!(
         (count("drift.detected"), count("rollback.completed"), count("module.upgraded")),
-        (4, 4, 1),
+        (5, 5, 1),
         "{kinds:?}"
     );
     assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));

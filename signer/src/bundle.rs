@@ -46,6 +46,14 @@ impl ReadLimits {
     }
 }
 
+/// Whether a directory holding only `module.wasm` may be read as the
+/// single-file form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SingleFile {
+    Accepted,
+    Refused,
+}
+
 /// One signature file as read from `signatures/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignatureFile {
@@ -114,10 +122,21 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> BundleError + '_ {
 impl BundleBytes {
     /// Reads `module.wasm`, `manifest.json` and every `signatures/*.minisig`.
     ///
-    /// A directory holding only `module.wasm`, where that module carries its
-    /// bundle in a custom section (see [`crate::embed`]), is the single-file
-    /// form deployed as a directory and reads the same as the separate files.
+    /// A directory holding `module.wasm` but neither `manifest.json` nor any
+    /// `signatures/*.minisig` is the single-file form deployed as a directory
+    /// (see [`crate::embed`]): its module is unpacked exactly as a single
+    /// file given by path, with the same errors.
     pub fn read(dir: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
+        Self::read_dir(dir, limits, SingleFile::Accepted)
+    }
+
+    /// Reads a bundle of separate files only: the form that is signed, whose
+    /// manifest and signature files a signer adds to.
+    pub fn read_separate_files(dir: &Path, limits: &ReadLimits) -> Result<Self, BundleError> {
+        Self::read_dir(dir, limits, SingleFile::Refused)
+    }
+
+    fn read_dir(dir: &Path, limits: &ReadLimits, single_file: SingleFile) -> Result<Self, BundleError> {
         let module_path = dir.join(MODULE_FILE);
         let module = read_required(&module_path, limits.single_file_cap())?;
         let manifest_path = dir.join(MANIFEST_FILE);
@@ -138,9 +157,13 @@ impl BundleBytes {
                 }
                 Ok(Self { module, manifest, signatures })
             }
-            None if signatures.is_empty() && crate::embed::carries_bundle_section(&module) => {
-                crate::embed::extract(module, limits)
-                    .map_err(|source| BundleError::SingleFile { path: module_path, source })
+            None if signatures.is_empty() && single_file == SingleFile::Accepted => {
+                match crate::embed::extract(module, limits) {
+                    Ok(bundle) => Ok(bundle),
+                    // A plain module: a directory bundle missing its manifest.
+                    Err(crate::embed::EmbedError::NoSection) => Err(BundleError::Missing { path: manifest_path }),
+                    Err(source) => Err(BundleError::SingleFile { path: module_path, source }),
+                }
             }
             None => Err(BundleError::Missing { path: manifest_path }),
         }

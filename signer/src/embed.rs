@@ -69,12 +69,6 @@ pub fn section_allowance(max_signatures: usize) -> u64 {
         + 4096
 }
 
-/// Whether `file` ends in our section. Malformed files answer `false`; the
-/// reader that then expects a directory bundle reports what is missing.
-pub fn carries_bundle_section(file: &[u8]) -> bool {
-    matches!(find_section(file), Ok(Some(_)))
-}
-
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Payload {

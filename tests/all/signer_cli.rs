@@ -311,6 +311,25 @@ fn single_file_round_trip_verifies_the_same_and_refuses_flipped_bytes() {
     let plain = dir.path().join("plain.wasm");
     fs::copy(bundle.join("module.wasm"), &plain).unwrap();
     assert_eq!(verify(&plain), (1, "no_bundle_section".into()));
+    // Deployed as a directory holding only module.wasm, the same file
+    // verifies, and a second bundle section is named the same way.
+    let deployed = dir.path().join("deployed");
+    fs::create_dir(&deployed).unwrap();
+    fs::write(deployed.join("module.wasm"), &bytes).unwrap();
+    assert_eq!(verify(&deployed), (0, String::new()));
+    let mut twice = bytes.clone();
+    twice.extend_from_slice(&bytes[module_len..]);
+    fs::write(&flipped, &twice).unwrap();
+    assert_eq!(verify(&flipped), (1, "duplicate_bundle_section".into()));
+    fs::write(deployed.join("module.wasm"), &twice).unwrap();
+    assert_eq!(verify(&deployed), (1, "duplicate_bundle_section".into()));
+    // Signing that directory would put a signature file beside a single file
+    // (making it a bundle missing its manifest): refused, nothing written.
+    fs::write(deployed.join("module.wasm"), &bytes).unwrap();
+    let r = run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("a.key")).arg(&deployed));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stderr.contains("to sign a single-file module, unpack it with `signer extract`"), "{}", r.stderr);
+    assert!(!deployed.join("signatures").exists());
     // A missing file is an I/O error, not a verdict.
     let r = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(dir.path().join("nope.wasm")));
     assert_eq!(r.code, 2, "{}", r.stderr);

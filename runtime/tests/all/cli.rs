@@ -377,4 +377,13 @@ fn a_single_file_module_runs_and_is_refused_exactly_like_its_bundle() {
     let (code, json) = node.exec_json(&["--all", s(&deploy)]);
     assert_eq!(code, 0, "{json}");
     assert_eq!(json["tenants"][0]["stdout"], "hello\n");
+    // A second bundle section is named the same in the directory form as in the file.
+    let mut twice = single_file(&bundle);
+    twice.extend_from_slice(&twice[module_len..].to_vec());
+    std::fs::write(deploy.join("hello/module.wasm"), &twice).unwrap();
+    std::fs::write(&tampered, &twice).unwrap();
+    for path in [deploy.join("hello"), tampered.clone()] {
+        let (code, json) = node.exec_json(&[s(&path)]);
+        assert_refused(&json, code, "read", "duplicate_bundle_section", "2 nightcore.bundle.v1 sections");
+    }
 }

@@ -21,7 +21,18 @@ pub fn read_bundle_to_sign(
     dir: &std::path::Path,
 ) -> anyhow::Result<(signer::bundle::BundleBytes, signer::manifest::Manifest)> {
     use anyhow::Context as _;
-    let bundle = signer::bundle::BundleBytes::read(dir, &signer::bundle::ReadLimits::default())?;
+    // Separate files only: a signature file written beside a single-file
+    // module would turn its directory into a bundle missing its manifest.
+    let bundle = signer::bundle::BundleBytes::read_separate_files(dir, &signer::bundle::ReadLimits::default())
+        .map_err(|e| match e {
+            signer::bundle::BundleError::Missing { ref path } if path.ends_with(signer::bundle::MANIFEST_FILE) => {
+                anyhow::anyhow!(
+                    "{e}: to sign a single-file module, unpack it with `signer extract`, sign the bundle and \
+                     `signer embed` it again"
+                )
+            }
+            e => e.into(),
+        })?;
     let manifest =
         signer::manifest::Manifest::from_bytes(&bundle.manifest).context("refusing to sign a malformed manifest")?;
     let actual = signer::manifest::ModuleDigest::of(&bundle.module);
