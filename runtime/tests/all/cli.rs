@@ -379,7 +379,7 @@ fn a_single_file_module_runs_and_is_refused_exactly_like_its_bundle() {
     assert_eq!(json["tenants"][0]["stdout"], "hello\n");
     // A second bundle section is named the same in the directory form as in the file.
     let mut twice = single_file(&bundle);
-    twice.extend_from_slice(&twice[module_len..].to_vec());
+    twice.extend_from_within(module_len..);
     std::fs::write(deploy.join("hello/module.wasm"), &twice).unwrap();
     std::fs::write(&tampered, &twice).unwrap();
     for path in [deploy.join("hello"), tampered.clone()] {
