@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::{BundleBytes, ReadLimits, SIGNATURE_SUFFIX, SignatureFile};
 use crate::canonical::to_canonical_bytes;
+use crate::manifest::MAX_MANIFEST_BYTES;
 use crate::minisign::Signature;
 use crate::sections::{CustomAt, SectionsError, custom_section, custom_sections};
 
@@ -42,6 +43,8 @@ pub enum EmbedError {
     MalformedPayload(String),
     #[error("the module inside the single file is {size} bytes, over the {max}-byte cap")]
     ModuleTooLarge { size: u64, max: u64 },
+    #[error("the {SECTION_NAME} section (or the manifest in it) is {size} bytes, over the {max}-byte cap")]
+    SectionTooLarge { size: u64, max: u64 },
 }
 
 impl EmbedError {
@@ -55,7 +58,7 @@ impl EmbedError {
             EmbedError::SectionNotLast { .. } => "bundle_section_not_last",
             EmbedError::NoSection => "no_bundle_section",
             EmbedError::MalformedPayload(_) => "malformed_bundle_section",
-            EmbedError::ModuleTooLarge { .. } => "file_too_large",
+            EmbedError::ModuleTooLarge { .. } | EmbedError::SectionTooLarge { .. } => "file_too_large",
         }
     }
 }
@@ -86,20 +89,15 @@ struct EmbeddedSignature {
 /// Finds our section, after checking that there is at most one and that it
 /// is last.
 fn find_section(file: &[u8]) -> Result<Option<CustomAt>, EmbedError> {
-    let mut found = custom_sections(file, SECTION_NAME).map_err(|e| match e {
+    let found = custom_sections(file, SECTION_NAME).map_err(|e| match e {
         SectionsError::NotWasm => EmbedError::NotWasm,
         SectionsError::Malformed { offset } => EmbedError::MalformedSection { offset },
     })?;
-    match found.len() {
-        0 => Ok(None),
-        1 => {
-            let only = found.remove(0);
-            if only.end != file.len() {
-                return Err(EmbedError::SectionNotLast { offset: only.start });
-            }
-            Ok(Some(only))
-        }
-        count => Err(EmbedError::DuplicateSection { count }),
+    match (found.count, found.last) {
+        (0, _) | (_, None) => Ok(None),
+        (1, Some(only)) if only.end != file.len() => Err(EmbedError::SectionNotLast { offset: only.start }),
+        (1, Some(only)) => Ok(Some(only)),
+        (count, Some(_)) => Err(EmbedError::DuplicateSection { count }),
     }
 }
 
@@ -165,8 +163,20 @@ pub fn extract(file: Vec<u8>, limits: &ReadLimits) -> Result<BundleBytes, EmbedE
     if found.start as u64 > limits.max_module_bytes {
         return Err(EmbedError::ModuleTooLarge { size: found.start as u64, max: limits.max_module_bytes });
     }
+    // Caps before parsing: the section can hold no more than a manifest and
+    // the signature files, as a directory bundle's files are capped.
+    let allowance = section_allowance(limits.max_signatures);
+    if found.data.len() as u64 > allowance {
+        return Err(EmbedError::SectionTooLarge { size: found.data.len() as u64, max: allowance });
+    }
     let payload: Payload =
         serde_json::from_slice(&file[found.data.clone()]).map_err(|e| EmbedError::MalformedPayload(e.to_string()))?;
+    if payload.manifest.len() > MAX_MANIFEST_BYTES {
+        return Err(EmbedError::SectionTooLarge {
+            size: payload.manifest.len() as u64,
+            max: MAX_MANIFEST_BYTES as u64,
+        });
+    }
     if payload.signatures.len() > limits.max_signatures {
         return Err(EmbedError::MalformedPayload(format!(
             "{} signatures, over the cap of {}",

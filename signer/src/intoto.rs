@@ -23,10 +23,29 @@ pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// `_type` of an in-toto Statement v1.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 
-/// `<bundle dir>.intoto.json`.
+/// `<bundle dir>.intoto.json`. A path without a last name (`.`, `..`,
+/// `hello/1/..`) is made absolute and normalised first, so the statement
+/// never lands inside a bundle as `./.intoto.json`.
 pub fn envelope_path(bundle_dir: &Path) -> PathBuf {
-    let name = bundle_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    bundle_dir.with_file_name(format!("{name}{ENVELOPE_SUFFIX}"))
+    let named = |p: &Path| p.file_name().is_some() && !p.ends_with("..");
+    let dir = if named(bundle_dir) {
+        bundle_dir.to_path_buf()
+    } else {
+        let absolute = std::path::absolute(bundle_dir).unwrap_or_else(|_| bundle_dir.to_path_buf());
+        let mut normal = PathBuf::new();
+        for part in absolute.components() {
+            match part {
+                std::path::Component::ParentDir => {
+                    normal.pop();
+                }
+                std::path::Component::CurDir => {}
+                other => normal.push(other),
+            }
+        }
+        normal
+    };
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(format!("{name}{ENVELOPE_SUFFIX}"))
 }
 
 /// Why an envelope is not a statement about a given module.
@@ -85,6 +104,11 @@ mod tests {
     fn the_path_sits_beside_the_bundle() {
         assert_eq!(envelope_path(Path::new("dist/hello/1")), Path::new("dist/hello/1.intoto.json"));
         assert_eq!(envelope_path(Path::new("dist/hello/1/")), Path::new("dist/hello/1.intoto.json"));
+        let here = std::env::current_dir().unwrap();
+        let beside = |p: &Path| p.with_file_name(format!("{}.intoto.json", p.file_name().unwrap().to_string_lossy()));
+        assert_eq!(envelope_path(Path::new(".")), beside(&here));
+        assert_eq!(envelope_path(Path::new("..")), beside(here.parent().unwrap()));
+        assert_eq!(envelope_path(Path::new("a/..")), beside(&here));
     }
 
     #[test]

@@ -34,14 +34,24 @@ pub enum SectionsError {
     Malformed { offset: usize },
 }
 
-/// Every custom section of `file` named `name`, in file order.
-pub fn custom_sections(file: &[u8], name: &str) -> Result<Vec<CustomAt>, SectionsError> {
+/// The custom sections of a module with one name: how many there are, and
+/// the first and last of them. Callers allow at most one, so only those are
+/// kept however many an attacker packs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Named {
+    pub count: usize,
+    pub first: Option<CustomAt>,
+    pub last: Option<CustomAt>,
+}
+
+/// Finds the custom sections of `file` named `name`.
+pub fn custom_sections(file: &[u8], name: &str) -> Result<Named, SectionsError> {
     if !file.starts_with(b"\0asm") {
         return Err(SectionsError::NotWasm);
     }
     let mut parser = Parser::new(0);
     let mut offset = 0usize;
-    let mut found = Vec::new();
+    let mut found = Named::default();
     loop {
         let malformed = SectionsError::Malformed { offset };
         let Chunk::Parsed { consumed, payload } = parser.parse(&file[offset..], true).map_err(|_| malformed.clone())?
@@ -56,7 +66,10 @@ pub fn custom_sections(file: &[u8], name: &str) -> Result<Vec<CustomAt>, Section
             Payload::Version { encoding: Encoding::Component, .. } => return Err(SectionsError::NotWasm),
             Payload::CustomSection(reader) if reader.name() == name => {
                 let data = reader.data_offset()..reader.data_offset() + reader.data().len();
-                found.push(CustomAt { start, data, end: offset });
+                let at = CustomAt { start, data, end: offset };
+                found.count += 1;
+                found.first.get_or_insert_with(|| at.clone());
+                found.last = Some(at);
             }
             Payload::CodeSectionStart { size, .. } => {
                 // The caller skips the code section's content (wasmparser's contract).
@@ -98,10 +111,11 @@ mod tests {
         let mut module = wat::parse_str(r#"(module (func (export "f")) (@custom "x" "first"))"#).unwrap();
         module.extend_from_slice(&custom_section("x", b"second"));
         let found = custom_sections(&module, "x").unwrap();
-        let texts: Vec<&[u8]> = found.iter().map(|c| &module[c.data.clone()]).collect();
-        assert_eq!(texts, [&b"first"[..], b"second"]);
-        assert_eq!(found[1].end, module.len());
-        assert_eq!(&module[found[1].start..], custom_section("x", b"second"));
+        assert_eq!(found.count, 2);
+        let (first, last) = (found.first.unwrap(), found.last.unwrap());
+        assert_eq!((&module[first.data], &module[last.data.clone()]), (&b"first"[..], &b"second"[..]));
+        assert_eq!(last.end, module.len());
+        assert_eq!(&module[last.start..], custom_section("x", b"second"));
     }
 
     #[test]
@@ -110,7 +124,7 @@ mod tests {
         module.extend_from_slice(&custom_section("x", b"data"));
         for cut in 0..module.len() {
             let result = custom_sections(&module[..cut], "x");
-            assert!(result.is_err() || result.as_ref().is_ok_and(Vec::is_empty), "cut at {cut}: {result:?}");
+            assert!(result.is_err() || result.as_ref().is_ok_and(|f| f.count == 0), "cut at {cut}: {result:?}");
         }
         assert_eq!(custom_sections(b"MZ", "x"), Err(SectionsError::NotWasm));
         let component = wat::parse_str("(component)").unwrap();

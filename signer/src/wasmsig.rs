@@ -398,11 +398,13 @@ fn find_signature_section(file: &[u8]) -> Result<Option<CustomAt>, WasmsigError>
         SectionsError::NotWasm => WasmsigError::NotWasm,
         SectionsError::Malformed { offset } => WasmsigError::MalformedSection { offset },
     })?;
-    match found.as_slice() {
-        [] => Ok(None),
-        [only] if only.start != WASM_HEADER.len() => Err(WasmsigError::SignatureSectionNotFirst { offset: only.start }),
-        [only] => Ok(Some(only.clone())),
-        more => Err(WasmsigError::DuplicateSignatureSection { count: more.len() }),
+    match (found.count, found.first) {
+        (0, _) | (_, None) => Ok(None),
+        (1, Some(only)) if only.start != WASM_HEADER.len() => {
+            Err(WasmsigError::SignatureSectionNotFirst { offset: only.start })
+        }
+        (1, Some(only)) => Ok(Some(only)),
+        (count, Some(_)) => Err(WasmsigError::DuplicateSignatureSection { count }),
     }
 }
 

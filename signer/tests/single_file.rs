@@ -140,6 +140,15 @@ fn truncated_and_oversized_single_files_are_refused_without_panicking() {
     }
     let tight = ReadLimits { max_module_bytes: s.module.len() as u64 - 1, ..ReadLimits::default() };
     assert_eq!(extract(s.file.clone(), &tight).unwrap_err().reason_code(), "file_too_large");
+    // A section larger than any manifest and signatures could be is refused
+    // before its JSON is parsed, as a directory bundle's files are capped.
+    let limits = ReadLimits { max_signatures: 1, ..ReadLimits::default() };
+    let mut huge = s.module.clone();
+    let filler = vec![b' '; signer::embed::section_allowance(1) as usize + 1];
+    huge.extend_from_slice(&signer::sections::custom_section(signer::embed::SECTION_NAME, &filler));
+    let err = extract(huge, &limits).unwrap_err();
+    assert!(matches!(err, signer::embed::EmbedError::SectionTooLarge { .. }), "{err}");
+    assert_eq!(err.reason_code(), "file_too_large");
 }
 
 #[test]

@@ -288,3 +288,31 @@ fn k_of_n_counts_signatures_from_both_tools() {
     assert_eq!(reason(&trust, &replaced), (1, "threshold_not_met".into()));
     assert_ne!(run(wasmsign2().arg("verify").arg("-i").arg(&replaced).arg("-K").arg(&pk)).code, 0);
 }
+
+#[test]
+fn a_single_file_whose_module_carries_a_wasmsig_section_is_judged_by_its_manifest() {
+    // Both formats in one file: the module (wasmsig section first) bundled,
+    // signed and embedded (our section last). Our section decides, as it does
+    // for the runtime; the wasmsig signature alone no longer covers the file.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    keygen(d, "a");
+    let module = d.join("hello.wasm");
+    fs::write(&module, hello_wasm()).unwrap();
+    let wasmsigned = d.join("hello.wasmsig.wasm");
+    assert_eq!(export_wasmsig(&module, &d.join("a.key"), &wasmsigned, &[]).code, 0);
+    let bundle = d.join("bundle");
+    let r = run(cmd("signer")
+        .args(["bundle", "--name", "hello", "--version", "1", "--expires", EXPIRES, "--wasm"])
+        .arg(&wasmsigned)
+        .arg("--out")
+        .arg(&bundle));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(run(cmd("signer").arg("sign").arg("--key").arg(d.join("a.key")).arg(&bundle)).code, 0);
+    let single = d.join("single.wasm");
+    assert_eq!(run(cmd("signer").arg("embed").arg(&bundle).arg("--out").arg(&single)).code, 0);
+    let trust = trust_store(d, "trust", &[&d.join("a.pub")], "threshold = 1\n");
+    let (code, json) = verify(&trust, &single);
+    assert_eq!((code, json["format"].as_str(), json["name"].as_str()), (0, Some("bundle"), Some("hello")), "{json}");
+    assert_eq!(verify(&trust, &wasmsigned).1["format"], "wasmsig");
+}

@@ -2,12 +2,12 @@
 //! in the WebAssembly tool-conventions format (`wasmsign2`) against the same
 //! trust store and threshold.
 
-use anyhow::Context;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use signer::bundle::{BundleBytes, ReadLimits};
-use signer::fsutil::read_capped;
+use signer::bundle::{BundleBytes, BundleError, ReadLimits};
+use signer::embed::{SECTION_NAME, extract};
+use signer::fsutil::{ReadCappedError, read_capped};
+use signer::sections::custom_sections;
 use signer::trust::TrustStore;
 use signer::verify::verify_bundle;
 use signer::wasmsig::{starts_with_signature_section, verify_module};
@@ -59,19 +59,33 @@ struct VerifyJson {
     message: Option<String>,
 }
 
-/// Room for the signature section on top of the module cap (`wasmsig` caps its
-/// counts, so a real section is far smaller).
-const WASMSIG_SECTION_ALLOWANCE: u64 = 1024 * 1024;
-
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let trust = TrustStore::load(&args.trust)?;
-    if is_wasmsig_module(&args.bundle) {
-        return run_wasmsig(args, &trust);
-    }
+    let limits = ReadLimits::default();
+    // A file is read once. Our bundle section (last) decides first: a single
+    // file whose module happens to carry a tool-conventions `signature`
+    // section is still judged by its manifest, as the runtime judges it.
+    let read = if args.bundle.is_dir() {
+        BundleBytes::read(&args.bundle, &limits)
+    } else {
+        match read_capped(&args.bundle, limits.single_file_cap()) {
+            Ok(file) => {
+                let ours = custom_sections(&file, SECTION_NAME).is_ok_and(|found| found.count > 0);
+                if !ours && starts_with_signature_section(&file) {
+                    return run_wasmsig(args, &file, &trust);
+                }
+                extract(file, &limits).map_err(|source| BundleError::SingleFile { path: args.bundle.clone(), source })
+            }
+            Err(ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(BundleError::Missing { path: args.bundle.clone() })
+            }
+            Err(e) => Err(e.into()),
+        }
+    };
     // Bytes that are there but wrong (a single file whose bundle section is
     // malformed, a file over its cap) fail verification with a reason; only
     // what could not be read at all is an I/O error.
-    let result = match BundleBytes::read_any(&args.bundle, &ReadLimits::default()) {
+    let result = match read {
         Ok(bundle) => {
             verify_bundle(bundle, &trust, time::OffsetDateTime::now_utc()).map_err(|e| (e.reason_code(), e.to_string()))
         }
@@ -132,24 +146,10 @@ fn finish(out: &VerifyJson, json: bool) -> anyhow::Result<Outcome> {
     Ok(if out.verified { Outcome::Success } else { Outcome::VerificationFailed })
 }
 
-/// The detection rule: a regular file whose first section is a custom section
-/// named `signature`. Anything else, including a file that cannot be opened, goes
-/// to the bundle reader, which names the problem.
-fn is_wasmsig_module(path: &Path) -> bool {
-    if path.is_dir() {
-        return false;
-    }
-    let mut prefix = Vec::with_capacity(32);
-    match std::fs::File::open(path) {
-        Ok(file) => file.take(32).read_to_end(&mut prefix).is_ok() && starts_with_signature_section(&prefix),
-        Err(_) => false,
-    }
-}
-
-fn run_wasmsig(args: Args, trust: &TrustStore) -> anyhow::Result<Outcome> {
-    let max = ReadLimits::default().max_module_bytes + WASMSIG_SECTION_ALLOWANCE;
-    let file = read_capped(&args.bundle, max).with_context(|| format!("reading {}", args.bundle.display()))?;
-    let result = verify_module(&file, trust);
+/// A module whose first section is a tool-conventions `signature` section
+/// (and that carries no bundle section of ours).
+fn run_wasmsig(args: Args, file: &[u8], trust: &TrustStore) -> anyhow::Result<Outcome> {
+    let result = verify_module(file, trust);
     let mut out = VerifyJson::new(args.bundle, "wasmsig", result.is_ok());
     match result {
         Ok(verified) => {
