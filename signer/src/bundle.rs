@@ -225,7 +225,31 @@ fn read_required(path: &Path, max: u64) -> Result<Vec<u8>, BundleError> {
 /// assembled in a temporary directory beside it and renamed into place, so a
 /// crash never leaves a half-written bundle at `out`.
 pub fn write_unsigned(out: &Path, module: &[u8], manifest: &Manifest) -> Result<(), BundleError> {
-    let manifest_bytes = manifest.to_canonical_bytes()?;
+    write_parts(out, module, &manifest.to_canonical_bytes()?, &[])
+}
+
+/// Writes `bundle` as a new bundle directory at `out` (which must not exist
+/// yet), byte for byte, the same way as [`write_unsigned`]: assembled beside
+/// it and renamed into place whole.
+pub fn write_bundle(out: &Path, bundle: &BundleBytes) -> Result<(), BundleError> {
+    write_parts(out, &bundle.module, &bundle.manifest, &bundle.signatures)
+}
+
+fn write_parts(out: &Path, module: &[u8], manifest: &[u8], signatures: &[SignatureFile]) -> Result<(), BundleError> {
+    // Signature file names come from the bytes being written (a single
+    // file's section): only plain `*.minisig` names, never a path.
+    if let Some(bad) = signatures
+        .iter()
+        .find(|s| s.file_name.contains('/') || !s.file_name.ends_with(SIGNATURE_SUFFIX) || s.file_name.starts_with('.'))
+    {
+        return Err(BundleError::Io {
+            path: out.join(SIGNATURES_DIR),
+            source: io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{:?} is not a signature file name", bad.file_name),
+            ),
+        });
+    }
     if out.exists() {
         return Err(BundleError::AlreadyExists { path: out.to_path_buf() });
     }
@@ -237,11 +261,23 @@ pub fn write_unsigned(out: &Path, module: &[u8], manifest: &Manifest) -> Result<
     let tmp = crate::fsutil::temp_path_beside(out);
     let result = (|| {
         fs::create_dir(&tmp).map_err(io_error(&tmp))?;
-        fs::create_dir(tmp.join(SIGNATURES_DIR)).map_err(io_error(&tmp))?;
+        let sig_dir = tmp.join(SIGNATURES_DIR);
+        fs::create_dir(&sig_dir).map_err(io_error(&tmp))?;
         atomic_write(&tmp.join(MODULE_FILE), module, FileMode::Public).map_err(io_error(&tmp))?;
-        atomic_write(&tmp.join(MANIFEST_FILE), &manifest_bytes, FileMode::Public).map_err(io_error(&tmp))?;
+        atomic_write(&tmp.join(MANIFEST_FILE), manifest, FileMode::Public).map_err(io_error(&tmp))?;
+        for signature in signatures {
+            atomic_write(&sig_dir.join(&signature.file_name), &signature.bytes, FileMode::Public)
+                .map_err(io_error(&sig_dir))?;
+        }
         sync_dir(&tmp).map_err(io_error(&tmp))?;
-        fs::rename(&tmp, out).map_err(io_error(out))?;
+        // `rename` would replace an empty directory that appeared meanwhile.
+        rustix::fs::renameat_with(rustix::fs::CWD, &tmp, rustix::fs::CWD, out, rustix::fs::RenameFlags::NOREPLACE)
+            .map_err(|e| match e {
+                rustix::io::Errno::EXIST | rustix::io::Errno::NOTEMPTY => {
+                    BundleError::AlreadyExists { path: out.to_path_buf() }
+                }
+                e => io_error(out)(e.into()),
+            })?;
         sync_dir(&parent).map_err(io_error(&parent))
     })();
     if result.is_err() {

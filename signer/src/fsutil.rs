@@ -49,6 +49,26 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()>
     result
 }
 
+/// Like [`atomic_write`], but never replaces an existing file: the complete,
+/// flushed temp file is hard-linked into place, which fails with
+/// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
+/// window for another writer to fall into).
+pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    let dir = parent_dir(path);
+    let tmp = temp_path_beside(path);
+    let result = (|| {
+        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode.bits()).open(&tmp)?;
+        file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        fs::hard_link(&tmp, path)?;
+        sync_dir(&dir)
+    })();
+    let _ = fs::remove_file(&tmp);
+    result
+}
+
 /// Flushes a directory so that renames and creations inside it are durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -116,6 +136,17 @@ fn libc_o_nofollow() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_write_new_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pub");
+        atomic_write_new(&path, b"first", FileMode::Public).unwrap();
+        let err = atomic_write_new(&path, b"second", FileMode::Public).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file is left behind");
+    }
 
     #[test]
     fn atomic_write_replaces_and_sets_mode() {

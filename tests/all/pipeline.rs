@@ -135,7 +135,18 @@ fn cold_storage_round_trip_and_rebuild() {
         .replace(manifest["module"]["sha256"].as_str().unwrap(), &"0".repeat(64))
         .into_bytes();
     fs::write(&statement_path, other.to_json_bytes()).unwrap();
+    let signature_files = || {
+        let mut files: Vec<(std::path::PathBuf, Vec<u8>)> = fs::read_dir(bundle.join("signatures"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.clone(), fs::read(&p).unwrap()))
+            .collect();
+        files.sort();
+        files
+    };
+    let signatures_before = signature_files();
     let refused = run(cmd("signer").arg("sign").arg("--key").arg(dir.path().join("alice.key")).arg(&bundle));
+    assert_eq!(signature_files(), signatures_before, "nothing was signed");
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("refusing to sign the build provenance statement"), "{}", refused.stderr);
     assert!(refused.stderr.contains(&"0".repeat(64)), "{}", refused.stderr);

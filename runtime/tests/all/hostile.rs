@@ -37,6 +37,9 @@ struct Shape {
     memory: Option<(u64, usize)>,
     /// Count and size of extra custom sections.
     customs: (usize, usize),
+    /// Every function but `_start` pops from an empty stack: invalid, so a
+    /// refusal for another reason shows that check came before validation.
+    invalid_bodies: bool,
 }
 
 impl Shape {
@@ -68,6 +71,9 @@ impl Shape {
         for i in 0..self.functions.max(1) {
             let locals = (self.locals_per_function > 0).then_some((self.locals_per_function, ValType::I64));
             let mut f = Function::new(locals);
+            if i > 0 && self.invalid_bodies {
+                f.instruction(&Instruction::Drop);
+            }
             if i == 0 {
                 for _ in 0..self.nesting {
                     f.instruction(&Instruction::Block(BlockType::Empty));
@@ -111,7 +117,11 @@ fn run_signed(module: Vec<u8>, max_module_bytes: Option<usize>) -> Result<ExecRe
         let linker = wasi_linker(&engine).unwrap();
         let _ = tx.send(exec_bundle(&engine, &linker, &bundle, &[], &options));
     });
-    rx.recv_timeout(HANG).expect("the pipeline hung on a hostile module")
+    match rx.recv_timeout(HANG) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("the pipeline hung on a hostile module"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the pipeline panicked on a hostile module"),
+    }
 }
 
 fn refusal(module: Vec<u8>) -> (String, String) {
@@ -126,7 +136,10 @@ fn exited(module: Vec<u8>) -> Outcome {
 #[test]
 fn thousands_of_functions_compile_and_too_many_are_refused_before_validation() {
     assert_eq!(exited(Shape { functions: 5_000, ..Shape::default() }.encode()), Outcome::Exited { code: 0 });
-    let (code, message) = refusal(Shape { functions: MAX_DEFINED_FUNCTIONS + 1, ..Shape::default() }.encode());
+    let invalid = Shape { functions: 3, invalid_bodies: true, ..Shape::default() }.encode();
+    assert_eq!(refusal(invalid).0, "malformed_module", "the invalid bodies are invalid");
+    let (code, message) =
+        refusal(Shape { functions: MAX_DEFINED_FUNCTIONS + 1, invalid_bodies: true, ..Shape::default() }.encode());
     assert_eq!(code, "too_many_functions");
     assert_eq!(
         message,
@@ -136,7 +149,7 @@ fn thousands_of_functions_compile_and_too_many_are_refused_before_validation() {
 
 #[test]
 fn deep_block_nesting_is_bounded() {
-    assert_eq!(exited(Shape { nesting: 1_000, ..Shape::default() }.encode()), Outcome::Exited { code: 0 });
+    assert_eq!(exited(Shape { nesting: MAX_CONTROL_DEPTH, ..Shape::default() }.encode()), Outcome::Exited { code: 0 });
     let (code, message) = refusal(Shape { nesting: MAX_CONTROL_DEPTH + 1, ..Shape::default() }.encode());
     assert_eq!(code, "nesting_too_deep");
     assert!(

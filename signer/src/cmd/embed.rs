@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::path::PathBuf;
 
-use signer::bundle::{BundleBytes, MANIFEST_FILE, MODULE_FILE, ReadLimits, SIGNATURES_DIR};
+use signer::bundle::{BundleBytes, ReadLimits, write_bundle};
 use signer::fsutil::{FileMode, atomic_write};
 
 use crate::Outcome;
@@ -39,17 +39,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<Outcome> {
 
 pub fn extract(args: ExtractArgs) -> anyhow::Result<Outcome> {
     let bundle = BundleBytes::read_any(&args.file, &ReadLimits::default())?;
-    if args.out.exists() {
-        anyhow::bail!("{} exists already; refusing to overwrite a bundle", args.out.display());
-    }
-    std::fs::create_dir_all(args.out.join(SIGNATURES_DIR))
-        .with_context(|| format!("creating {}", args.out.display()))?;
-    atomic_write(&args.out.join(MODULE_FILE), &bundle.module, FileMode::Public)?;
-    atomic_write(&args.out.join(MANIFEST_FILE), &bundle.manifest, FileMode::Public)?;
-    for sig in &bundle.signatures {
-        let name = std::path::Path::new(&sig.file_name).file_name().context("signature without a file name")?;
-        atomic_write(&args.out.join(SIGNATURES_DIR).join(name), &sig.bytes, FileMode::Public)?;
-    }
+    write_bundle(&args.out, &bundle)?;
     println!("wrote bundle {}", args.out.display());
     Ok(Outcome::Success)
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 use signer::bundle::ReadLimits;
-use signer::fsutil::{FileMode, atomic_write, read_capped};
+use signer::fsutil::{FileMode, atomic_write, atomic_write_new, read_capped};
 use signer::keyfile::{PasswordSource, load_public_key, load_secret_key};
 use signer::minisign::MAX_KEY_FILE_BYTES;
 use signer::wasmsig::{
@@ -150,11 +150,12 @@ pub fn import_key(args: ImportKeyArgs) -> anyhow::Result<Outcome> {
     let bytes =
         read_capped(&args.key, MAX_KEY_FILE_BYTES as u64).with_context(|| format!("reading {}", args.key.display()))?;
     let key = import_public_key(&bytes).with_context(|| format!("{}", args.key.display()))?;
-    if args.out.exists() {
-        bail!("{} exists already; refusing to overwrite a key", args.out.display());
+    match atomic_write_new(&args.out, imported_key_file_text(&key).as_bytes(), FileMode::Public) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            bail!("{} exists already; refusing to overwrite a key", args.out.display())
+        }
+        other => other.with_context(|| format!("writing {}", args.out.display()))?,
     }
-    atomic_write(&args.out, imported_key_file_text(&key).as_bytes(), FileMode::Public)
-        .with_context(|| format!("writing {}", args.out.display()))?;
     print_key_result(args.out, &key, args.json)
 }
 
