@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::dsse::Envelope;
+use crate::dsse::{Envelope, MAX_ENVELOPE_BYTES};
+use crate::fsutil::{ReadCappedError, read_capped};
 
 /// Appended to the bundle directory's name to give the statement's file:
 /// `dist/hello/1/` has `dist/hello/1.intoto.json`. Outside the bundle, whose
@@ -46,6 +47,42 @@ pub fn envelope_path(bundle_dir: &Path) -> PathBuf {
     };
     let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     dir.with_file_name(format!("{name}{ENVELOPE_SUFFIX}"))
+}
+
+/// What is beside a bundle.
+#[derive(Debug)]
+pub enum Found {
+    /// No statement file.
+    Missing,
+    /// A file that is not a DSSE envelope (or too large, or not a regular file).
+    Unreadable {
+        reason: &'static str,
+        error: String,
+    },
+    Envelope(Envelope),
+}
+
+/// Reads the statement beside `bundle_dir`, size-capped; only I/O errors
+/// other than "not found" are errors.
+pub fn read_envelope(bundle_dir: &Path) -> Result<Found, ReadCappedError> {
+    let path = envelope_path(bundle_dir);
+    let bytes = match read_capped(&path, MAX_ENVELOPE_BYTES as u64) {
+        Ok(bytes) => bytes,
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Found::Missing);
+        }
+        Err(e @ ReadCappedError::TooLarge { .. }) => {
+            return Ok(Found::Unreadable { reason: "envelope_too_large", error: e.to_string() });
+        }
+        Err(e @ ReadCappedError::NotAFile { .. }) => {
+            return Ok(Found::Unreadable { reason: "not_a_file", error: e.to_string() });
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(match Envelope::from_json_bytes(&bytes) {
+        Ok(envelope) => Found::Envelope(envelope),
+        Err(e) => Found::Unreadable { reason: e.reason_code(), error: e.to_string() },
+    })
 }
 
 /// Why an envelope is not a statement about a given module.

@@ -44,8 +44,8 @@
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use signer::dsse::{Envelope, EnvelopePolicy, MAX_ENVELOPE_BYTES, verify_envelope};
-use signer::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
+use signer::dsse::{Envelope, EnvelopePolicy, verify_envelope};
+use signer::fsutil::{FileMode, atomic_write};
 use signer::manifest::{Manifest, Provenance};
 use signer::minisign::{KeyId, SecretKey};
 use signer::trust::TrustStore;
@@ -57,7 +57,7 @@ use crate::build::{BuildRun, BuiltModule, WASM_TARGET};
 use crate::rebuild::{ProvenanceDifference, diff_provenance};
 use crate::toolchain::ToolchainIdentity;
 
-pub use signer::intoto::{ENVELOPE_SUFFIX, PAYLOAD_TYPE, STATEMENT_TYPE, envelope_path};
+pub use signer::intoto::{ENVELOPE_SUFFIX, Found, PAYLOAD_TYPE, STATEMENT_TYPE, envelope_path, read_envelope};
 /// `predicateType` of SLSA provenance v1.
 pub const PREDICATE_TYPE: &str = "https://slsa.dev/provenance/v1";
 /// Our build type: see the module documentation.
@@ -463,42 +463,6 @@ pub fn write_envelope(path: &Path, envelope: &Envelope) -> Result<()> {
     }
     atomic_write(path, &envelope.to_json_bytes(), FileMode::Public)
         .with_context(|| format!("cannot write the provenance statement {}", path.display()))
-}
-
-/// What is beside a bundle.
-#[derive(Debug)]
-pub enum Found {
-    /// No statement file.
-    Missing,
-    /// A file that is not a DSSE envelope (or too large, or not a regular file).
-    Unreadable {
-        reason: &'static str,
-        error: String,
-    },
-    Envelope(Envelope),
-}
-
-/// Reads the statement beside `bundle_dir`, size-capped; only I/O errors
-/// other than "not found" are errors.
-pub fn read_envelope(bundle_dir: &Path) -> Result<Found> {
-    let path = envelope_path(bundle_dir);
-    let bytes = match read_capped(&path, MAX_ENVELOPE_BYTES as u64) {
-        Ok(bytes) => bytes,
-        Err(ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Found::Missing);
-        }
-        Err(e @ ReadCappedError::TooLarge { .. }) => {
-            return Ok(Found::Unreadable { reason: "envelope_too_large", error: e.to_string() });
-        }
-        Err(e @ ReadCappedError::NotAFile { .. }) => {
-            return Ok(Found::Unreadable { reason: "not_a_file", error: e.to_string() });
-        }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
-    Ok(match Envelope::from_json_bytes(&bytes) {
-        Ok(envelope) => Found::Envelope(envelope),
-        Err(e) => Found::Unreadable { reason: e.reason_code(), error: e.to_string() },
-    })
 }
 
 /// Checks an envelope's content without its signatures: payload type,

@@ -4,13 +4,13 @@
 //! `cargo xtask sign --request-only`) is beside it, the same key signs that
 //! too, after checking it is about this very module.
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use std::path::PathBuf;
 
 use signer::bundle::write_signature;
-use signer::dsse::{Envelope, MAX_ENVELOPE_BYTES};
-use signer::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
-use signer::intoto::{check_subject, envelope_path};
+use signer::dsse::Envelope;
+use signer::fsutil::{FileMode, atomic_write};
+use signer::intoto::{Found, check_subject, envelope_path, read_envelope};
 use signer::keyfile::{PasswordSource, load_secret_key};
 use signer::manifest::Manifest;
 
@@ -87,15 +87,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
 /// `None` when there is none (a bundle made by hand or before statements).
 fn read_statement(bundle: &std::path::Path, manifest: &Manifest) -> anyhow::Result<Option<(PathBuf, Envelope)>> {
     let path = envelope_path(bundle);
-    let bytes = match read_capped(&path, MAX_ENVELOPE_BYTES as u64) {
-        Ok(bytes) => bytes,
-        Err(ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot read the build provenance statement {}", path.display()));
-        }
+    let envelope = match read_envelope(bundle)
+        .with_context(|| format!("cannot read the build provenance statement {}", path.display()))?
+    {
+        Found::Missing => return Ok(None),
+        Found::Unreadable { error, .. } => bail!("refusing to sign: {} is unreadable: {error}", path.display()),
+        Found::Envelope(envelope) => envelope,
     };
-    let envelope = Envelope::from_json_bytes(&bytes)
-        .with_context(|| format!("refusing to sign: {} is not a DSSE envelope", path.display()))?;
     check_subject(&envelope, &manifest.module.sha256)
         .with_context(|| format!("refusing to sign the build provenance statement {}", path.display()))?;
     Ok(Some((path, envelope)))
