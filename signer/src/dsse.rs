@@ -20,11 +20,13 @@
 //! key id is an unauthenticated hint: it picks the trust store key to try, and a
 //! signature without a usable one is tried against every key in the store.
 //!
-//! Verification follows [`crate::verify`] exactly, so that an envelope and a
-//! manifest signed by the same people are judged the same way: a revoked key or
-//! a bad signature by a trusted key fails at once, unknown keys are ignored but
-//! named if nothing else counts, log keys never approve, and the tenant's
-//! threshold of *distinct* keys comes from the trust store.
+//! Verification follows [`crate::verify`], so that an envelope and a manifest
+//! signed by the same people are judged the same way: a revoked key or a bad
+//! signature by a trusted key fails at once, unknown keys are ignored but named
+//! if nothing else counts, and the counting itself (log keys never approve, the
+//! tenant's threshold of *distinct* keys) is the one rule all signed formats
+//! share, [`TrustStore::approvals`]. The one difference is the keyless
+//! fallback above, which DSSE allows and minisign signatures never need.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -33,7 +35,7 @@ use serde::Deserialize;
 use std::collections::BTreeSet;
 
 use crate::minisign::{KeyId, PublicKey, SecretKey};
-use crate::trust::TrustStore;
+use crate::trust::{Shortfall, TrustStore};
 
 /// Envelopes larger than this are refused before parsing. A build provenance
 /// statement is a few KiB; the cap leaves room for many signatures.
@@ -303,32 +305,14 @@ pub fn verify_envelope(
         }
     }
 
-    let mut not_allowed = None;
-    let counted: BTreeSet<KeyId> = valid
-        .into_iter()
-        .filter(|id| {
-            let ok = trust.may_approve(*id, policy.tenant);
-            if !ok {
-                not_allowed.get_or_insert(*id);
-            }
-            ok
-        })
-        .collect();
-    let required = trust.threshold_for(policy.tenant);
-    if counted.len() < required {
-        if counted.is_empty() {
-            if let Some(key_id) = not_allowed {
-                if trust.is_log_key(key_id) {
-                    return Err(DsseError::LogKeyCannotApprove { key_id });
-                }
-                return Err(DsseError::KeyNotAllowedForTenant { key_id, tenant: policy.tenant.to_owned() });
-            }
-            if let Some(key_id) = first_untrusted {
-                return Err(DsseError::UntrustedKey { key_id });
-            }
+    let counted = trust.approvals(valid, policy.tenant, first_untrusted).map_err(|shortfall| match shortfall {
+        Shortfall::LogKeyCannotApprove { key_id } => DsseError::LogKeyCannotApprove { key_id },
+        Shortfall::KeyNotAllowedForTenant { key_id } => {
+            DsseError::KeyNotAllowedForTenant { key_id, tenant: policy.tenant.to_owned() }
         }
-        return Err(DsseError::ThresholdNotMet { required, valid: counted.len() });
-    }
+        Shortfall::Untrusted(key_id) => DsseError::UntrustedKey { key_id },
+        Shortfall::ThresholdNotMet { required, valid } => DsseError::ThresholdNotMet { required, valid },
+    })?;
     Ok(counted.into_iter().collect())
 }
 

@@ -224,6 +224,66 @@ impl TrustStore {
     pub fn keys(&self) -> impl Iterator<Item = &PublicKey> {
         self.keys.values()
     }
+
+    /// The one approval rule of every signed format (bundles, DSSE
+    /// envelopes, wasmsig modules): of the distinct keys in `valid` (trusted,
+    /// unrevoked, with a signature that verified), those that may approve
+    /// `tenant`'s modules are counted against its threshold. When none count,
+    /// the most telling reason is named: a log key, a key of other tenants,
+    /// or the first signature by a key the store does not hold
+    /// (`first_untrusted`, in whatever form the format names keys).
+    pub fn approvals<U>(
+        &self,
+        valid: impl IntoIterator<Item = KeyId>,
+        tenant: &str,
+        first_untrusted: Option<U>,
+    ) -> Result<BTreeSet<KeyId>, Shortfall<U>> {
+        let mut not_allowed = None;
+        let counted: BTreeSet<KeyId> = valid
+            .into_iter()
+            .filter(|id| {
+                let ok = self.may_approve(*id, tenant);
+                if !ok {
+                    not_allowed.get_or_insert(*id);
+                }
+                ok
+            })
+            .collect();
+        let required = self.threshold_for(tenant);
+        if counted.len() >= required {
+            return Ok(counted);
+        }
+        if counted.is_empty() {
+            if let Some(key_id) = not_allowed {
+                if self.is_log_key(key_id) {
+                    return Err(Shortfall::LogKeyCannotApprove { key_id });
+                }
+                return Err(Shortfall::KeyNotAllowedForTenant { key_id });
+            }
+            if let Some(untrusted) = first_untrusted {
+                return Err(Shortfall::Untrusted(untrusted));
+            }
+        }
+        Err(Shortfall::ThresholdNotMet { required, valid: counted.len() })
+    }
+}
+
+/// Why the keys that signed something do not approve it; see
+/// [`TrustStore::approvals`]. Each format maps it to its own error type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Shortfall<U> {
+    LogKeyCannotApprove {
+        key_id: KeyId,
+    },
+    KeyNotAllowedForTenant {
+        key_id: KeyId,
+    },
+    /// No trusted key signed; this signature named a key the store does not hold.
+    Untrusted(U),
+    ThresholdNotMet {
+        required: usize,
+        valid: usize,
+    },
 }
 
 fn check_threshold(threshold: usize, usable: usize, field: &str) -> Result<(), String> {

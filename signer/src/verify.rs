@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use crate::bundle::BundleBytes;
 use crate::manifest::{Manifest, ManifestError, format_rfc3339};
 use crate::minisign::{FormatError, KeyId, LegacySignatures, Signature, SignatureError};
-use crate::trust::TrustStore;
+use crate::trust::{Shortfall, TrustStore};
 
 /// A bundle that passed every check. Holds the very bytes that were verified, so
 /// that callers execute or store exactly those.
@@ -113,33 +113,14 @@ pub fn verify_bundle(
     }
 
     let manifest = Manifest::from_bytes(&bundle.manifest).map_err(VerifyError::MalformedManifest)?;
-    let mut not_allowed = None;
-    let counted: BTreeSet<KeyId> = valid
-        .into_iter()
-        .filter(|id| {
-            let ok = trust.may_approve(*id, &manifest.name);
-            if !ok {
-                not_allowed.get_or_insert(*id);
-            }
-            ok
-        })
-        .collect();
-    let required = trust.threshold_for(&manifest.name);
-    if counted.len() < required {
-        // Name the most telling reason when no trusted key signed at all.
-        if counted.is_empty() {
-            if let Some(key_id) = not_allowed {
-                if trust.is_log_key(key_id) {
-                    return Err(VerifyError::LogKeyCannotApprove { key_id });
-                }
-                return Err(VerifyError::KeyNotAllowedForTenant { key_id, tenant: manifest.name });
-            }
-            if let Some(key_id) = first_untrusted {
-                return Err(VerifyError::UntrustedKey { key_id });
-            }
+    let counted = trust.approvals(valid, &manifest.name, first_untrusted).map_err(|shortfall| match shortfall {
+        Shortfall::LogKeyCannotApprove { key_id } => VerifyError::LogKeyCannotApprove { key_id },
+        Shortfall::KeyNotAllowedForTenant { key_id } => {
+            VerifyError::KeyNotAllowedForTenant { key_id, tenant: manifest.name.clone() }
         }
-        return Err(VerifyError::ThresholdNotMet { required, valid: counted.len() });
-    }
+        Shortfall::Untrusted(key_id) => VerifyError::UntrustedKey { key_id },
+        Shortfall::ThresholdNotMet { required, valid } => VerifyError::ThresholdNotMet { required, valid },
+    })?;
 
     let found_size = bundle.module.len() as u64;
     if found_size != manifest.module.size {

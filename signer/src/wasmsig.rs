@@ -54,7 +54,7 @@ use sha2::{Digest, Sha256};
 use crate::minisign::{KeyId, MAX_KEY_FILE_BYTES, PublicKey, SecretKey, SignatureError};
 use crate::sections::read_leb_u32;
 use crate::sections::{CustomAt, SectionsError, custom_section, custom_sections};
-use crate::trust::TrustStore;
+use crate::trust::{Shortfall, TrustStore};
 use crate::verify::VerifyError;
 
 /// Name of the custom section that carries the signatures.
@@ -585,29 +585,22 @@ pub fn verify_module(file: &[u8], trust: &TrustStore) -> Result<VerifiedWasmsig,
         return Err(WasmsigVerifyError::Unsigned);
     }
 
-    let mut not_allowed = None;
-    let approving: BTreeMap<KeyId, Vec<usize>> = valid
-        .into_iter()
-        .filter(|(id, _)| {
-            let ok = trust.may_approve(*id, NO_TENANT);
-            if !ok {
-                not_allowed.get_or_insert(*id);
+    let counted =
+        trust.approvals(valid.keys().copied(), NO_TENANT, first_untrusted).map_err(|shortfall| match shortfall {
+            Shortfall::LogKeyCannotApprove { key_id } => {
+                WasmsigVerifyError::Verify(VerifyError::LogKeyCannotApprove { key_id })
             }
-            ok
-        })
-        .collect();
+            // A module names no tenant, so no key is another tenant's.
+            Shortfall::KeyNotAllowedForTenant { key_id } => {
+                WasmsigVerifyError::Verify(VerifyError::KeyNotAllowedForTenant { key_id, tenant: NO_TENANT.to_owned() })
+            }
+            Shortfall::Untrusted(untrusted) => untrusted,
+            Shortfall::ThresholdNotMet { required, valid } => {
+                WasmsigVerifyError::Verify(VerifyError::ThresholdNotMet { required, valid })
+            }
+        })?;
     let required = trust.threshold_for(NO_TENANT);
-    if approving.len() < required {
-        if approving.is_empty() {
-            if let Some(key_id) = not_allowed {
-                return Err(WasmsigVerifyError::Verify(VerifyError::LogKeyCannotApprove { key_id }));
-            }
-            if let Some(untrusted) = first_untrusted {
-                return Err(untrusted);
-            }
-        }
-        return Err(WasmsigVerifyError::Verify(VerifyError::ThresholdNotMet { required, valid: approving.len() }));
-    }
+    let approving: BTreeMap<KeyId, Vec<usize>> = valid.into_iter().filter(|(id, _)| counted.contains(id)).collect();
 
     let found = module.module_hash();
     let covers = |set: &usize| module.data.hash_sets.get(*set).and_then(|s| s.hashes.last()) == Some(&found);
