@@ -31,6 +31,31 @@ impl FileMode {
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir).
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    write_then_place(path, bytes, mode, |tmp| fs::rename(tmp, path))
+}
+
+/// Like [`atomic_write`], but never replaces an existing file: the complete,
+/// flushed temp file is hard-linked into place, which fails with
+/// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
+/// window for another writer to fall into).
+pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    write_then_place(path, bytes, mode, |tmp| {
+        fs::hard_link(tmp, path)?;
+        // The temp name is now a second name of the placed file; a stray
+        // one left by a failure here is harmless.
+        let _ = fs::remove_file(tmp);
+        Ok(())
+    })
+}
+
+/// Writes a flushed temp file beside `path`, puts it in place with `place`
+/// and flushes the directory; the temp file is removed on failure.
+fn write_then_place(
+    path: &Path,
+    bytes: &[u8],
+    mode: FileMode,
+    place: impl FnOnce(&Path) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = parent_dir(path);
     let tmp = temp_path_beside(path);
     let result = (|| {
@@ -40,32 +65,12 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()>
         file.write_all(bytes)?;
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, path)?;
+        place(&tmp)?;
         sync_dir(&dir)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
     }
-    result
-}
-
-/// Like [`atomic_write`], but never replaces an existing file: the complete,
-/// flushed temp file is hard-linked into place, which fails with
-/// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
-/// window for another writer to fall into).
-pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let tmp = temp_path_beside(path);
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(mode.bits()).open(&tmp)?;
-        file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        drop(file);
-        fs::hard_link(&tmp, path)?;
-        sync_dir(&dir)
-    })();
-    let _ = fs::remove_file(&tmp);
     result
 }
 
