@@ -24,7 +24,9 @@ pub const DEFAULT_MAX_TABLE_ELEMENTS: usize = 100_000;
 // programs stay far below each cap: large Rust or C programs have tens of
 // thousands of functions, LLVM's deepest nesting comes from `br_table`
 // lowering (one level per `match` arm), and functions rarely declare more
-// than a few hundred locals.
+// than a few hundred locals. Shapes that need no cap of ours: a `br_table`
+// over 65,520 targets is refused by Cranelift itself, and a 7 MB function of
+// straight-line code compiles in about 0.7 s.
 
 /// Functions a module may define.
 pub const MAX_DEFINED_FUNCTIONS: u32 = 100_000;
