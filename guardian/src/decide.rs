@@ -20,7 +20,7 @@
 
 use std::collections::BTreeMap;
 
-use signer::bundle::{MANIFEST_FILE, MODULE_FILE, ReadLimits};
+use signer::bundle::{AssembleError, MANIFEST_FILE, MODULE_FILE, ReadLimits};
 use signer::embed::EmbedError;
 use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
@@ -135,12 +135,6 @@ pub fn evaluate(
     if !entries.contains_key(MODULE_FILE) {
         return Err(Refusal::FileMissing { path: format!("{tenant}/{MODULE_FILE}") });
     }
-    // `module.wasm` without manifest or signature files is the single-file
-    // form, unpacked below (as `signer::bundle::BundleBytes::read` does).
-    let manifest_missing = || Refusal::FileMissing { path: format!("{tenant}/{MANIFEST_FILE}") };
-    if !entries.contains_key(MANIFEST_FILE) && entries.keys().any(|rel| is_signature_file(rel)) {
-        return Err(manifest_missing());
-    }
     let mut signatures = 0;
     for (rel, entry) in entries.iter().filter(|(rel, _)| is_bundle_file(rel)) {
         let path = format!("{tenant}/{rel}");
@@ -169,17 +163,14 @@ pub fn evaluate(
     }
     let files = BundleFiles::new(files)
         .map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
-    let bytes = files.to_bundle_bytes(limits).map_err(|source| match source {
-        EmbedError::NoSection => manifest_missing(),
-        source => Refusal::SingleFile { path: format!("{tenant}/{MODULE_FILE}"), source },
+    // `module.wasm` without manifest or signature files is the single-file
+    // form: the signer's rule decides, as for every other reader.
+    let module_path = format!("{tenant}/{MODULE_FILE}");
+    let bytes = files.to_bundle_bytes(limits).map_err(|e| match e {
+        AssembleError::ManifestMissing => Refusal::FileMissing { path: format!("{tenant}/{MANIFEST_FILE}") },
+        AssembleError::ModuleTooLarge { size, max } => Refusal::FileTooLarge { path: module_path.clone(), size, max },
+        AssembleError::SingleFile(source) => Refusal::SingleFile { path: module_path.clone(), source },
     })?;
-    if bytes.module.len() as u64 > limits.max_module_bytes {
-        return Err(Refusal::FileTooLarge {
-            path: format!("{tenant}/{MODULE_FILE}"),
-            size: bytes.module.len() as u64,
-            max: limits.max_module_bytes,
-        });
-    }
     let verified = verify_bundle(bytes, trust, now).map_err(Refusal::Verify)?;
     if verified.manifest.name != tenant {
         return Err(Refusal::TenantMismatch {
@@ -197,10 +188,6 @@ pub fn evaluate(
         }
     }
     Ok(Accepted { files, verified })
-}
-
-fn is_signature_file(rel: &str) -> bool {
-    is_bundle_file(rel) && rel != MODULE_FILE && rel != MANIFEST_FILE
 }
 
 #[cfg(test)]

@@ -640,35 +640,41 @@ impl Guardian {
     }
 }
 
-/// Reads and compares `names` in parallel, one worker per core; returns
-/// those not clean, in name order.
+/// Reads and compares `names` in parallel; returns those not clean, in name
+/// order.
 fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) -> Vec<Inspected> {
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(names.len().div_ceil(4)).max(1);
+    let mut found = in_parallel(names, 4, |tenant| inspect_one(deploy, limits, state, tenant));
+    found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
+    found
+}
+
+/// Runs `work` over `items` on one worker per core (each worker taking at
+/// least `min_per_worker` items, so small batches stay on this thread) and
+/// collects what it returns, in no particular order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], min_per_worker: usize, work: impl Fn(&T) -> Option<R> + Sync) -> Vec<R> {
+    let workers =
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().div_ceil(min_per_worker)).max(1);
     let next = AtomicUsize::new(0);
     let found = Mutex::new(Vec::new());
-    let work = || {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(tenant) = names.get(i) else { break };
-            if let Some(inspected) = inspect_one(deploy, limits, state, tenant)
+    let worker = || {
+        while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
+            if let Some(result) = work(item)
                 && let Ok(mut found) = found.lock()
             {
-                found.push(inspected);
+                found.push(result);
             }
         }
     };
     if workers == 1 {
-        work();
+        worker();
     } else {
         std::thread::scope(|s| {
             for _ in 0..workers {
-                s.spawn(work);
+                s.spawn(worker);
             }
         });
     }
-    let mut found = found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    found
+    found.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn inspect_one(deploy: &Path, limits: &ReadLimits, state: &State, tenant: &str) -> Option<Inspected> {
@@ -695,29 +701,10 @@ fn inspect_one(deploy: &Path, limits: &ReadLimits, state: &State, tenant: &str) 
 fn check_integrity(state: &State, store: &Store, trust: &TrustStore, limits: &ReadLimits) -> Result<(), StateError> {
     let now = time::OffsetDateTime::now_utc();
     let tenants: Vec<(&String, &TenantRecord)> = state.tenants.iter().collect();
-    // One worker per core, as for scans: this re-reads every verified bundle.
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()).min(tenants.len().div_ceil(16)).max(1);
-    let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
-    let work = || {
-        while let Some((tenant, record)) = tenants.get(next.fetch_add(1, Ordering::Relaxed)) {
-            if let Err(e) = check_tenant_integrity(tenant, record, store, trust, limits, now)
-                && let Ok(mut failures) = failures.lock()
-            {
-                failures.push((tenant.to_string(), e));
-            }
-        }
-    };
-    if workers == 1 {
-        work();
-    } else {
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(work);
-            }
-        });
-    }
-    let mut failures = failures.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // As for scans: this re-reads every verified bundle.
+    let mut failures = in_parallel(&tenants, 16, |(tenant, record)| {
+        check_tenant_integrity(tenant, record, store, trust, limits, now).err().map(|e| (tenant.to_string(), e))
+    });
     failures.sort_by(|a, b| a.0.cmp(&b.0));
     match failures.into_iter().next() {
         Some((_, e)) => Err(e),
@@ -738,9 +725,8 @@ fn check_tenant_integrity(
     if files.records() != record.files {
         return Err(inconsistent(format!("store entry {} does not hold the recorded files", record.digest)));
     }
-    let bytes = files
-        .to_bundle_bytes(limits)
-        .map_err(|e| inconsistent(format!("stored single-file module {}: {e}", record.digest)))?;
+    let bytes =
+        files.to_bundle_bytes(limits).map_err(|e| inconsistent(format!("stored bundle {}: {e}", record.digest)))?;
     let manifest_bytes = bytes.manifest.clone();
     let manifest = match verify_bundle(bytes, trust, now) {
         Ok(verified) => {

@@ -20,8 +20,9 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use signer::bundle::{BundleBytes, MANIFEST_FILE, MODULE_FILE, ReadLimits, SIGNATURES_DIR, SignatureFile};
-use signer::embed::EmbedError;
+use signer::bundle::{
+    AssembleError, BundleBytes, MANIFEST_FILE, MODULE_FILE, ReadLimits, SIGNATURES_DIR, SignatureFile,
+};
 use signer::fsutil::{read_capped, sync_dir, temp_path_beside};
 
 use crate::digest::{FileRecord, bundle_digest};
@@ -55,14 +56,10 @@ impl BundleFiles {
         bundle_digest(&self.records())
     }
 
-    /// The same bytes in the form the signer's verifier takes. A bundle of
-    /// `module.wasm` alone is the single-file form: its manifest and
-    /// signatures come out of the module's bundle section.
-    pub fn to_bundle_bytes(&self, limits: &ReadLimits) -> Result<BundleBytes, EmbedError> {
-        let module = self.files.get(MODULE_FILE).cloned().unwrap_or_default();
-        let Some(manifest) = self.files.get(MANIFEST_FILE) else {
-            return signer::embed::extract(module, limits);
-        };
+    /// The same bytes in the form the signer's verifier takes, by the
+    /// signer's own rule for which form the files are in
+    /// ([`BundleBytes::assemble`]: a lone `module.wasm` is the single-file form).
+    pub fn to_bundle_bytes(&self, limits: &ReadLimits) -> Result<BundleBytes, AssembleError> {
         let signatures = self
             .files
             .iter()
@@ -71,7 +68,12 @@ impl BundleFiles {
                 Some(SignatureFile { file_name: name.to_string(), bytes: bytes.clone() })
             })
             .collect();
-        Ok(BundleBytes { module, manifest: manifest.clone(), signatures })
+        BundleBytes::assemble(
+            self.files.get(MODULE_FILE).cloned().unwrap_or_default(),
+            self.files.get(MANIFEST_FILE).cloned(),
+            signatures,
+            limits,
+        )
     }
 }
 

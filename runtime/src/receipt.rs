@@ -17,7 +17,6 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signer::canonical::{CanonicalError, to_canonical_bytes};
-use signer::manifest::PreopenMode;
 use signer::minisign::{FormatError, LegacySignatures, SecretKey, Signature, SignatureError};
 use signer::trust::TrustStore;
 
@@ -143,18 +142,7 @@ impl Receipt {
             memory_mib: report.policy.memory_mib,
             timeout_ms: u64::try_from(report.policy.timeout.as_millis()).unwrap_or(u64::MAX),
             max_output_bytes: report.policy.max_output_bytes,
-            preopens: report
-                .policy
-                .preopens
-                .iter()
-                .map(|p| {
-                    let mode = match p.mode {
-                        PreopenMode::ReadOnly => "ro",
-                        PreopenMode::ReadWrite => "rw",
-                    };
-                    format!("{} {mode}", p.guest)
-                })
-                .collect(),
+            preopens: report.policy.preopens.iter().map(|p| format!("{} {}", p.guest, p.mode.as_str())).collect(),
             deterministic: report.determinism == Determinism::Fixed,
             outcome: run.outcome.kind().to_string(),
             exit_code: match run.outcome {

@@ -46,6 +46,17 @@ impl ReadLimits {
     }
 }
 
+/// Why a directory's files do not make a bundle; see [`BundleBytes::assemble`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AssembleError {
+    #[error("manifest.json is missing")]
+    ManifestMissing,
+    #[error("module.wasm is {size} bytes, over the {max}-byte cap")]
+    ModuleTooLarge { size: u64, max: u64 },
+    #[error(transparent)]
+    SingleFile(crate::embed::EmbedError),
+}
+
 /// Whether a directory holding only `module.wasm` may be read as the
 /// single-file form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,28 +156,59 @@ impl BundleBytes {
             Err(BundleError::Missing { .. }) => None,
             Err(e) => return Err(e),
         };
+        if manifest.is_none() && single_file == SingleFile::Refused {
+            return Err(BundleError::Missing { path: manifest_path });
+        }
         let signatures = read_signatures(&dir.join(SIGNATURES_DIR), limits)?;
+        Self::assemble(module, manifest, signatures, limits).map_err(|e| match e {
+            AssembleError::ManifestMissing => BundleError::Missing { path: manifest_path },
+            AssembleError::ModuleTooLarge { size, max } => {
+                BundleError::Read(ReadCappedError::TooLarge { path: module_path, size, max })
+            }
+            AssembleError::SingleFile(source) => BundleError::SingleFile { path: module_path, source },
+        })
+    }
+
+    /// The one rule for what a bundle directory's files hold, shared by every
+    /// reader (this module, the guardian's snapshots and store): `module.wasm`
+    /// with `manifest.json` and the signature files; or, with neither a
+    /// manifest nor any signature file, the single-file form, unpacked from
+    /// `module.wasm` (a module without the section is a bundle missing its
+    /// manifest). The module is held to `max_module_bytes` either way.
+    pub fn assemble(
+        module: Vec<u8>,
+        manifest: Option<Vec<u8>>,
+        signatures: Vec<SignatureFile>,
+        limits: &ReadLimits,
+    ) -> Result<Self, AssembleError> {
         match manifest {
             Some(manifest) => {
                 if module.len() as u64 > limits.max_module_bytes {
-                    return Err(BundleError::Read(ReadCappedError::TooLarge {
-                        path: module_path,
+                    return Err(AssembleError::ModuleTooLarge {
                         size: module.len() as u64,
                         max: limits.max_module_bytes,
-                    }));
+                    });
                 }
                 Ok(Self { module, manifest, signatures })
             }
-            None if signatures.is_empty() && single_file == SingleFile::Accepted => {
-                match crate::embed::extract(module, limits) {
-                    Ok(bundle) => Ok(bundle),
-                    // A plain module: a directory bundle missing its manifest.
-                    Err(crate::embed::EmbedError::NoSection) => Err(BundleError::Missing { path: manifest_path }),
-                    Err(source) => Err(BundleError::SingleFile { path: module_path, source }),
-                }
-            }
-            None => Err(BundleError::Missing { path: manifest_path }),
+            None if signatures.is_empty() => crate::embed::extract(module, limits).map_err(|e| match e {
+                crate::embed::EmbedError::NoSection => AssembleError::ManifestMissing,
+                e => AssembleError::SingleFile(e),
+            }),
+            None => Err(AssembleError::ManifestMissing),
         }
+    }
+
+    /// Reads a file that may be a single-file module, capped at
+    /// [`ReadLimits::single_file_cap`].
+    pub fn read_single_file_bytes(path: &Path, limits: &ReadLimits) -> Result<Vec<u8>, BundleError> {
+        read_required(path, limits.single_file_cap())
+    }
+
+    /// Unpacks a single-file module read from `path`.
+    pub fn from_single_file(path: &Path, file: Vec<u8>, limits: &ReadLimits) -> Result<Self, BundleError> {
+        crate::embed::extract(file, limits)
+            .map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
     }
 
     /// Reads a bundle directory, or a single-file module carrying its bundle in
@@ -175,9 +217,8 @@ impl BundleBytes {
         if path.is_dir() {
             return Self::read(path, limits);
         }
-        let file = read_required(path, limits.single_file_cap())?;
-        crate::embed::extract(file, limits)
-            .map_err(|source| BundleError::SingleFile { path: path.to_path_buf(), source })
+        let file = Self::read_single_file_bytes(path, limits)?;
+        Self::from_single_file(path, file, limits)
     }
 }
 

@@ -92,6 +92,16 @@ pub enum PreopenMode {
     ReadWrite,
 }
 
+impl PreopenMode {
+    /// The manifest's spelling: `ro` or `rw`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PreopenMode::ReadOnly => "ro",
+            PreopenMode::ReadWrite => "rw",
+        }
+    }
+}
+
 /// A directory the module asks to see at `guest` path. The host decides which
 /// host directory backs it; the manifest only says what the module may ask for.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

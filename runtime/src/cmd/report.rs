@@ -26,7 +26,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use runtime::{ExecReport, Outcome, Refusal, VerificationStatus};
-use signer::manifest::PreopenMode;
 
 #[derive(Debug, Serialize)]
 pub struct RunJson {
@@ -185,11 +184,7 @@ pub fn ran(bundle: &Path, report: &ExecReport, exit_code: u8) -> RunJson {
                     .preopens
                     .iter()
                     .map(|p| {
-                        let mode = match p.mode {
-                            PreopenMode::ReadOnly => "ro",
-                            PreopenMode::ReadWrite => "rw",
-                        };
-                        (p.guest.clone(), PreopenJson { host: p.host.display().to_string(), mode })
+                        (p.guest.clone(), PreopenJson { host: p.host.display().to_string(), mode: p.mode.as_str() })
                     })
                     .collect(),
                 network: policy.network.iter().map(ToString::to_string).collect(),

@@ -4,9 +4,8 @@
 
 use std::path::PathBuf;
 
-use signer::bundle::{BundleBytes, BundleError, ReadLimits};
-use signer::embed::{SECTION_NAME, extract};
-use signer::fsutil::{ReadCappedError, read_capped};
+use signer::bundle::{BundleBytes, ReadLimits};
+use signer::embed::SECTION_NAME;
 use signer::sections::custom_sections;
 use signer::trust::TrustStore;
 use signer::verify::verify_bundle;
@@ -68,18 +67,10 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let read = if args.bundle.is_dir() {
         BundleBytes::read(&args.bundle, &limits)
     } else {
-        match read_capped(&args.bundle, limits.single_file_cap()) {
-            Ok(file) => {
-                let ours = custom_sections(&file, SECTION_NAME).is_ok_and(|found| found.count > 0);
-                if !ours && starts_with_signature_section(&file) {
-                    return run_wasmsig(args, &file, &trust);
-                }
-                extract(file, &limits).map_err(|source| BundleError::SingleFile { path: args.bundle.clone(), source })
-            }
-            Err(ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Err(BundleError::Missing { path: args.bundle.clone() })
-            }
-            Err(e) => Err(e.into()),
+        match BundleBytes::read_single_file_bytes(&args.bundle, &limits) {
+            Ok(file) if is_wasmsig_module(&file) => return run_wasmsig(args, &file, &trust),
+            Ok(file) => BundleBytes::from_single_file(&args.bundle, file, &limits),
+            Err(e) => Err(e),
         }
     };
     // Bytes that are there but wrong (a single file whose bundle section is
@@ -144,6 +135,12 @@ fn finish(out: &VerifyJson, json: bool) -> anyhow::Result<Outcome> {
         crate::cmd::print_json(out)?;
     }
     Ok(if out.verified { Outcome::Success } else { Outcome::VerificationFailed })
+}
+
+/// The detection rule: the first section is a tool-conventions `signature`
+/// section and no bundle section of ours is present (ours, last, decides).
+fn is_wasmsig_module(file: &[u8]) -> bool {
+    starts_with_signature_section(file) && !custom_sections(file, SECTION_NAME).is_ok_and(|found| found.count > 0)
 }
 
 /// A module whose first section is a tool-conventions `signature` section
