@@ -17,8 +17,8 @@
 //! A checkpoint is trusted only through a [`VerifyingKey`] the caller
 //! supplies; a key stored beside the log is never consulted.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -384,10 +384,23 @@ pub fn default_checkpoint_path(log: &Path) -> PathBuf {
     log.with_file_name(name)
 }
 
+/// Opens a log or checkpoint for reading only if it is a regular file (not a
+/// symlink, FIFO or device: see [`signer::fsutil::open_regular`]), so that a
+/// FIFO put in its place cannot hang a reader and `/dev/zero` cannot feed
+/// one forever. A missing file keeps [`io::ErrorKind::NotFound`].
+pub(crate) fn open_for_reading(path: &Path) -> io::Result<File> {
+    use signer::fsutil::{ReadCappedError, open_regular};
+    match open_regular(path) {
+        Ok((file, _)) => Ok(file),
+        Err(ReadCappedError::Io { source, .. }) => Err(source),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidInput, e.to_string())),
+    }
+}
+
 /// Reads a checkpoint file, capped at [`MAX_CHECKPOINT_BYTES`]. `Ok(None)`
 /// when the file does not exist; the bytes are returned unparsed.
 pub(crate) fn read_checkpoint_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
+    let file = match open_for_reading(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -407,26 +420,11 @@ pub(crate) fn parse_checkpoint_bytes(bytes: &[u8]) -> Result<SignedCheckpoint, C
 }
 
 /// Replaces `path` with `contents` atomically: a reader sees the old file or
-/// the new one, never a mix, even across a crash. Temp file in the same
-/// directory, fsync, rename over, fsync the directory.
+/// the new one, never a mix, even across a crash; a path that is not a
+/// regular file is refused, never renamed over (see
+/// [`signer::fsutil::atomic_write`]).
 pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = parent_dir(path);
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let temp = dir.join(format!(".{name}.tmp-{}-{nanos}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        sync_dir(&dir)
-    })();
-    if result.is_err() {
-        // Best effort: the temp file is garbage once the rename did not happen.
-        let _ = fs::remove_file(&temp);
-    }
-    result
+    signer::fsutil::atomic_write(path, contents, signer::fsutil::FileMode::Public)
 }
 
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {
@@ -436,10 +434,7 @@ pub(crate) fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-/// Makes a directory's entries (a created or renamed file) durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
+pub(crate) use signer::fsutil::sync_dir;
 
 #[cfg(test)]
 mod tests {

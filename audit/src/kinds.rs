@@ -10,6 +10,10 @@ pub const BUNDLE_VERIFIED: &str = "bundle.verified";
 pub const BUNDLE_REFUSED: &str = "bundle.refused";
 /// A tenant run started.
 pub const RUN_STARTED: &str = "run.started";
+/// A precompiled artifact in the compile cache failed its checks (planted,
+/// copied or corrupted) and was moved aside; the module was compiled again
+/// from the verified bytes (`data`: `reason`, `entry`, `moved_to`, `detail`).
+pub const CACHE_REJECTED: &str = "cache.rejected";
 /// A tenant run ended; `data` says how (exit status, trap, limit).
 pub const RUN_FINISHED: &str = "run.finished";
 /// A bundle was refused before running (verification, policy, validation).

@@ -67,4 +67,6 @@ pub use proof::{
 };
 pub use read::{EntryReader, Filter, ShowError, read_entries};
 pub use scan::{EntryParseError, MAX_LINE_BYTES, MAX_NESTING, is_valid_kind};
-pub use verify::{AppendDefect, IntactLog, TamperReason, Tampering, VerifyReport, verify_log};
+pub use verify::{
+    AppendDefect, CheckpointKey, IntactLog, TamperReason, Tampering, VerifyReport, checkpoint_key, verify_log,
+};

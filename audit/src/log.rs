@@ -24,6 +24,7 @@
 //!   asks for consistency proofs can.
 
 use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
@@ -108,12 +109,22 @@ impl AuditLog {
     /// whole log is read once, on the first checkpoint.
     pub fn open_with(path: impl AsRef<Path>, options: LogOptions) -> Result<AuditLog, AuditError> {
         let path = path.as_ref().to_path_buf();
+        // Not through a symlink, and without blocking on a FIFO: the log must
+        // be a regular file of its own, checked on the opened handle.
+        let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .custom_flags(flags.bits() as i32)
             .open(&path)
             .map_err(|e| AuditError::io("open", &path, e))?;
+        let meta = file.metadata().map_err(|e| AuditError::io("stat", &path, e))?;
+        if !meta.is_file() {
+            let kind = signer::fsutil::kind_of(&meta);
+            let error = io::Error::new(io::ErrorKind::InvalidInput, format!("it is {kind}, not a regular file"));
+            return Err(AuditError::io("open", &path, error));
+        }
         // Make the file's existence durable too, not only its contents.
         sync_dir(&parent_dir(&path)).map_err(|e| AuditError::io("sync the directory of", &path, e))?;
         let checkpoint_path = options.checkpoint_path.unwrap_or_else(|| default_checkpoint_path(&path));
@@ -385,6 +396,7 @@ impl AuditLog {
     /// the log. Called under the lock, with `start` just past the last
     /// newline, so only bytes of a write that never completed are removed.
     fn recover_torn_tail(&mut self, start: u64, end: u64) -> Result<(), AuditError> {
+        self.refuse_to_cut_checkpointed_entries()?;
         let length = end - start;
         // Save the bytes durably before cutting them: afterwards this copy
         // is the only one.
@@ -413,6 +425,29 @@ impl AuditLog {
             sha256,
             saved_to,
         });
+        Ok(())
+    }
+
+    /// A torn tail is bytes a crash left after the last newline: never
+    /// committed, because a checkpoint is only written after its entries are
+    /// synced. So if the checkpoint covers more entries than end in a newline,
+    /// the tail is a committed entry that lost its newline (or more), and
+    /// cutting it would destroy history: that is tampering, reported with the
+    /// first entry it concerns. An unreadable checkpoint is refused too: with
+    /// it nothing can tell a crash from an attack.
+    fn refuse_to_cut_checkpointed_entries(&self) -> Result<(), AuditError> {
+        let Some(bytes) = read_checkpoint_file(&self.checkpoint_path)
+            .map_err(|e| AuditError::io("read", &self.checkpoint_path, e))?
+        else {
+            return Ok(());
+        };
+        let signed = parse_checkpoint_bytes(&bytes)
+            .map_err(|error| self.tampered(None, TamperReason::MalformedCheckpoint { error }))?;
+        let complete = self.cursor.next_seq;
+        let checkpoint_size = signed.checkpoint.size;
+        if checkpoint_size > complete {
+            return Err(self.tampered(Some(complete), TamperReason::CheckpointedTailCut { complete, checkpoint_size }));
+        }
         Ok(())
     }
 

@@ -12,7 +12,6 @@
 //! {"type":"consistency","old_size":5,"old_root":"…","new_size":8,"path":["…"],"checkpoint":"origin\n8\n…"}
 //! ```
 
-use std::fs::File;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
@@ -167,7 +166,7 @@ fn checkpointed_leaves(
     checkpoint: &Checkpoint,
     want_line: Option<u64>,
 ) -> Result<(Vec<Sha256Hash>, Option<String>), ProofError> {
-    let file = File::open(log).map_err(|e| ReadError::io("open", log, e))?;
+    let file = crate::checkpoint::open_for_reading(log).map_err(|e| ReadError::io("open", log, e))?;
     let mut reader = LineReader::new(file, 0);
     let tree_size = checkpoint.size;
     // The size comes from the checkpoint: reserve modestly and let it grow.

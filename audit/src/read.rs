@@ -73,7 +73,7 @@ impl std::fmt::Debug for EntryReader {
 
 /// Opens the log at `path` for `show`.
 pub fn read_entries(path: &Path, filter: Filter) -> Result<EntryReader, ReadError> {
-    let file = File::open(path).map_err(|e| ReadError::io("open", path, e))?;
+    let file = crate::checkpoint::open_for_reading(path).map_err(|e| ReadError::io("open", path, e))?;
     Ok(EntryReader { path: path.to_path_buf(), reader: LineReader::new(file, 0), filter, line: 0, done: false })
 }
 

@@ -12,7 +12,6 @@
 //! checkpoint, or a root that differs from the checkpoint's.
 
 use std::fmt;
-use std::fs::File;
 use std::path::Path;
 
 use ed25519_dalek::VerifyingKey;
@@ -146,6 +145,15 @@ pub enum TamperReason {
     /// expected one appears further down.
     #[error("entries reordered: found seq {found_seq} where an earlier one belongs")]
     Reordered { found_seq: u64 },
+    /// The log ends in bytes without a newline where the checkpoint covers
+    /// entries: a committed entry lost its newline (or was cut short), which
+    /// no crash does, since checkpoints are written only after their entries
+    /// are synced. A writer refuses to "recover" such a tail.
+    #[error(
+        "the log has {complete} complete entries followed by bytes without a newline, but the checkpoint covers \
+         {checkpoint_size}: committed entries were cut, not torn by a crash"
+    )]
+    CheckpointedTailCut { complete: u64, checkpoint_size: u64 },
     /// The log has fewer entries than the checkpoint covers: its tail was
     /// cut, or an older, shorter copy was put in its place.
     #[error(
@@ -155,6 +163,11 @@ pub enum TamperReason {
     /// No signature line of the checkpoint belongs to the trusted key.
     #[error("checkpoint is signed by unknown keys only: {}", signers.join(", "))]
     UnknownCheckpointKey { signers: Vec<String> },
+    /// The checkpoint is signed by a log key of the trust store, but one
+    /// that is not bound to the checkpoint's origin: another node's key
+    /// vouching for this node's log (for example over a rewritten copy).
+    #[error("checkpoint of origin {origin:?} is signed by log key {key_id}, which may sign only for {bound:?}")]
+    CheckpointKeyNotBoundToOrigin { origin: String, key_id: String, bound: Vec<String> },
 }
 
 impl TamperReason {
@@ -166,6 +179,53 @@ impl TamperReason {
             }
         }
     }
+}
+
+/// Which of a trust store's log keys vouches for a checkpoint; see
+/// [`checkpoint_key`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointKey {
+    /// Verify with this key: bound to the note's origin and, when any is,
+    /// the one whose key hash signed it.
+    Trusted(VerifyingKey),
+    /// The note is signed by a log key bound to other origins only.
+    NotBound(Tampering),
+}
+
+/// Picks the key that must have signed `note` (a checkpoint's text): among
+/// the trust store's log keys bound to the note's origin, the one whose C2SP
+/// key hash signed it, else the first of them, so that verification names an
+/// unknown signer. A note signed only by a log key of another origin is
+/// [`CheckpointKey::NotBound`]. `None` when the store has no usable log key
+/// at all. A note that does not parse gets any log key: verification then
+/// reports it malformed.
+pub fn checkpoint_key(trust: &signer::trust::TrustStore, note: &str) -> Option<CheckpointKey> {
+    let Ok(signed) = crate::SignedCheckpoint::parse(note) else {
+        return trust.log_keys_any().next().map(|k| CheckpointKey::Trusted(*k.verifying_key()));
+    };
+    let origin = signed.checkpoint.origin.as_str();
+    let signed_by: Vec<String> = signed.signatures().into_iter().map(|s| s.key_id).collect();
+    let signed_it = |key: &signer::minisign::PublicKey| {
+        signed_by.contains(&crate::checkpoint::key_id(origin, key.verifying_key()))
+    };
+    let bound: Vec<&signer::minisign::PublicKey> = trust.log_keys_for(origin).collect();
+    if let Some(key) = bound.iter().find(|k| signed_it(k)) {
+        return Some(CheckpointKey::Trusted(*key.verifying_key()));
+    }
+    if let Some(other) = trust.log_keys_any().find(|k| signed_it(k)) {
+        if let Err(signer::trust::LogKeyRefusal::OriginNotBound { key_id, bound, .. }) =
+            trust.log_key_for(other.key_id(), origin)
+        {
+            let reason = TamperReason::CheckpointKeyNotBoundToOrigin {
+                origin: origin.to_string(),
+                key_id: key_id.to_string(),
+                bound,
+            };
+            return Some(CheckpointKey::NotBound(Tampering { first_bad_seq: None, reason }));
+        }
+    }
+    let fallback = bound.first().copied().or_else(|| trust.log_keys_any().next());
+    fallback.map(|k| CheckpointKey::Trusted(*k.verifying_key()))
 }
 
 /// Verifies the whole log at `log` against the checkpoint at `checkpoint`
@@ -191,7 +251,7 @@ pub fn verify_log(log: &Path, checkpoint: &Path, trusted_key: &VerifyingKey) -> 
         }
     };
 
-    let file = match File::open(log) {
+    let file = match crate::checkpoint::open_for_reading(log) {
         Ok(file) => file,
         // A log that is gone while a checkpoint vouches for entries in it
         // was truncated to nothing; without such a checkpoint a missing file

@@ -234,8 +234,10 @@ impl Guardian {
         let (signer, trusted_key) = match &audit.host_key {
             Some(path) => {
                 let key = signer::keyfile::load_or_create_host_key(path)?;
-                if trust.log_keys().next().is_some() && trust.log_key(key.key_id()).is_none() {
-                    tracing::warn!(key_id = %key.key_id(), "the host key is not a log key of the trust store: others cannot verify its checkpoints");
+                if trust.log_keys_any().next().is_some()
+                    && let Err(refusal) = trust.log_key_for(key.key_id(), &audit.origin)
+                {
+                    tracing::warn!(key_id = %key.key_id(), origin = %audit.origin, %refusal, "others cannot verify this host's checkpoints");
                 }
                 let signer = audit::CheckpointSigner::new(audit.origin.clone(), key.signing_key().clone())
                     .map_err(|e| GuardianError::Origin { origin: audit.origin.clone(), reason: e.to_string() })?;
@@ -243,7 +245,7 @@ impl Guardian {
                 (Some(signer), Some(verifying))
             }
             None => {
-                let mut log_keys = trust.log_keys();
+                let mut log_keys = trust.log_keys_for(&audit.origin);
                 match (log_keys.next(), log_keys.next()) {
                     (Some(only), None) => (None, Some(*only.verifying_key())),
                     _ => (None, None),
@@ -350,27 +352,55 @@ impl Guardian {
     }
 
     /// Every tenant name to look at: those in the state and every entry of
-    /// the deploy directory whose name does not start with `.`.
-    fn tenant_names(&self) -> Result<BTreeSet<String>, GuardianError> {
+    /// the deploy directory whose name does not start with `.`; and, apart,
+    /// the entries whose names are not UTF-8 (escaped, with their paths).
+    fn tenant_names(&self) -> Result<(BTreeSet<String>, Vec<(String, PathBuf)>), GuardianError> {
         let deploy = &self.options.deploy_dir;
         let mut names: BTreeSet<String> = self.state.tenants.keys().cloned().collect();
+        let mut not_utf8 = Vec::new();
         for entry in fs::read_dir(deploy).map_err(io_error(deploy))? {
             let entry = entry.map_err(io_error(deploy))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
-                names.insert(name);
+            match entry.file_name().into_string() {
+                Ok(name) if name.starts_with('.') => {}
+                Ok(name) => {
+                    names.insert(name);
+                }
+                Err(raw) => not_utf8.push((signer::text::escape_os(&raw), entry.path())),
             }
         }
-        Ok(names)
+        Ok((names, not_utf8))
+    }
+
+    /// A deploy entry whose name is not UTF-8 can be no tenant (names are
+    /// UTF-8 in manifests, the trust store and the state), yet a runtime that
+    /// lists the directory could run it: so it is refused by name, and in
+    /// repair mode moved to quarantine, never skipped.
+    fn refuse_name_not_utf8(&mut self, escaped: &str, path: &Path) -> Result<TenantOutcome, GuardianError> {
+        const CODE: &str = "tenant_name_not_utf8";
+        let reason = format!("deploy entry {escaped} has a name that is not valid UTF-8");
+        tracing::warn!(name = escaped, "{reason}");
+        match self.mode {
+            RepairMode::Repair => {
+                let kept = self.quarantine.take(path, "name-not-utf8")?;
+                self.record_now(vec![events::drift_quarantined(escaped, CODE, Some(&kept))])?;
+                Ok(self.outcome(escaped, Action::Quarantined, None, CODE, reason))
+            }
+            RepairMode::ReportOnly => Ok(self.outcome(escaped, Action::DriftReported, None, CODE, reason)),
+        }
     }
 
     /// Checks every tenant and the audit log once. The trust store is
     /// reloaded first, so revocations take effect at the next full scan.
     pub fn scan(&mut self) -> Result<ScanReport, GuardianError> {
         self.reload_trust();
-        let names = self.tenant_names()?;
+        let (names, not_utf8) = self.tenant_names()?;
         let observed: BTreeMap<String, Option<Instant>> = names.into_iter().map(|n| (n, None)).collect();
         let mut report = self.check_tenants(&observed)?;
+        for (escaped, path) in not_utf8 {
+            report.checked += 1;
+            let outcome = self.refuse_name_not_utf8(&escaped, &path)?;
+            report.outcomes.push(outcome);
+        }
         self.recorder.check_audit()?;
         // Whatever was found since the last scan: at start-up, before an
         // append, or just now.

@@ -35,12 +35,36 @@ pub enum TenantFailure {
     Refused(Refusal),
     #[error("host code panicked while handling this tenant: {message}")]
     Panicked { message: String },
+    /// Tenant names are UTF-8 everywhere (manifests, trust store, state): a
+    /// directory whose name is not cannot be matched against any of them.
+    #[error("tenant directory name {name} is not valid UTF-8")]
+    NameNotUtf8 { name: String },
+}
+
+impl TenantFailure {
+    /// A stable snake_case code for JSON output and audit events.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            TenantFailure::Refused(refusal) => refusal.reason_code(),
+            TenantFailure::Panicked { .. } => "host_panic",
+            TenantFailure::NameNotUtf8 { .. } => "tenant_name_not_utf8",
+        }
+    }
+
+    /// The step that failed, as in [`Refusal::stage`]; `host` for a panic.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            TenantFailure::Refused(refusal) => refusal.stage(),
+            TenantFailure::Panicked { .. } => "host",
+            TenantFailure::NameNotUtf8 { .. } => "read",
+        }
+    }
 }
 
 /// One tenant's result.
 #[derive(Debug)]
 pub struct TenantResult {
-    /// The tenant directory's name.
+    /// The tenant directory's name (escaped if it is not UTF-8).
     pub directory: String,
     pub bundle: PathBuf,
     pub result: Result<ExecReport, TenantFailure>,
@@ -60,23 +84,108 @@ pub enum DeployError {
     List { path: PathBuf, source: std::io::Error },
 }
 
+/// A tenant directory of a deploy directory.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TenantDir {
+    /// The directory's name, or its escaped form when it is not UTF-8.
+    pub name: Result<String, String>,
+    pub path: PathBuf,
+}
+
+impl TenantDir {
+    /// The name to show: the tenant name, or the escaped non-UTF-8 name.
+    pub fn display_name(&self) -> &str {
+        match &self.name {
+            Ok(name) | Err(name) => name,
+        }
+    }
+}
+
 /// The tenant bundles in `deploy_dir`: every subdirectory whose name does not
-/// start with `.`, sorted by name.
-pub fn list_bundles(deploy_dir: &Path) -> Result<Vec<(String, PathBuf)>, DeployError> {
+/// start with `.`, sorted by name. A name that is not UTF-8 is listed (so that
+/// it is refused by name, not silently skipped) with its escaped form.
+pub fn list_bundles(deploy_dir: &Path) -> Result<Vec<TenantDir>, DeployError> {
     let list_error = |source| DeployError::List { path: deploy_dir.to_path_buf(), source };
     let mut bundles = Vec::new();
     for entry in std::fs::read_dir(deploy_dir).map_err(list_error)? {
         let entry = entry.map_err(list_error)?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let raw = entry.file_name();
         // `file_type` does not follow symlinks: a linked tenant directory could
         // point anywhere, so it is not picked up.
-        if name.starts_with('.') || !entry.file_type().map_err(list_error)?.is_dir() {
+        if raw.as_encoded_bytes().starts_with(b".") || !entry.file_type().map_err(list_error)?.is_dir() {
             continue;
         }
-        bundles.push((name, entry.path()));
+        let name = raw.into_string().map_err(|raw| signer::text::escape_os(&raw));
+        bundles.push(TenantDir { name, path: entry.path() });
     }
     bundles.sort();
     Ok(bundles)
+}
+
+/// Every tenant of a deploy directory, prepared (read, verified, narrowed,
+/// validated, compiled, linked) but not yet run: the caller can record that
+/// the runs start before any guest does.
+#[derive(Debug)]
+pub struct PreparedDeploy {
+    bundles: Vec<TenantDir>,
+    prepared: Vec<Result<ReadyBundle, TenantFailure>>,
+}
+
+impl PreparedDeploy {
+    /// The tenants that will run, with their bundle paths.
+    pub fn ready(&self) -> impl Iterator<Item = (&Path, &ReadyBundle)> {
+        self.bundles.iter().zip(&self.prepared).filter_map(|(dir, p)| p.as_ref().ok().map(|r| (dir.path.as_path(), r)))
+    }
+
+    /// Runs every prepared tenant with at most `parallel` in flight at once.
+    pub fn run(self, engine: &NightEngine, args: &[String], options: &ExecOptions<'_>, parallel: usize) -> DeployReport {
+        let PreparedDeploy { bundles, prepared } = self;
+        let jobs: Vec<(usize, &ReadyBundle)> =
+            prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|ready| (i, ready))).collect();
+        let ran = parallel_map(&jobs, parallel, |(_, ready)| {
+            run_ready(engine, ready, args, options.determinism).map_err(TenantFailure::Refused)
+        });
+
+        let mut ran_by_index: Vec<Option<Result<ExecReport, TenantFailure>>> = prepared.iter().map(|_| None).collect();
+        for ((index, _), result) in jobs.iter().zip(ran) {
+            ran_by_index[*index] = Some(result);
+        }
+        let tenants = bundles
+            .into_iter()
+            .zip(prepared)
+            .zip(ran_by_index)
+            .map(|((dir, prepared), ran)| {
+                let result = match (prepared, ran) {
+                    (Err(failure), _) => Err(failure),
+                    (Ok(_), Some(result)) => result,
+                    // Every prepared tenant was handed to the run phase.
+                    (Ok(_), None) => {
+                        Err(TenantFailure::Panicked { message: "tenant was prepared but never run".into() })
+                    }
+                };
+                TenantResult { directory: dir.display_name().to_string(), bundle: dir.path, result }
+            })
+            .collect();
+        DeployReport { tenants }
+    }
+}
+
+/// Prepares every bundle in `deploy_dir`, at most `parallel` at once.
+pub fn prepare_all(
+    engine: &NightEngine,
+    linker: &Linker<HostState>,
+    deploy_dir: &Path,
+    options: &ExecOptions<'_>,
+    parallel: usize,
+) -> Result<PreparedDeploy, DeployError> {
+    let bundles = list_bundles(deploy_dir)?;
+    let prepared: Vec<Result<ReadyBundle, TenantFailure>> = parallel_map(&bundles, parallel, |dir| {
+        let name = dir.name.as_ref().map_err(|name| TenantFailure::NameNotUtf8 { name: name.clone() })?;
+        let options = ExecOptions { expected_tenant: Some(name.as_str()), ..options.clone() };
+        prepare_bundle(engine, linker, &dir.path, &options).map_err(TenantFailure::Refused)
+    });
+    let prepared = refuse_shared_directories(&bundles, prepared);
+    Ok(PreparedDeploy { bundles, prepared })
 }
 
 /// Prepares and runs every bundle in `deploy_dir` with at most `parallel`
@@ -89,49 +198,20 @@ pub fn run_all(
     options: &ExecOptions<'_>,
     parallel: usize,
 ) -> Result<DeployReport, DeployError> {
-    let bundles = list_bundles(deploy_dir)?;
-    let prepared: Vec<Result<ReadyBundle, TenantFailure>> = parallel_map(&bundles, parallel, |(name, path)| {
-        let options = ExecOptions { expected_tenant: Some(name.as_str()), ..options.clone() };
-        prepare_bundle(engine, linker, path, &options).map_err(TenantFailure::Refused)
-    });
-    let prepared = refuse_shared_directories(&bundles, prepared);
-    let jobs: Vec<(usize, &ReadyBundle)> =
-        prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|ready| (i, ready))).collect();
-    let ran = parallel_map(&jobs, parallel, |(_, ready)| {
-        run_ready(engine, ready, args, options.determinism).map_err(TenantFailure::Refused)
-    });
-
-    let mut ran_by_index: Vec<Option<Result<ExecReport, TenantFailure>>> = prepared.iter().map(|_| None).collect();
-    for ((index, _), result) in jobs.iter().zip(ran) {
-        ran_by_index[*index] = Some(result);
-    }
-    let tenants = bundles
-        .into_iter()
-        .zip(prepared)
-        .zip(ran_by_index)
-        .map(|(((directory, bundle), prepared), ran)| {
-            let result = match (prepared, ran) {
-                (Err(failure), _) => Err(failure),
-                (Ok(_), Some(result)) => result,
-                // Every prepared tenant was handed to the run phase.
-                (Ok(_), None) => Err(TenantFailure::Panicked { message: "tenant was prepared but never run".into() }),
-            };
-            TenantResult { directory, bundle, result }
-        })
-        .collect();
-    Ok(DeployReport { tenants })
+    Ok(prepare_all(engine, linker, deploy_dir, options, parallel)?.run(engine, args, options, parallel))
 }
 
 /// Refuses every tenant whose host directory is, contains or lies inside a
 /// host directory of an earlier tenant: isolation between tenants must not
 /// depend on each operator mapping disjoint trees by hand.
 fn refuse_shared_directories(
-    bundles: &[(String, PathBuf)],
+    bundles: &[TenantDir],
     prepared: Vec<Result<ReadyBundle, TenantFailure>>,
 ) -> Vec<Result<ReadyBundle, TenantFailure>> {
     let mut claimed: Vec<(String, PathBuf)> = Vec::new();
     let mut out = Vec::with_capacity(prepared.len());
-    for ((name, _), result) in bundles.iter().zip(prepared) {
+    for (dir, result) in bundles.iter().zip(prepared) {
+        let name = dir.display_name();
         let result = result.and_then(|ready| {
             for preopen in &ready.policy.preopens {
                 if let Some((other, _)) =
@@ -147,7 +227,7 @@ fn refuse_shared_directories(
             Ok(ready)
         });
         if let Ok(ready) = &result {
-            claimed.extend(ready.policy.preopens.iter().map(|p| (name.clone(), p.host.clone())));
+            claimed.extend(ready.policy.preopens.iter().map(|p| (name.to_string(), p.host.clone())));
         }
         out.push(result);
     }

@@ -1,17 +1,23 @@
-//! The audit events a run leaves behind: `run.finished` when a guest ran (however
-//! it ended) and `run.refused` when a bundle was not run.
+//! The audit events a run leaves behind: `run.started` before a guest is
+//! instantiated, `run.finished` when it ran (however it ended), `run.refused`
+//! when a bundle was not run, and `cache.rejected` when a compile-cache entry
+//! failed its checks.
 //!
 //! This is the runtime's single integration point with the audit log: the
-//! binary opens the log before doing anything (no run goes unrecorded because
-//! the log was unwritable) and appends what these functions build.
+//! binary opens the log before doing anything and appends `run.started`
+//! (which checks the log against its signed checkpoint) before the guest can
+//! have any effect, so no guest runs unrecorded, even when the log turns out
+//! to be tampered with or unwritable.
 
 use std::path::Path;
 
 use audit::{Actor, Event, kinds};
 use serde_json::{Map, Value, json};
 
+use crate::cache::{CacheRejection, CacheStatus};
+use crate::deploy::TenantFailure;
 use crate::exec::Outcome;
-use crate::pipeline::{ExecReport, Refusal, VerificationStatus};
+use crate::pipeline::{BundleFacts, ExecReport, ReadyBundle, Refusal, VerificationStatus};
 
 /// Event kind of a refused run.
 pub const RUN_REFUSED: &str = kinds::RUN_REFUSED;
@@ -35,12 +41,56 @@ fn object(value: Value) -> Map<String, Value> {
     }
 }
 
-/// `run.finished` for a bundle that ran.
-pub fn finished_event(bundle: &Path, report: &ExecReport) -> Event {
-    let (verification, signers) = match &report.facts.verification {
+/// The events to append before `ready` runs: `cache.rejected` if its cache
+/// entry was refused, then `run.started`.
+pub fn before_run_events(bundle: &Path, ready: &ReadyBundle) -> Vec<Event> {
+    let mut events = Vec::with_capacity(2);
+    if let CacheStatus::Rebuilt { rejection } = &ready.cache {
+        events.push(cache_rejected_event(bundle, &ready.facts, rejection));
+    }
+    events.push(started_event(bundle, &ready.facts));
+    events
+}
+
+/// `run.started` for a bundle that passed every check and is about to run.
+pub fn started_event(bundle: &Path, facts: &BundleFacts) -> Event {
+    let (verification, signers) = verification_fields(&facts.verification);
+    let data = json!({
+        "bundle": bundle.display().to_string(),
+        "tenant": facts.tenant,
+        "version": facts.version,
+        "module_sha256": facts.module_sha256,
+        "manifest_sha256": facts.manifest_sha256,
+        "verification": verification,
+        "signers": signers,
+    });
+    Event::new(kinds::RUN_STARTED, actor(), object(data))
+}
+
+/// `cache.rejected` for a cache entry that failed its checks.
+pub fn cache_rejected_event(bundle: &Path, facts: &BundleFacts, rejection: &CacheRejection) -> Event {
+    let data = json!({
+        "bundle": bundle.display().to_string(),
+        "tenant": facts.tenant,
+        "module_sha256": facts.module_sha256,
+        "reason": rejection.reason.code(),
+        "entry": rejection.entry.display().to_string(),
+        "moved_to": rejection.moved_to.as_ref().map(|p| p.display().to_string()),
+        "detail": rejection.detail,
+    });
+    Event::new(kinds::CACHE_REJECTED, actor(), object(data))
+}
+
+fn verification_fields(status: &VerificationStatus) -> (&'static str, Vec<String>) {
+    match status {
         VerificationStatus::Verified { signers } => ("verified", signers.clone()),
         VerificationStatus::DangerUnverified => ("danger_unverified", Vec::new()),
-    };
+    }
+}
+
+/// `run.finished` for a bundle that ran.
+pub fn finished_event(bundle: &Path, report: &ExecReport) -> Event {
+    let (verification, signers) = verification_fields(&report.facts.verification);
     let run = &report.run;
     let exit_code = match run.outcome {
         Outcome::Exited { code } => Some(code),
@@ -68,14 +118,15 @@ pub fn finished_event(bundle: &Path, report: &ExecReport) -> Event {
     Event::new(kinds::RUN_FINISHED, actor(), object(data))
 }
 
-/// `run.refused` for a tenant whose handling failed inside the host (a panic
-/// caught by `--all`), with stage `host` and reason `host_panic`.
-pub fn host_failure_event(bundle: &Path, message: &str) -> Event {
+/// `run.refused` for a tenant of `--all` that was not run for a reason
+/// outside its bundle: a panic caught in host code (stage `host`), or a
+/// directory name that is not UTF-8 (stage `read`).
+pub fn tenant_failure_event(bundle: &Path, failure: &TenantFailure) -> Event {
     let data = json!({
         "bundle": bundle.display().to_string(),
-        "stage": "host",
-        "reason": "host_panic",
-        "detail": message,
+        "stage": failure.stage(),
+        "reason": failure.reason_code(),
+        "detail": failure.to_string(),
     });
     Event::new(RUN_REFUSED, actor(), object(data))
 }

@@ -36,11 +36,12 @@ pub mod receipt;
 pub mod validate;
 
 pub use cache::{CacheStatus, CompileCache};
-pub use deploy::{DeployReport, TenantFailure, TenantResult, run_all};
+pub use deploy::{DeployReport, PreparedDeploy, TenantFailure, TenantResult, prepare_all, run_all};
 pub use engine::{Allocation, EngineOptions, NightEngine, PoolingOptions};
 pub use exec::{Determinism, FuelUsage, HostState, Outcome, RunReport, wasi_linker};
 pub use pipeline::{
-    ExecOptions, ExecReport, Refusal, Verification, VerificationStatus, exec_bundle, prepare_bundle, run_ready,
+    ExecOptions, ExecReport, Refusal, RollbackFloors, TenantFloor, Verification, VerificationStatus, exec_bundle,
+    prepare_bundle, run_ready,
 };
 pub use policy::{EffectivePolicy, GrantedPreopen, HostPolicies, PolicyError, narrow};
 pub use validate::{ValidationError, validate_module};

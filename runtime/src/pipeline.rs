@@ -11,6 +11,7 @@
 //! The only way to skip verification is [`Verification::DangerAllowUnsigned`],
 //! which is recorded in the report and bypasses the compile cache.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -60,6 +61,26 @@ pub struct ExecOptions<'a> {
     pub expected_tenant: Option<&'a str>,
     /// Host clocks and randomness, or fixed ones for replayable runs.
     pub determinism: Determinism,
+    /// The guardian's rollback floors; a bundle below its tenant's floor is
+    /// refused, so an old, validly signed version cannot be run by path.
+    pub floors: Option<&'a RollbackFloors>,
+}
+
+/// What the guardian has accepted per tenant (from its verified state).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RollbackFloors {
+    pub tenants: BTreeMap<String, TenantFloor>,
+}
+
+/// One tenant's rollback floor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantFloor {
+    /// The highest version ever accepted: anything lower is a downgrade.
+    pub floor: u64,
+    /// The accepted version and its manifest: the same version with other
+    /// bytes is not what was accepted.
+    pub version: u64,
+    pub manifest_sha256: String,
 }
 
 impl<'a> ExecOptions<'a> {
@@ -73,6 +94,7 @@ impl<'a> ExecOptions<'a> {
             now: time::OffsetDateTime::now_utc(),
             expected_tenant: None,
             determinism: Determinism::Host,
+            floors: None,
         }
     }
 }
@@ -89,6 +111,12 @@ pub enum Refusal {
     Manifest(ManifestError),
     #[error("bundle in the directory of tenant {directory} is signed for tenant {manifest}")]
     TenantMismatch { directory: String, manifest: String },
+    #[error("{tenant} v{version} is below the rollback floor v{floor}: a newer version has been accepted on this node")]
+    BelowFloor { tenant: String, version: u64, floor: u64 },
+    #[error(
+        "{tenant} v{version} is not the v{version} accepted on this node: manifest sha256 {found}, accepted {accepted}"
+    )]
+    SameVersionDifferentBytes { tenant: String, version: u64, found: String, accepted: String },
     #[error("policy refused: {0}")]
     Policy(PolicyError),
     #[error("module refused: {0}")]
@@ -107,6 +135,8 @@ impl Refusal {
             Refusal::Verify(e) => e.reason_code(),
             Refusal::Manifest(_) => "malformed_manifest",
             Refusal::TenantMismatch { .. } => "tenant_mismatch",
+            Refusal::BelowFloor { .. } => "below_floor",
+            Refusal::SameVersionDifferentBytes { .. } => "same_version_different_bytes",
             Refusal::Policy(e) => e.reason_code(),
             Refusal::Validation(e) => e.reason_code(),
             Refusal::Compile(_) => "compile_failed",
@@ -120,7 +150,11 @@ impl Refusal {
     pub fn stage(&self) -> &'static str {
         match self {
             Refusal::Read { .. } => "read",
-            Refusal::Verify(_) | Refusal::Manifest(_) | Refusal::TenantMismatch { .. } => "verify",
+            Refusal::Verify(_)
+            | Refusal::Manifest(_)
+            | Refusal::TenantMismatch { .. }
+            | Refusal::BelowFloor { .. }
+            | Refusal::SameVersionDifferentBytes { .. } => "verify",
             Refusal::Policy(_) => "policy",
             Refusal::Validation(_) => "validate",
             Refusal::Compile(_) | Refusal::Exec(ExecError::Link(_)) => "compile",
@@ -209,6 +243,9 @@ pub fn prepare_bundle(
     {
         return Err(Refusal::TenantMismatch { directory: expected.to_string(), manifest: manifest.name.clone() });
     }
+    if let Some(accepted) = options.floors.and_then(|floors| floors.tenants.get(&manifest.name)) {
+        check_floor(manifest, &verified.manifest_sha256, accepted)?;
+    }
 
     let host = options.policies.for_tenant(&manifest.name);
     let policy = narrow(&manifest.name, &manifest.capabilities, &host).map_err(Refusal::Policy)?;
@@ -231,6 +268,27 @@ pub fn prepare_bundle(
         verification,
     };
     Ok(ReadyBundle { facts, policy, summary, cache, pre })
+}
+
+/// Refuses a verified manifest below its tenant's floor, or at the accepted
+/// version with other bytes.
+fn check_floor(manifest: &Manifest, manifest_sha256: &str, accepted: &TenantFloor) -> Result<(), Refusal> {
+    if manifest.version < accepted.floor {
+        return Err(Refusal::BelowFloor {
+            tenant: manifest.name.clone(),
+            version: manifest.version,
+            floor: accepted.floor,
+        });
+    }
+    if manifest.version == accepted.version && manifest_sha256 != accepted.manifest_sha256 {
+        return Err(Refusal::SameVersionDifferentBytes {
+            tenant: manifest.name.clone(),
+            version: manifest.version,
+            found: manifest_sha256.to_string(),
+            accepted: accepted.manifest_sha256.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// Runs a prepared bundle once.

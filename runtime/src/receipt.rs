@@ -12,13 +12,15 @@
 //! the signature is a minisign signature by the host key over
 //! [`RECEIPT_SIGNATURE_DOMAIN`] followed by the canonical bytes of `receipt`,
 //! so a receipt signature can never be mistaken for a module approval. The
-//! verifying key must be one of the trust store's `log_keys`.
+//! receipt names the node that ran it (its checkpoint origin), and the
+//! verifying key must be one of the trust store's `log_keys` bound to that
+//! origin: another node's key cannot vouch for this node's runs.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signer::canonical::{CanonicalError, to_canonical_bytes};
 use signer::minisign::{FormatError, LegacySignatures, SecretKey, Signature, SignatureError};
-use signer::trust::TrustStore;
+use signer::trust::{LogKeyRefusal, TrustStore};
 
 use std::path::Path;
 
@@ -29,7 +31,7 @@ use crate::exec::{Determinism, HostState, Outcome};
 use crate::pipeline::{ExecOptions, ExecReport, Refusal, VerificationStatus, exec_bundle};
 
 /// The receipt format written by this version.
-pub const RECEIPT_SCHEMA: &str = "nightcore.receipt.v1";
+pub const RECEIPT_SCHEMA: &str = "nightcore.receipt.v2";
 /// Prefix of every signed receipt message.
 pub const RECEIPT_SIGNATURE_DOMAIN: &[u8] = b"nightcore-receipt-v1\0";
 /// Receipt files larger than this are refused before parsing.
@@ -42,6 +44,9 @@ const ENV_DOMAIN: &[u8] = b"nightcore-receipt-env-v1\0";
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     pub schema: String,
+    /// The node that ran it: its checkpoint origin (`nightcore.toml`'s
+    /// `origin`), which the signing log key must be bound to.
+    pub origin: String,
     pub tenant: String,
     pub version: u64,
     pub module_sha256: String,
@@ -95,6 +100,8 @@ pub enum ReceiptError {
     MalformedSignature(FormatError),
     #[error("receipt is signed by key {key_id}, which is not a log key of the trust store")]
     UntrustedKey { key_id: String },
+    #[error("receipt of node {origin:?} is signed by log key {key_id}, which may sign only for {bound:?}")]
+    LogKeyOriginMismatch { key_id: String, origin: String, bound: Vec<String> },
     #[error("bad receipt signature: {0}")]
     BadSignature(SignatureError),
     #[error(transparent)]
@@ -108,6 +115,7 @@ impl ReceiptError {
             ReceiptError::TooLarge { .. } | ReceiptError::Json(_) | ReceiptError::Schema { .. } => "malformed_receipt",
             ReceiptError::MalformedSignature(_) => "malformed_signature",
             ReceiptError::UntrustedKey { .. } => "untrusted_key",
+            ReceiptError::LogKeyOriginMismatch { .. } => "log_key_origin_mismatch",
             ReceiptError::BadSignature(_) => "bad_signature",
             ReceiptError::Canonical(_) => "malformed_receipt",
         }
@@ -119,14 +127,15 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl Receipt {
-    /// The receipt of a finished run.
-    pub fn of(report: &ExecReport) -> Result<Self, ReceiptError> {
+    /// The receipt of a finished run on the node of checkpoint origin `origin`.
+    pub fn of(report: &ExecReport, origin: &str) -> Result<Self, ReceiptError> {
         let mut env_hash = Sha256::new();
         env_hash.update(ENV_DOMAIN);
         env_hash.update(to_canonical_bytes(&report.policy.env)?);
         let run = &report.run;
         Ok(Self {
             schema: RECEIPT_SCHEMA.to_string(),
+            origin: origin.to_string(),
             tenant: report.facts.tenant.clone(),
             version: report.facts.version,
             module_sha256: report.facts.module_sha256.clone(),
@@ -217,9 +226,12 @@ impl SignedReceipt {
     pub fn verify(&self, trust: &TrustStore) -> Result<&Receipt, ReceiptError> {
         let signature =
             Signature::from_file_bytes(self.signature.as_bytes()).map_err(ReceiptError::MalformedSignature)?;
-        let key = trust
-            .log_key(signature.key_id)
-            .ok_or_else(|| ReceiptError::UntrustedKey { key_id: signature.key_id.to_string() })?;
+        let key = trust.log_key_for(signature.key_id, &self.receipt.origin).map_err(|refusal| match refusal {
+            LogKeyRefusal::OriginNotBound { key_id, origin, bound } => {
+                ReceiptError::LogKeyOriginMismatch { key_id: key_id.to_string(), origin, bound }
+            }
+            _ => ReceiptError::UntrustedKey { key_id: signature.key_id.to_string() },
+        })?;
         key.verify(&self.receipt.signed_message()?, &signature, LegacySignatures::Refuse)
             .map_err(ReceiptError::BadSignature)?;
         Ok(&self.receipt)
@@ -264,7 +276,7 @@ pub fn replay(
     }
     let options = ExecOptions { determinism: Determinism::Fixed, ..options.clone() };
     let report = exec_bundle(engine, linker, dir, &original.args, &options).map_err(ReplayError::Refused)?;
-    let receipt = Receipt::of(&report).map_err(ReplayError::Receipt)?;
+    let receipt = Receipt::of(&report, &original.origin).map_err(ReplayError::Receipt)?;
     let differences = original.replay_differences(&receipt);
     Ok(Replay { report, receipt, differences })
 }

@@ -98,6 +98,8 @@ pub enum BundleError {
     Manifest(#[from] ManifestError),
     #[error("{path}: {source}")]
     SingleFile { path: PathBuf, source: crate::embed::EmbedError },
+    #[error("{path} is {kind}, not a directory of the bundle's own; refusing to write a signature through it")]
+    SignaturesNotADirectory { path: PathBuf, kind: &'static str },
 }
 
 impl BundleError {
@@ -110,6 +112,7 @@ impl BundleError {
             BundleError::SingleFile { source, .. } => source.reason_code(),
             BundleError::Read(_) | BundleError::AlreadyExists { .. } | BundleError::Io { .. } => "bundle_unreadable",
             BundleError::Manifest(_) => "malformed_manifest",
+            BundleError::SignaturesNotADirectory { .. } => "signatures_not_a_directory",
         }
     }
 
@@ -333,9 +336,21 @@ pub fn signature_path(bundle: &Path, signature: &Signature) -> PathBuf {
 }
 
 /// Adds (or replaces) one signer's signature file in a bundle, atomically.
+///
+/// The bundle may come from someone else: a `signatures` that is a symlink
+/// (or anything but a plain directory) would make this write wherever it
+/// points, so it is refused. A signature file that is not a regular file is
+/// refused too (see [`atomic_write`]).
 pub fn write_signature(bundle: &Path, signature: &Signature) -> Result<PathBuf, BundleError> {
     let dir = bundle.join(SIGNATURES_DIR);
-    fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    match fs::symlink_metadata(&dir) {
+        Ok(meta) if !meta.is_dir() => {
+            return Err(BundleError::SignaturesNotADirectory { path: dir, kind: crate::fsutil::kind_of(&meta) });
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(&dir).map_err(io_error(&dir))?,
+        Err(e) => return Err(io_error(&dir)(e)),
+    }
     let path = signature_path(bundle, signature);
     atomic_write(&path, signature.to_file_text().as_bytes(), FileMode::Public).map_err(io_error(&path))?;
     Ok(path)

@@ -5,11 +5,22 @@
 //! and every path in it is relative to the file's own directory, so a config can
 //! be moved with the tree it describes.
 //!
+//! Without a config file the state lives in the standard place, never in
+//! whatever directory the command happens to run in: `$XDG_STATE_HOME/nightcore`
+//! (else `~/.local/state/nightcore`, or `/var/lib/nightcore` for root) and the
+//! compile cache in `$XDG_CACHE_HOME/nightcore/compile-cache` (else
+//! `~/.cache/nightcore/compile-cache`, or `/var/cache/nightcore/compile-cache`
+//! for root). The host key always lives in the state directory, so every
+//! binary on a node signs with the same one, and never beside the audit log,
+//! which is meant to be shipped off the node.
+//!
 //! ```toml
 //! trust_dir = "trust"
-//! state_dir = "state"            # guardian store, host key, compile cache
+//! state_dir = "state"            # guardian store, host key, cache secret
 //! audit_log = "state/audit.log"  # default: <state_dir>/audit.log
 //! host_key = "state/host.key"    # default: <state_dir>/host.key
+//! cache_dir = "cache"            # default: <state_dir>/compile-cache
+//! cache_key = "state/cache.key"  # default: <state_dir>/cache.key (never inside cache_dir)
 //! origin = "nightcore.example/node-1"  # checkpoint origin line; default: nightcore/<hostname>
 //!
 //! [tenants.hello]                # host policy: may only tighten the signed capabilities
@@ -59,6 +70,8 @@ struct ConfigFile {
     state_dir: Option<PathBuf>,
     audit_log: Option<PathBuf>,
     host_key: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    cache_key: Option<PathBuf>,
     origin: Option<String>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantPolicy>,
@@ -72,8 +85,15 @@ pub struct NodeConfig {
     pub state_dir: PathBuf,
     pub audit_log: PathBuf,
     pub host_key: PathBuf,
+    /// Precompiled artifacts of verified modules.
+    pub cache_dir: PathBuf,
+    /// The secret that authenticates them; outside `cache_dir`, so that
+    /// someone who can write the cache cannot replace it.
+    pub cache_key: PathBuf,
     pub origin: String,
     pub tenants: BTreeMap<String, TenantPolicy>,
+    /// The file this was loaded from; `None` when the defaults are used.
+    pub file: Option<PathBuf>,
 }
 
 /// Why the configuration could not be loaded.
@@ -84,25 +104,41 @@ pub enum ConfigError {
     Read(#[from] ReadCappedError),
     #[error("{path} is not valid: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("{path} is inside the cache directory {cache_dir}: whoever can write the cache could replace it")]
+    CacheKeyInsideCache { path: PathBuf, cache_dir: PathBuf },
 }
 
 impl NodeConfig {
     /// Loads `path`; when `path` is `None`, loads `./nightcore.toml` if it exists
-    /// and otherwise uses the defaults (`./trust`, `./state`).
+    /// and otherwise uses the defaults (`./trust`, and the standard state and
+    /// cache directories: see the module documentation).
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        let (file, base) = match path {
-            Some(path) => (Self::read(path)?, parent(path)),
+        let (file, base, source) = match path {
+            Some(path) => (Self::read(path)?, parent(path), Some(path.to_path_buf())),
             None => {
                 let default = Path::new(CONFIG_FILE);
                 if default.exists() {
-                    (Self::read(default)?, PathBuf::from("."))
+                    (Self::read(default)?, PathBuf::from("."), Some(default.to_path_buf()))
                 } else {
-                    (ConfigFile::default(), PathBuf::from("."))
+                    (ConfigFile::default(), PathBuf::from("."), None)
                 }
             }
         };
         let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
-        let state_dir = resolve(file.state_dir.as_deref().unwrap_or(Path::new("state")));
+        let state_dir = match (&file.state_dir, &source) {
+            (Some(dir), _) => resolve(dir),
+            (None, Some(_)) => resolve(Path::new("state")),
+            (None, None) => standard_dir(StandardDir::State),
+        };
+        let cache_dir = match (&file.cache_dir, &source) {
+            (Some(dir), _) => resolve(dir),
+            (None, Some(_)) => state_dir.join("compile-cache"),
+            (None, None) => standard_dir(StandardDir::Cache).join("compile-cache"),
+        };
+        let cache_key = file.cache_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("cache.key"));
+        if cache_key.starts_with(&cache_dir) {
+            return Err(ConfigError::CacheKeyInsideCache { path: cache_key, cache_dir });
+        }
         let mut tenants = file.tenants;
         for policy in tenants.values_mut() {
             for host in policy.dirs.values_mut() {
@@ -118,7 +154,10 @@ impl NodeConfig {
             host_key: file.host_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("host.key")),
             origin: file.origin.unwrap_or_else(default_origin),
             state_dir,
+            cache_dir,
+            cache_key,
             tenants,
+            file: source,
         })
     }
 
@@ -127,6 +166,33 @@ impl NodeConfig {
         let bytes = read_capped(path, MAX_CONFIG_BYTES)?;
         let text = String::from_utf8(bytes).map_err(|_| invalid("not valid UTF-8".into()))?;
         toml::from_str(&text).map_err(|e| invalid(e.to_string()))
+    }
+}
+
+#[derive(Clone, Copy)]
+enum StandardDir {
+    State,
+    Cache,
+}
+
+/// `$XDG_STATE_HOME/nightcore` or `$XDG_CACHE_HOME/nightcore` when set;
+/// otherwise `/var/lib/nightcore` or `/var/cache/nightcore` for root, and
+/// `~/.local/state/nightcore` or `~/.cache/nightcore` for anyone else.
+fn standard_dir(kind: StandardDir) -> PathBuf {
+    let (variable, system, home_relative) = match kind {
+        StandardDir::State => ("XDG_STATE_HOME", "/var/lib/nightcore", ".local/state"),
+        StandardDir::Cache => ("XDG_CACHE_HOME", "/var/cache/nightcore", ".cache"),
+    };
+    // The XDG base directory spec ignores relative values.
+    if let Some(base) = std::env::var_os(variable).map(PathBuf::from).filter(|p| p.is_absolute()) {
+        return base.join("nightcore");
+    }
+    if rustix::process::geteuid().is_root() {
+        return PathBuf::from(system);
+    }
+    match std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+        Some(home) => home.join(home_relative).join("nightcore"),
+        None => PathBuf::from(system),
     }
 }
 
@@ -163,9 +229,21 @@ mod tests {
         assert_eq!(cfg.trust_dir, dir.path().join("t"));
         assert_eq!(cfg.audit_log, PathBuf::from("/abs/state/audit.log"));
         assert_eq!(cfg.host_key, PathBuf::from("/abs/state/host.key"));
+        assert_eq!(cfg.cache_dir, PathBuf::from("/abs/state/compile-cache"));
+        assert_eq!(cfg.cache_key, PathBuf::from("/abs/state/cache.key"));
+        assert_eq!(cfg.file.as_deref(), Some(path.as_path()));
         let hello = &cfg.tenants["hello"];
         assert_eq!(hello.fuel, Some(5));
         assert_eq!(hello.dirs["/in"], dir.path().join("data/in"));
+    }
+
+    #[test]
+    fn a_cache_key_inside_the_cache_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        std::fs::write(&path, "cache_dir = \"c\"\ncache_key = \"c/k\"\n").unwrap();
+        let err = NodeConfig::load(Some(&path)).unwrap_err();
+        assert!(matches!(err, ConfigError::CacheKeyInsideCache { .. }), "{err}");
     }
 
     #[test]

@@ -30,8 +30,119 @@ impl FileMode {
 }
 
 /// Writes `bytes` to `path` atomically (temp file, fsync, rename, fsync dir).
+///
+/// A rename replaces whatever has the name, and as root that includes a
+/// device (`/dev/null` would become a regular file) or a FIFO: so an existing
+/// `path` that is not a regular file (a symlink included) is refused with
+/// [`io::ErrorKind::InvalidInput`] and left as it is. For a path a user named
+/// on the command line, which may well be `/dev/stdout`, use [`write_output`].
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    refuse_non_regular_destination(path)?;
     write_then_place(path, bytes, mode, |tmp| fs::rename(tmp, path))
+}
+
+/// Writes a file the user named (`--html`, `--receipt`, `--out`): a regular
+/// file or a new name is replaced atomically as by [`atomic_write`]; anything
+/// else (a device, a FIFO, a symlink such as `/dev/stdout`) is written
+/// through, never renamed over. Nothing is created through a dangling link.
+pub fn write_output(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => {
+            if meta.is_dir() {
+                return Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{} is a directory", path.display())));
+            }
+            let mut file = OpenOptions::new().write(true).truncate(true).open(path)?;
+            file.write_all(bytes)?;
+            file.flush()
+        }
+        _ => atomic_write(path, bytes, mode),
+    }
+}
+
+/// Refuses (without touching it) an existing `path` that is not a regular file.
+fn refuse_non_regular_destination(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_file() => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} exists and is not a regular file ({}); refusing to replace it", path.display(), kind_of(&meta)),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// What kind of file system object `meta` describes, for error messages.
+pub fn kind_of(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "an unknown kind of file"
+    }
+}
+
+/// Creates `dir` (and its parents) if missing, then checks that it is a
+/// directory of its own (not a symlink), owned by the effective user and not
+/// writable by group or others: a directory whose contents we execute or
+/// trust (the compile cache, the state directory) must not be fillable by
+/// anyone else. A directory created here gets mode 0700.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let io_err = |source| PrivateDirError::Io { path: dir.to_path_buf(), source };
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::create_dir_all(parent).map_err(io_err)?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                // Another process made it first: check what it made.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
+        Err(e) => return Err(io_err(e)),
+        Ok(_) => {}
+    }
+    let meta = fs::symlink_metadata(dir).map_err(io_err)?;
+    if !meta.is_dir() {
+        return Err(PrivateDirError::NotADirectory { path: dir.to_path_buf(), kind: kind_of(&meta) });
+    }
+    let euid = rustix::process::geteuid().as_raw();
+    if meta.uid() != euid {
+        return Err(PrivateDirError::WrongOwner { path: dir.to_path_buf(), owner: meta.uid(), euid });
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(PrivateDirError::Writable { path: dir.to_path_buf(), mode });
+    }
+    Ok(())
+}
+
+/// Why a directory is not private to this user; see [`ensure_private_dir`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PrivateDirError {
+    #[error("{path} is {kind}, not a directory")]
+    NotADirectory { path: PathBuf, kind: &'static str },
+    #[error("{path} is owned by uid {owner}, not by this user (uid {euid}): someone else could fill it")]
+    WrongOwner { path: PathBuf, owner: u32, euid: u32 },
+    #[error("{path} has mode {mode:04o}: group or others may write to it; make it 0700 (chmod go-w)")]
+    Writable { path: PathBuf, mode: u32 },
+    #[error("cannot prepare directory {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
 }
 
 /// Like [`atomic_write`], but never replaces an existing file: the complete,
@@ -111,15 +222,10 @@ pub enum ReadCappedError {
 /// Reads a whole regular file, refusing it before reading if it is larger than
 /// `max` bytes, and again if it grew past `max` while being read. Symlinks are
 /// not followed: a deployed file replaced by a link is an attack, not content.
+/// See [`open_regular`] for why a FIFO or a device never blocks or floods us.
 pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReadCappedError> {
     let io_err = |source| ReadCappedError::Io { path: path.to_path_buf(), source };
-    let file = OpenOptions::new().read(true).custom_flags(libc_o_nofollow()).open(path).map_err(|e| {
-        if e.raw_os_error() == Some(ELOOP) { ReadCappedError::NotAFile { path: path.to_path_buf() } } else { io_err(e) }
-    })?;
-    let meta = file.metadata().map_err(io_err)?;
-    if !meta.is_file() {
-        return Err(ReadCappedError::NotAFile { path: path.to_path_buf() });
-    }
+    let (file, meta) = open_regular(path)?;
     if meta.len() > max {
         return Err(ReadCappedError::TooLarge { path: path.to_path_buf(), size: meta.len(), max });
     }
@@ -131,11 +237,30 @@ pub fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, ReadCappedError> {
     Ok(bytes)
 }
 
-// O_NOFOLLOW and ELOOP on Linux; spelled out to avoid a libc dependency.
-const O_NOFOLLOW: i32 = 0o400000;
-const ELOOP: i32 = 40;
-fn libc_o_nofollow() -> i32 {
-    O_NOFOLLOW
+/// Opens `path` for reading only if it is a regular file, itself and not
+/// through a symlink, and returns it with its metadata (from `fstat` of the
+/// opened file, so there is no window between check and use).
+///
+/// The open is non-blocking: opening a FIFO for reading otherwise waits for a
+/// writer forever, and a device such as `/dev/zero` would be read without end.
+/// Both are refused as [`ReadCappedError::NotAFile`] within the open. Reads
+/// from a regular file are unaffected by `O_NONBLOCK`.
+pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadCappedError> {
+    use rustix::fs::OFlags;
+    let not_a_file = || ReadCappedError::NotAFile { path: path.to_path_buf() };
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+    let file = OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            not_a_file()
+        } else {
+            ReadCappedError::Io { path: path.to_path_buf(), source: e }
+        }
+    })?;
+    let meta = file.metadata().map_err(|source| ReadCappedError::Io { path: path.to_path_buf(), source })?;
+    if !meta.is_file() {
+        return Err(not_a_file());
+    }
+    Ok((file, meta))
 }
 
 #[cfg(test)]
@@ -176,5 +301,101 @@ mod tests {
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(matches!(read_capped(&link, 1000), Err(ReadCappedError::NotAFile { .. })));
         assert!(matches!(read_capped(dir.path(), 1000), Err(ReadCappedError::NotAFile { .. })));
+    }
+
+    fn make_node(args: &[&str]) {
+        let status = std::process::Command::new(args[0]).args(&args[1..]).status().unwrap();
+        assert!(status.success(), "{args:?}");
+    }
+
+    #[test]
+    fn a_fifo_or_a_device_is_refused_at_once_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        make_node(&["mkfifo", fifo.to_str().unwrap()]);
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        let started = std::time::Instant::now();
+        assert!(matches!(read_capped(&fifo, 1000), Err(ReadCappedError::NotAFile { .. })));
+        let zero = dir.path().join("zero");
+        make_node(&["mknod", zero.to_str().unwrap(), "c", "1", "5"]);
+        assert!(matches!(read_capped(&zero, 1000), Err(ReadCappedError::NotAFile { .. })));
+        // /dev/zero behind a symlink is refused as the link it is.
+        let link = dir.path().join("checkpoint");
+        std::os::unix::fs::symlink("/dev/zero", &link).unwrap();
+        assert!(matches!(read_capped(&link, 1000), Err(ReadCappedError::NotAFile { .. })));
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn atomic_write_never_renames_over_a_device_fifo_or_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("null");
+        make_node(&["mknod", null.to_str().unwrap(), "c", "1", "3"]);
+        let fifo = dir.path().join("fifo");
+        make_node(&["mkfifo", fifo.to_str().unwrap()]);
+        let target = dir.path().join("target");
+        fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        for path in [&null, &fifo, &link] {
+            let err = atomic_write(path, b"x", FileMode::Public).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+            assert!(err.to_string().contains("is not a regular file"), "{err}");
+        }
+        assert!(fs::symlink_metadata(&null).unwrap().file_type().is_char_device());
+        assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"keep");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4, "no temp file is left behind");
+    }
+
+    #[test]
+    fn write_output_writes_through_devices_and_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let null = dir.path().join("null");
+        make_node(&["mknod", null.to_str().unwrap(), "c", "1", "3"]);
+        write_output(&null, b"report", FileMode::Public).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(&null).unwrap().file_type().is_char_device(), "still the device");
+        // A link (like /dev/stdout) is written through, and stays a link.
+        let target = dir.path().join("target");
+        fs::write(&target, b"old contents, longer").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        write_output(&link, b"new", FileMode::Public).unwrap();
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"new");
+        // Nothing is created through a dangling link.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &dangling).unwrap();
+        assert!(write_output(&dangling, b"x", FileMode::Public).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+        // A regular file is replaced atomically.
+        let plain = dir.path().join("plain");
+        write_output(&plain, b"one", FileMode::Public).unwrap();
+        write_output(&plain, b"two", FileMode::Public).unwrap();
+        assert_eq!(fs::read(&plain).unwrap(), b"two");
+    }
+
+    #[test]
+    fn a_private_dir_must_be_ours_and_not_writable_by_others() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("a/cache");
+        ensure_private_dir(&cache).unwrap();
+        assert_eq!(fs::metadata(&cache).unwrap().mode() & 0o777, 0o700);
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(ensure_private_dir(&cache), Err(PrivateDirError::Writable { mode: 0o777, .. })));
+        fs::set_permissions(&cache, fs::Permissions::from_mode(0o750)).unwrap();
+        ensure_private_dir(&cache).unwrap();
+        let other = dir.path().join("other");
+        fs::create_dir(&other).unwrap();
+        std::os::unix::fs::chown(&other, Some(12345), None).unwrap();
+        assert!(matches!(ensure_private_dir(&other), Err(PrivateDirError::WrongOwner { owner: 12345, .. })));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&cache, &link).unwrap();
+        assert!(matches!(ensure_private_dir(&link), Err(PrivateDirError::NotADirectory { kind: "a symlink", .. })));
+        assert_eq!(fs::metadata(&other).unwrap().uid(), 12345);
     }
 }

@@ -17,6 +17,7 @@ pub mod keyfile;
 pub mod manifest;
 pub mod minisign;
 pub mod sections;
+pub mod text;
 pub mod trust;
 pub mod verify;
 pub mod wasmsig;

@@ -10,14 +10,26 @@
 //! ```toml
 //! threshold = 2                  # distinct trusted keys that must sign a bundle
 //! revoked = ["1A2B3C4D5E6F7081"] # signatures by these keys make a bundle fail
-//! log_keys = ["0011223344556677"] # host keys: trusted for audit checkpoints and
-//!                                 # receipts only, never for module approval
+//! [log_keys]                     # host keys: trusted for audit checkpoints and
+//! "0011223344556677" = ["nightcore.example/node-1"]  # receipts of these origins
+//!                                # only, never for module approval
 //! [tenants.billing]
 //! keys = ["…", "…"]              # only these keys count for this tenant
 //! threshold = 2                  # optional; defaults to the global threshold
 //! ```
 //!
 //! The threshold comes from here, never from the bundle being checked.
+//!
+//! Scopes, each a rule of its own:
+//! - A key listed in any tenant's `keys` approves **only** the tenants whose
+//!   sets list it. The keys that may approve any tenant without a section of
+//!   its own are the ones listed under no tenant. (Otherwise one team's keys
+//!   could sign another team's tenant, and by publishing a high version lock
+//!   its real releases out as downgrades.)
+//! - A log key signs checkpoints and receipts only for the origins it is bound
+//!   to: node A's key cannot vouch for a rewritten copy of node B's log. The
+//!   old list form `log_keys = ["…"]`, which bound no origin, is refused with
+//!   a message saying how to write the table.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -46,8 +58,11 @@ pub struct TrustStore {
     keys: BTreeMap<KeyId, PublicKey>,
     threshold: usize,
     revoked: BTreeSet<KeyId>,
-    log_keys: BTreeSet<KeyId>,
+    /// Each log key with the checkpoint origins it may sign.
+    log_keys: BTreeMap<KeyId, BTreeSet<String>>,
     tenants: BTreeMap<String, TenantTrust>,
+    /// Keys listed in some tenant's set: they approve only those tenants.
+    scoped_keys: BTreeSet<KeyId>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,9 +72,24 @@ struct TrustFile {
     #[serde(default)]
     revoked: Vec<String>,
     #[serde(default)]
-    log_keys: Vec<String>,
+    log_keys: LogKeysFile,
     #[serde(default)]
     tenants: BTreeMap<String, TenantFile>,
+}
+
+/// `log_keys`: the table form binds each key to origins; the list form of
+/// earlier releases is recognised only to refuse it with advice.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum LogKeysFile {
+    Bound(BTreeMap<String, Vec<String>>),
+    Unbound(Vec<String>),
+}
+
+impl Default for LogKeysFile {
+    fn default() -> Self {
+        LogKeysFile::Bound(BTreeMap::new())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,14 +184,33 @@ impl TrustStore {
             ids.iter().map(|s| s.parse::<KeyId>().map_err(|e| format!("{field}: {e}"))).collect()
         };
         let revoked = parse_ids(&file.revoked, "revoked")?;
-        let log_keys = parse_ids(&file.log_keys, "log_keys")?;
-        for id in &log_keys {
-            if !keys.contains_key(id) {
-                return Err(format!("log key {id} has no .pub file in the trust store"));
+        let log_keys = match file.log_keys {
+            LogKeysFile::Unbound(ids) => {
+                let example = ids.first().map_or("KEYID", String::as_str);
+                return Err(format!(
+                    "log_keys must bind each host key to the checkpoint origins it may sign, as a table: \
+                     [log_keys] \"{example}\" = [\"nightcore/<hostname>\"] (the list form let any node's key \
+                     vouch for any node's log)"
+                ));
             }
-        }
-        let usable = keys.keys().filter(|id| !revoked.contains(id) && !log_keys.contains(id)).count();
-        check_threshold(file.threshold, usable, "threshold")?;
+            LogKeysFile::Bound(table) => {
+                let mut log_keys = BTreeMap::new();
+                for (id, origins) in table {
+                    let key_id = id.parse::<KeyId>().map_err(|e| format!("log_keys: {e}"))?;
+                    if !keys.contains_key(&key_id) {
+                        return Err(format!("log key {key_id} has no .pub file in the trust store"));
+                    }
+                    if origins.is_empty() {
+                        return Err(format!("log_keys.{key_id}: name at least one origin it may sign"));
+                    }
+                    if let Some(bad) = origins.iter().find(|o| o.is_empty() || o.chars().any(char::is_whitespace)) {
+                        return Err(format!("log_keys.{key_id}: origin {bad:?} is empty or has white space"));
+                    }
+                    log_keys.insert(key_id, origins.into_iter().collect::<BTreeSet<_>>());
+                }
+                log_keys
+            }
+        };
         let mut tenants = BTreeMap::new();
         for (name, tenant) in file.tenants {
             crate::manifest::validate_name(&name).map_err(|e| format!("tenants.{name}: {e}"))?;
@@ -170,7 +219,7 @@ impl TrustStore {
                 if !keys.contains_key(id) {
                     return Err(format!("tenants.{name}.keys: key {id} has no .pub file in the trust store"));
                 }
-                if log_keys.contains(id) {
+                if log_keys.contains_key(id) {
                     return Err(format!("tenants.{name}.keys: key {id} is a log key and cannot approve modules"));
                 }
             }
@@ -179,7 +228,21 @@ impl TrustStore {
             check_threshold(threshold, usable, &format!("tenants.{name}.threshold"))?;
             tenants.insert(name, TenantTrust { keys: tenant_keys, threshold });
         }
-        Ok(Self { keys, threshold: file.threshold, revoked, log_keys, tenants })
+        let scoped_keys: BTreeSet<KeyId> = tenants.values().flat_map(|t| t.keys.iter().copied()).collect();
+        // The global threshold is for tenants without a section, which only
+        // unscoped keys may approve. A store whose keys are all scoped approves
+        // no such tenant, which is a valid choice; one with too few unscoped
+        // keys for its threshold is a mistake.
+        let usable = keys
+            .keys()
+            .filter(|id| !revoked.contains(id) && !log_keys.contains_key(id) && !scoped_keys.contains(id))
+            .count();
+        if usable > 0 || scoped_keys.is_empty() {
+            check_threshold(file.threshold, usable, "threshold")?;
+        } else if file.threshold == 0 {
+            return Err("threshold must be at least 1".into());
+        }
+        Ok(Self { keys, threshold: file.threshold, revoked, log_keys, tenants, scoped_keys })
     }
 
     /// The key with this id, if it is in the store (revoked or not).
@@ -191,28 +254,53 @@ impl TrustStore {
         self.revoked.contains(&key_id)
     }
 
-    /// Keys that may sign audit checkpoints and execution receipts.
-    pub fn log_key(&self, key_id: KeyId) -> Option<&PublicKey> {
-        if self.log_keys.contains(&key_id) && !self.revoked.contains(&key_id) { self.keys.get(&key_id) } else { None }
+    /// The log key `key_id`, if it may sign checkpoints and receipts of
+    /// `origin`: listed under `log_keys` with that origin, and not revoked.
+    pub fn log_key_for(&self, key_id: KeyId, origin: &str) -> Result<&PublicKey, LogKeyRefusal> {
+        let Some(origins) = self.log_keys.get(&key_id) else {
+            return Err(LogKeyRefusal::NotALogKey { key_id });
+        };
+        if self.revoked.contains(&key_id) {
+            return Err(LogKeyRefusal::Revoked { key_id });
+        }
+        if !origins.contains(origin) {
+            return Err(LogKeyRefusal::OriginNotBound {
+                key_id,
+                origin: origin.to_string(),
+                bound: origins.iter().cloned().collect(),
+            });
+        }
+        self.keys.get(&key_id).ok_or(LogKeyRefusal::NotALogKey { key_id })
     }
 
-    pub fn log_keys(&self) -> impl Iterator<Item = &PublicKey> {
-        self.log_keys.iter().filter(|id| !self.revoked.contains(id)).filter_map(|id| self.keys.get(id))
+    /// The unrevoked log keys bound to `origin`.
+    pub fn log_keys_for(&self, origin: &str) -> impl Iterator<Item = &PublicKey> {
+        self.log_keys
+            .iter()
+            .filter(move |(id, origins)| !self.revoked.contains(id) && origins.contains(origin))
+            .filter_map(|(id, _)| self.keys.get(id))
+    }
+
+    /// Every unrevoked log key, whatever origins it is bound to.
+    pub fn log_keys_any(&self) -> impl Iterator<Item = &PublicKey> {
+        self.log_keys.keys().filter(|id| !self.revoked.contains(id)).filter_map(|id| self.keys.get(id))
     }
 
     /// Whether `key_id` is a host key, trusted for logs and receipts only.
     pub fn is_log_key(&self, key_id: KeyId) -> bool {
-        self.log_keys.contains(&key_id)
+        self.log_keys.contains_key(&key_id)
     }
 
-    /// Whether `key_id` may approve modules of `tenant`.
+    /// Whether `key_id` may approve modules of `tenant`: a key in some
+    /// tenant's set approves exactly the tenants that list it; a key in no set
+    /// approves tenants without a set of their own.
     pub fn may_approve(&self, key_id: KeyId, tenant: &str) -> bool {
-        if !self.keys.contains_key(&key_id) || self.log_keys.contains(&key_id) {
+        if !self.keys.contains_key(&key_id) || self.log_keys.contains_key(&key_id) {
             return false;
         }
         match self.tenants.get(tenant) {
             Some(t) => t.keys.contains(&key_id),
-            None => true,
+            None => !self.scoped_keys.contains(&key_id),
         }
     }
 
@@ -265,6 +353,30 @@ impl TrustStore {
             }
         }
         Err(Shortfall::ThresholdNotMet { required, valid: counted.len() })
+    }
+}
+
+/// Why a key may not vouch for a log of some origin; see
+/// [`TrustStore::log_key_for`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogKeyRefusal {
+    #[error("key {key_id} is not one of the trust store's log_keys")]
+    NotALogKey { key_id: KeyId },
+    #[error("log key {key_id} is revoked")]
+    Revoked { key_id: KeyId },
+    #[error("log key {key_id} may sign only {bound:?}, not origin {origin:?}")]
+    OriginNotBound { key_id: KeyId, origin: String, bound: Vec<String> },
+}
+
+impl LogKeyRefusal {
+    /// A stable snake_case code.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            LogKeyRefusal::NotALogKey { .. } => "untrusted_log_key",
+            LogKeyRefusal::Revoked { .. } => "revoked_log_key",
+            LogKeyRefusal::OriginNotBound { .. } => "log_key_origin_mismatch",
+        }
     }
 }
 

@@ -267,11 +267,85 @@ fn trust_store_threshold_that_cannot_be_met_is_refused() {
 fn log_keys_never_approve_modules() {
     let f = Fixture::new(3, "threshold = 1\n");
     let host = f.keys[2].key_id();
-    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\nlog_keys = [\"{host}\"]\n")).unwrap();
+    std::fs::write(
+        f.root.join("trust/trust.toml"),
+        format!("threshold = 1\n[log_keys]\n\"{host}\" = [\"nightcore.example/node-1\"]\n"),
+    )
+    .unwrap();
     let b = f.bundle("b", FUTURE);
     f.sign(&b, 2);
     assert_eq!(f.verify(&b).unwrap_err(), VerifyError::LogKeyCannotApprove { key_id: host });
-    assert!(f.trust().log_key(host).is_some());
+    assert!(f.trust().log_key_for(host, "nightcore.example/node-1").is_ok());
+}
+
+#[test]
+fn a_log_key_vouches_only_for_the_origins_it_is_bound_to() {
+    let f = Fixture::new(3, "threshold = 1\n");
+    let (node_a, node_b) = (f.keys[1].key_id(), f.keys[2].key_id());
+    std::fs::write(
+        f.root.join("trust/trust.toml"),
+        format!("threshold = 1\n[log_keys]\n\"{node_a}\" = [\"example/node-a\"]\n\"{node_b}\" = [\"example/node-b\"]\n"),
+    )
+    .unwrap();
+    let trust = f.trust();
+    assert!(trust.log_key_for(node_a, "example/node-a").is_ok());
+    let refusal = trust.log_key_for(node_a, "example/node-b").unwrap_err();
+    assert_eq!(refusal.reason_code(), "log_key_origin_mismatch", "{refusal}");
+    assert!(refusal.to_string().contains("may sign only [\"example/node-a\"], not origin \"example/node-b\""));
+    let ids: Vec<_> = trust.log_keys_for("example/node-b").map(|k| k.key_id()).collect();
+    assert_eq!(ids, [node_b]);
+    assert_eq!(trust.log_key_for(f.keys[0].key_id(), "example/node-a").unwrap_err().reason_code(), "untrusted_log_key");
+}
+
+#[test]
+fn the_old_unbound_log_key_list_is_refused_with_advice() {
+    let f = Fixture::new(2, "threshold = 1\n");
+    let host = f.keys[1].key_id();
+    std::fs::write(f.root.join("trust/trust.toml"), format!("threshold = 1\nlog_keys = [\"{host}\"]\n")).unwrap();
+    let err = TrustStore::load(&f.root.join("trust")).unwrap_err().to_string();
+    assert!(err.contains("log_keys must bind each host key to the checkpoint origins it may sign"), "{err}");
+    assert!(err.contains(&format!("[log_keys] \"{host}\" = [")), "{err}");
+}
+
+#[test]
+fn a_key_scoped_to_one_tenant_cannot_take_over_another() {
+    // The takeover: billing's two keys sign `hello v999`. Were they allowed
+    // to, the real hello releases would afterwards be refused as downgrades.
+    let f = Fixture::new(3, "threshold = 1\n");
+    let billing = [f.keys[1].key_id(), f.keys[2].key_id()];
+    std::fs::write(
+        f.root.join("trust/trust.toml"),
+        format!("threshold = 1\n[tenants.billing]\nkeys = [\"{}\", \"{}\"]\nthreshold = 2\n", billing[0], billing[1]),
+    )
+    .unwrap();
+    let b = f.bundle("b", FUTURE);
+    f.sign(&b, 1);
+    f.sign(&b, 2);
+    let err = f.verify(&b).unwrap_err();
+    assert!(matches!(&err, VerifyError::KeyNotAllowedForTenant { tenant, .. } if tenant == "hello"), "{err}");
+    assert_eq!(err.reason_code(), "key_not_allowed_for_tenant");
+    // The unscoped key still approves hello on its own.
+    let ok = f.bundle("ok", FUTURE);
+    f.sign(&ok, 0);
+    assert_eq!(f.verify(&ok).unwrap().signers, [f.keys[0].key_id()]);
+    let trust = f.trust();
+    assert!(trust.may_approve(billing[0], "billing") && !trust.may_approve(billing[0], "hello"));
+    assert!(!trust.may_approve(f.keys[0].key_id(), "billing"), "billing has its own set");
+}
+
+#[test]
+fn a_store_whose_keys_are_all_scoped_approves_no_other_tenant() {
+    let f = Fixture::new(2, "threshold = 1\n");
+    let (a, b) = (f.keys[0].key_id(), f.keys[1].key_id());
+    std::fs::write(
+        f.root.join("trust/trust.toml"),
+        format!("threshold = 1\n[tenants.alpha]\nkeys = [\"{a}\"]\n[tenants.beta]\nkeys = [\"{b}\"]\n"),
+    )
+    .unwrap();
+    let bundle = f.bundle("hello", FUTURE);
+    f.sign(&bundle, 0);
+    f.sign(&bundle, 1);
+    assert_eq!(f.verify(&bundle).unwrap_err().reason_code(), "key_not_allowed_for_tenant");
 }
 
 #[test]

@@ -5,17 +5,18 @@
 //! from the trust store's `log_keys` (`--trust`, default: the config's
 //! trust_dir) or from `--log-key PUB` (a minisign public key file).
 
-use anyhow::{Context, Result, bail};
-use std::path::{Path, PathBuf};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use audit::{
     AuditProof, Filter, HostLog, OldTree, VerifyReport, default_checkpoint_path, load_checkpoint, prove_consistency,
     prove_inclusion, read_entries, verify_log, verify_proof,
 };
-use ed25519_dalek::VerifyingKey;
+use audit::CheckpointKey;
 use signer::config::NodeConfig;
-use signer::trust::TrustStore;
+
+use super::read_checkpoint_note;
 
 const EXIT_CODES: &str = "Exit codes: verify: 0 = intact, 1 = tampered (first bad seq and reason printed), 2 = I/O error. \
 verify-proof: 0 = valid, 1 = invalid, 2 = I/O error. Other subcommands: 0 = done, 2 = error.";
@@ -91,9 +92,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         AuditCommand::Verify { log, keys } => {
             let log_path = log.unwrap_or(log_path);
             let checkpoint = default_checkpoint_path(&log_path);
-            let key = log_key(&keys, &config, &checkpoint)?;
-            let report =
-                verify_log(&log_path, &checkpoint, &key).with_context(|| format!("reading {}", log_path.display()))?;
+            let report = match key_for(&keys, &config, &read_checkpoint_note(&checkpoint)?)? {
+                CheckpointKey::Trusted(key) => verify_log(&log_path, &checkpoint, &key)
+                    .with_context(|| format!("reading {}", log_path.display()))?,
+                CheckpointKey::NotBound(tampering) => VerifyReport::Tampered(tampering),
+            };
             if args.json {
                 println!("{}", serde_json::to_string(&report)?);
             }
@@ -181,11 +184,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 AuditProof::Inclusion(p) => p.checkpoint.clone(),
                 AuditProof::Consistency(p) => p.checkpoint.clone(),
             };
-            let key = log_key_for_note(&keys, &config, &checkpoint_text)?;
-            let old_text = match &old_checkpoint {
-                Some(path) => {
-                    Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?)
+            let key = match key_for(&keys, &config, &checkpoint_text)? {
+                CheckpointKey::Trusted(key) => key,
+                CheckpointKey::NotBound(tampering) => {
+                    if args.json {
+                        println!("{}", serde_json::json!({"valid": false, "reason": tampering.to_string()}));
+                    } else {
+                        println!("INVALID: {tampering}");
+                    }
+                    return Ok(ExitCode::from(1));
                 }
+            };
+            let old_text = match &old_checkpoint {
+                Some(path) => Some(
+                    String::from_utf8(signer::fsutil::read_capped(path, audit::checkpoint::MAX_CHECKPOINT_BYTES)?)
+                        .with_context(|| format!("{} is not UTF-8", path.display()))?,
+                ),
                 None => None,
             };
             let old = match &old_text {
@@ -219,34 +233,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// The trusted checkpoint key for the log whose checkpoint is at `checkpoint`.
-fn log_key(keys: &KeyArgs, config: &NodeConfig, checkpoint: &Path) -> Result<VerifyingKey> {
-    let note = std::fs::read_to_string(checkpoint).unwrap_or_default();
-    log_key_for_note(keys, config, &note)
-}
-
-/// Picks, among the trusted log keys, the one that signed `note` (by the C2SP
-/// key hash); if none did, the first trusted key, so that verification reports
-/// the checkpoint as signed by an unknown key.
-fn log_key_for_note(keys: &KeyArgs, config: &NodeConfig, note: &str) -> Result<VerifyingKey> {
-    if let Some(path) = &keys.log_key {
-        return Ok(*signer::keyfile::load_public_key(path)?.verifying_key());
-    }
-    let trust_dir = keys.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
-    let trust = TrustStore::load(&trust_dir)?;
-    let candidates: Vec<VerifyingKey> = trust.log_keys().map(|k| *k.verifying_key()).collect();
-    let Some(first) = candidates.first().copied() else {
-        bail!(
-            "trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key",
-            trust_dir.display()
-        );
-    };
-    if let Ok(signed) = audit::SignedCheckpoint::parse(note) {
-        let origin = &signed.checkpoint.origin;
-        let ids: Vec<String> = signed.signatures().into_iter().map(|s| s.key_id).collect();
-        if let Some(key) = candidates.iter().find(|k| ids.contains(&audit::checkpoint::key_id(origin, k))) {
-            return Ok(*key);
-        }
-    }
-    Ok(first)
+/// The key checkpoints of this log must be signed by; see [`super::checkpoint_key`].
+fn key_for(keys: &KeyArgs, config: &NodeConfig, note: &str) -> Result<CheckpointKey> {
+    super::checkpoint_key(keys.log_key.as_deref(), keys.trust.as_deref().unwrap_or(&config.trust_dir), note)
 }

@@ -8,7 +8,7 @@ pub mod status;
 pub mod watch;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,6 +16,7 @@ use guardian::events::{GuardianEvent, Observer};
 use guardian::{Admission, AuditOptions, GuardianOptions, TestHooks};
 use signer::bundle::ReadLimits;
 use signer::config::NodeConfig;
+use signer::trust::TrustStore;
 
 /// The test hook that pauses rollbacks (see `TestHooks::rollback_pause`).
 pub const ROLLBACK_PAUSE_ENV: &str = "NIGHTCORE_TEST_ROLLBACK_PAUSE_MS";
@@ -90,6 +91,36 @@ impl NodeArgs {
     }
 }
 
+/// The key checkpoints must be signed by: `--log-key PUB` as given, or from
+/// the trust store at `trust_dir` the log key bound to the origin of the
+/// checkpoint `note` (see [`audit::checkpoint_key`]).
+pub fn checkpoint_key(log_key: Option<&Path>, trust_dir: &Path, note: &str) -> anyhow::Result<::audit::CheckpointKey> {
+    if let Some(path) = log_key {
+        return Ok(::audit::CheckpointKey::Trusted(*signer::keyfile::load_public_key(path)?.verifying_key()));
+    }
+    let trust =
+        TrustStore::load(trust_dir).with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
+    ::audit::checkpoint_key(&trust, note).with_context(|| {
+        format!(
+            "trust store {} lists no log_keys; add the host's .pub and bind its id to the node's origin \
+             ([log_keys] \"KEYID\" = [\"ORIGIN\"]), or pass --log-key",
+            trust_dir.display()
+        )
+    })
+}
+
+/// The text of the checkpoint at `path`, read capped and only if it is a
+/// regular file; empty when there is none (verification then says so).
+pub fn read_checkpoint_note(path: &Path) -> anyhow::Result<String> {
+    match signer::fsutil::read_capped(path, ::audit::checkpoint::MAX_CHECKPOINT_BYTES) {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(signer::fsutil::ReadCappedError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(String::new())
+        }
+        Err(e) => Err(e).context("cannot read the checkpoint"),
+    }
+}
+
 /// How new tenant directories are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum NewTenants {
@@ -131,5 +162,5 @@ fn human_line(event: &GuardianEvent) -> String {
                     .map(|v| format!("{k}={}", v.as_str().map_or_else(|| v.to_string(), str::to_string)))
             })
             .collect();
-    format!("{} {} {}", event.time, event.kind, fields.join(" "))
+    signer::text::escape(&format!("{} {} {}", event.time, event.kind, fields.join(" "))).into_owned()
 }

@@ -9,13 +9,11 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use audit::{Filter, default_checkpoint_path, read_entries, verify_log};
-use ed25519_dalek::VerifyingKey;
 use guardian::report::{LogVerification, ReportStatus, render_html};
 use signer::config::NodeConfig;
-use signer::fsutil::{FileMode, atomic_write};
-use signer::trust::TrustStore;
+use signer::fsutil::{FileMode, write_output};
 
 use crate::Outcome;
 
@@ -62,9 +60,14 @@ pub fn run(args: Args) -> Result<Outcome> {
     let config = NodeConfig::load(args.config.as_deref()).context("cannot load the node configuration")?;
     let log_path = args.audit.clone().unwrap_or_else(|| config.audit_log.clone());
     let checkpoint = default_checkpoint_path(&log_path);
-    let key = checkpoint_key(&args, &config, &checkpoint)?;
-    let report =
-        verify_log(&log_path, &checkpoint, &key).with_context(|| format!("verifying {}", log_path.display()))?;
+    let trust_dir = args.trust.as_deref().unwrap_or(&config.trust_dir);
+    let note = super::read_checkpoint_note(&checkpoint)?;
+    let report = match super::checkpoint_key(args.log_key.as_deref(), trust_dir, &note)? {
+        audit::CheckpointKey::Trusted(key) => {
+            verify_log(&log_path, &checkpoint, &key).with_context(|| format!("verifying {}", log_path.display()))?
+        }
+        audit::CheckpointKey::NotBound(tampering) => audit::VerifyReport::Tampered(tampering),
+    };
     let verification = LogVerification::from_report(&report);
 
     // Read after verifying: entries appended meanwhile are shown too, and
@@ -100,7 +103,7 @@ pub fn run(args: Args) -> Result<Outcome> {
         unreadable_lines: unreadable,
     };
     let html = render_html(&entries, &status);
-    atomic_write(&args.html, html.as_bytes(), FileMode::Public)
+    write_output(&args.html, html.as_bytes(), FileMode::Public)
         .with_context(|| format!("writing {}", args.html.display()))?;
 
     if args.json {
@@ -125,32 +128,4 @@ pub fn run(args: Args) -> Result<Outcome> {
         LogVerification::Intact { .. } => Outcome::Clean,
         LogVerification::Tampered { .. } => Outcome::DriftFound,
     })
-}
-
-/// The trusted checkpoint key: `--log-key`, or among the trust store's log
-/// keys the one that signed the current checkpoint (by its C2SP key hash),
-/// else the first, so that verification reports an unknown signer.
-fn checkpoint_key(args: &Args, config: &NodeConfig, checkpoint: &Path) -> Result<VerifyingKey> {
-    if let Some(path) = &args.log_key {
-        return Ok(*signer::keyfile::load_public_key(path)?.verifying_key());
-    }
-    let trust_dir = args.trust.clone().unwrap_or_else(|| config.trust_dir.clone());
-    let trust =
-        TrustStore::load(&trust_dir).with_context(|| format!("cannot load the trust store {}", trust_dir.display()))?;
-    let candidates: Vec<VerifyingKey> = trust.log_keys().map(|k| *k.verifying_key()).collect();
-    let Some(first) = candidates.first().copied() else {
-        bail!(
-            "trust store {} lists no log_keys; add the host's .pub and its id to log_keys, or pass --log-key",
-            trust_dir.display()
-        );
-    };
-    let note = std::fs::read_to_string(checkpoint).unwrap_or_default();
-    if let Ok(signed) = audit::SignedCheckpoint::parse(&note) {
-        let origin = &signed.checkpoint.origin;
-        let ids: Vec<String> = signed.signatures().into_iter().map(|s| s.key_id).collect();
-        if let Some(key) = candidates.iter().find(|k| ids.contains(&audit::checkpoint::key_id(origin, k))) {
-            return Ok(*key);
-        }
-    }
-    Ok(first)
 }

@@ -75,7 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         };
         println!("checked {} tenants: {verdict}", report.checked);
         for o in &report.outcomes {
-            println!("  {} {:?} {}", o.tenant, o.action, o.reason.as_deref().unwrap_or(""));
+            println!(
+                "  {} {:?} {}",
+                signer::text::escape(&o.tenant),
+                o.action,
+                signer::text::escape(o.reason.as_deref().unwrap_or(""))
+            );
         }
     }
     if report.failed() {

@@ -2,6 +2,7 @@
 
 use guardian::state::{RecentEvent, TenantRecord};
 use serde::Serialize;
+use signer::text::escape;
 
 use super::NodeArgs;
 use crate::Outcome;
@@ -65,13 +66,15 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         println!("{}", serde_json::to_string(&out)?);
         return Ok(Outcome::Clean);
     }
-    println!("state {}: {} tenants", out.state_dir, out.tenants.len());
+    // Names, labels and summaries come from tenants and deployers: escaped
+    // so that a name cannot repaint the terminal.
+    println!("state {}: {} tenants", escape(&out.state_dir), out.tenants.len());
     for t in &out.tenants {
         println!(
             "  {:<24} v{:<6} ({}) floor {:<6} manifest {}…  since {}",
-            t.tenant,
+            escape(t.tenant),
             t.version,
-            t.version_label,
+            escape(t.version_label),
             t.floor,
             &t.manifest_sha256[..12.min(t.manifest_sha256.len())],
             t.accepted_at
@@ -80,7 +83,13 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     if !out.recent_events.is_empty() {
         println!("recent events:");
         for e in out.recent_events {
-            println!("  {} {} {} {}", e.time, e.kind, e.tenant.as_deref().unwrap_or("-"), e.summary);
+            println!(
+                "  {} {} {} {}",
+                escape(&e.time),
+                escape(&e.kind),
+                escape(e.tenant.as_deref().unwrap_or("-")),
+                escape(&e.summary)
+            );
         }
     }
     Ok(Outcome::Clean)

@@ -32,13 +32,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use audit::AuditLog;
-use runtime::events::{VerificationMode, finished_event, host_failure_event, refused_event};
+use runtime::deploy::prepare_all;
+use runtime::events::{VerificationMode, before_run_events, finished_event, refused_event, tenant_failure_event};
 use runtime::receipt::Receipt;
 use runtime::{
     Allocation, Determinism, EngineOptions, ExecOptions, ExecReport, NightEngine, Outcome, PoolingOptions, Refusal,
-    TenantFailure, Verification, exec_bundle, run_all, wasi_linker,
+    TenantFailure, Verification, prepare_bundle, run_ready, wasi_linker,
 };
-use signer::fsutil::{FileMode, atomic_write};
+use signer::fsutil::{FileMode, write_output};
+use signer::text::escape;
 use signer::keyfile::load_or_create_host_key;
 use signer::manifest::MAX_MEMORY_MIB;
 use signer::minisign::SecretKey;
@@ -94,7 +96,7 @@ pub struct Args {
     #[arg(long)]
     deterministic: bool,
 
-    /// The host key that signs receipts and audit checkpoints (default: host_key from the config, or host.key beside --audit; created if missing).
+    /// The host key that signs receipts and audit checkpoints (default: host_key from the config, which is in the state directory; created if missing).
     #[arg(long, value_name = "PATH", requires = "receipt")]
     host_key: Option<PathBuf>,
 
@@ -111,25 +113,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => (Verification::DangerAllowUnsigned, VerificationMode::DangerAllowUnsigned),
     };
     let config = &host.config;
+    // One host key per node, in the state directory, whatever the log's path.
+    let host_key_path = args.host_key.clone().unwrap_or_else(|| config.host_key.clone());
 
     // The log is opened before anything runs, so that no run goes unrecorded
     // because the log turned out to be unwritable afterwards.
     let audit_path = args.audit.clone().or_else(|| host.config_file_used.then(|| config.audit_log.clone()));
     let mut audit_log = match &audit_path {
         Some(path) => {
-            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-            }
             // Every append refreshes the checkpoint signed by the host key, so
             // a truncated log is always detectable.
-            let mut host_log = audit::HostLog::beside(path);
-            if let Some(key) = args.host_key.clone().or_else(|| host.config_file_used.then(|| config.host_key.clone()))
-            {
-                host_log.host_key = key;
-            }
-            if host.config_file_used {
-                host_log.origin = config.origin.clone();
-            }
+            let host_log = audit::HostLog { log: path.clone(), host_key: host_key_path.clone(), origin: config.origin.clone() };
             Some(host_log.open().with_context(|| format!("cannot open the audit log {}", path.display()))?)
         }
         None => None,
@@ -138,18 +132,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // The host key is loaded before running too: a receipt that cannot be
     // signed is better found out before the guest has had its effects.
     let receipt_key = match &args.receipt {
-        Some(_) => {
-            let path = args.host_key.clone().unwrap_or_else(|| config.host_key.clone());
-            Some(
-                load_or_create_host_key(&path)
-                    .with_context(|| format!("cannot load the host key {}", path.display()))?,
-            )
-        }
+        Some(_) => Some(
+            load_or_create_host_key(&host_key_path)
+                .with_context(|| format!("cannot load the host key {}", host_key_path.display()))?,
+        ),
         None => None,
     };
 
     let mut options = ExecOptions::new(verification, &host.policies);
     options.cache = host.cache.as_ref();
+    options.floors = host.floors.as_ref();
     if args.deterministic {
         options.determinism = Determinism::Fixed;
     }
@@ -158,21 +150,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let parallel = args.parallel.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
         run_deploy(&args, &options, parallel, audit_log.as_mut(), mode)
     } else {
-        let code = run_one(&args, &options, audit_log.as_mut(), mode, receipt_key.as_ref())?;
+        let receipt_key = receipt_key.as_ref().map(|key| (key, config.origin.as_str()));
+        let code = run_one(&args, &options, audit_log.as_mut(), mode, receipt_key)?;
         Ok(code)
     }
+}
+
+/// Appends what must be on record before a guest runs; an error here means
+/// the guest must not run.
+fn record_before_run(audit_log: Option<&mut AuditLog>, events: &[audit::Event]) -> anyhow::Result<()> {
+    if let Some(log) = audit_log {
+        log.append_batch(events)
+            .context("refusing to run unrecorded: cannot append run.started to the audit log")?;
+    }
+    Ok(())
 }
 
 fn run_one(
     args: &Args,
     options: &ExecOptions<'_>,
-    audit_log: Option<&mut AuditLog>,
+    mut audit_log: Option<&mut AuditLog>,
     mode: VerificationMode,
-    receipt_key: Option<&SecretKey>,
+    receipt_key: Option<(&SecretKey, &str)>,
 ) -> anyhow::Result<ExitCode> {
     let engine = NightEngine::new(EngineOptions::default()).context("cannot start the wasm engine")?;
     let linker = wasi_linker(&engine).context("cannot set up WASI")?;
-    let result = exec_bundle(&engine, &linker, &args.bundle, &args.guest_args, options);
+    let result = match prepare_bundle(&engine, &linker, &args.bundle, options) {
+        Ok(ready) => {
+            record_before_run(audit_log.as_deref_mut(), &before_run_events(&args.bundle, &ready))?;
+            run_ready(&engine, &ready, &args.guest_args, options.determinism)
+        }
+        Err(refusal) => Err(refusal),
+    };
 
     let audit_result = audit_log.map(|log| {
         let event = match &result {
@@ -195,15 +204,21 @@ fn run_one(
     } else {
         match &result {
             Ok(report) => print_run(report)?,
-            Err(refusal) => eprintln!("runtime: refused ({}/{}): {refusal}", refusal.stage(), refusal.reason_code()),
+            Err(refusal) => eprintln!(
+                "runtime: refused ({}/{}): {}",
+                refusal.stage(),
+                refusal.reason_code(),
+                escape(&refusal.to_string())
+            ),
         }
     }
     if let Some(Err(e)) = audit_result {
-        bail!("the run is not recorded: cannot append to the audit log: {e}");
+        bail!("the run's end is not recorded: cannot append to the audit log: {e}");
     }
-    if let (Some(path), Some(key), Ok(report)) = (&args.receipt, receipt_key, &result) {
-        let signed = Receipt::of(report).and_then(|receipt| receipt.sign(key)).context("cannot make the receipt")?;
-        atomic_write(path, &signed.to_bytes()?, FileMode::Public)
+    if let (Some(path), Some((key, origin)), Ok(report)) = (&args.receipt, receipt_key, &result) {
+        let signed =
+            Receipt::of(report, origin).and_then(|receipt| receipt.sign(key)).context("cannot make the receipt")?;
+        write_output(path, &signed.to_bytes()?, FileMode::Public)
             .with_context(|| format!("cannot write the receipt {}", path.display()))?;
     }
     Ok(ExitCode::from(code))
@@ -225,7 +240,13 @@ fn run_deploy(
         NightEngine::new(EngineOptions { allocation: Allocation::Pooling(pooling), ..EngineOptions::default() })
             .context("cannot start the wasm engine")?;
     let linker = wasi_linker(&engine).context("cannot set up WASI")?;
-    let deploy = run_all(&engine, &linker, &args.bundle, &args.guest_args, options, parallel)?;
+    let prepared = prepare_all(&engine, &linker, &args.bundle, options, parallel)?;
+    let before: Vec<audit::Event> =
+        prepared.ready().flat_map(|(bundle, ready)| before_run_events(bundle, ready)).collect();
+    if !before.is_empty() {
+        record_before_run(audit_log.as_deref_mut(), &before)?;
+    }
+    let deploy = prepared.run(&engine, &args.guest_args, options, parallel);
 
     let mut audit_error = None;
     let mut summary = report::SummaryJson { total: deploy.tenants.len(), ..report::SummaryJson::default() };
@@ -250,10 +271,9 @@ fn run_deploy(
             }
             Err(failure) => {
                 summary.refused += 1;
-                let message = failure.to_string();
                 (
-                    report::host_failure(&tenant.bundle, message.clone(), EXIT_USAGE_OR_IO),
-                    host_failure_event(&tenant.bundle, &message),
+                    report::host_failure(&tenant.bundle, failure, EXIT_USAGE_OR_IO),
+                    tenant_failure_event(&tenant.bundle, failure),
                 )
             }
         };
@@ -280,7 +300,7 @@ fn run_deploy(
                 Ok(run) => run.run.outcome.to_string(),
                 Err(failure) => format!("refused: {failure}"),
             };
-            writeln!(out, "{}: {line} (exit {})", tenant.directory, json.exit_code)?;
+            writeln!(out, "{}: {} (exit {})", escape(&tenant.directory), escape(&line), json.exit_code)?;
         }
         writeln!(
             out,
@@ -337,7 +357,7 @@ fn print_run(report: &ExecReport) -> anyhow::Result<()> {
     writeln!(
         err,
         "runtime: {} v{} {} (fuel {fuel}, {:.1} ms, cache {}{unverified})",
-        report.facts.tenant,
+        escape(&report.facts.tenant),
         report.facts.version,
         run.outcome,
         run.wall_time.as_secs_f64() * 1000.0,

@@ -5,7 +5,8 @@ use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 use runtime::policy::load_policy_file;
-use runtime::{CompileCache, HostPolicies};
+use runtime::cache::CacheSecret;
+use runtime::{CompileCache, HostPolicies, RollbackFloors, TenantFloor};
 use signer::config::{CONFIG_FILE, NodeConfig};
 use signer::trust::TrustStore;
 
@@ -32,9 +33,13 @@ pub struct HostArgs {
     #[arg(long = "env", value_name = "NAME=VALUE", value_parser = parse_env)]
     env: Vec<(String, String)>,
 
-    /// Where precompiled modules are kept (default: <state_dir>/compile-cache).
+    /// Where precompiled modules are kept (default: cache_dir from the config). It must be this user's own and not group- or world-writable; entries are authenticated with the secret at cache_key from the config.
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+
+    /// The guardian's state directory, whose rollback floors every run must respect (default: state_dir from the config, or the standard state directory).
+    #[arg(long, value_name = "DIR")]
+    state: Option<PathBuf>,
 
     /// Compiles every time instead of using the compile cache.
     #[arg(long, conflicts_with = "cache_dir")]
@@ -49,6 +54,8 @@ pub struct Host {
     pub config_file_used: bool,
     pub policies: HostPolicies,
     pub cache: Option<CompileCache>,
+    /// The guardian's rollback floors, when the node has guardian state.
+    pub floors: Option<RollbackFloors>,
 }
 
 fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
@@ -85,16 +92,44 @@ impl HostArgs {
             extra_dirs: self.dirs.iter().cloned().collect(),
             extra_env: self.env.iter().cloned().collect(),
         };
-        let cache = (!self.no_cache).then(|| {
-            CompileCache::new(self.cache_dir.clone().unwrap_or_else(|| config.state_dir.join("compile-cache")))
-        });
-        Ok(Host { config, config_file_used, policies, cache })
+        let cache = if self.no_cache {
+            None
+        } else {
+            let dir = self.cache_dir.clone().unwrap_or_else(|| config.cache_dir.clone());
+            let secret = CacheSecret::load_or_create(&config.cache_key)
+                .context("cannot use the compile cache (pass --no-cache to compile every time)")?;
+            Some(
+                CompileCache::open(&dir, secret)
+                    .context("cannot use the compile cache (pass --no-cache to compile every time)")?,
+            )
+        };
+        let state_dir = self.state.clone().unwrap_or_else(|| config.state_dir.clone());
+        let floors = rollback_floors(&state_dir)?;
+        Ok(Host { config, config_file_used, policies, cache, floors })
     }
 
     /// Loads the trust store named by `--trust` or the configuration.
     pub fn trust_store(&self, config: &NodeConfig) -> anyhow::Result<TrustStore> {
         trust_store(self.trust.as_deref(), config)
     }
+}
+
+/// The floors in the guardian state at `state_dir` (none when there is no
+/// guardian state there). A state that does not check out is an error: a run
+/// must not go ahead on the word of a state file that may have been edited.
+fn rollback_floors(state_dir: &Path) -> anyhow::Result<Option<RollbackFloors>> {
+    let state = guardian::state::read_state(state_dir)
+        .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
+    let tenants = state
+        .tenants
+        .into_iter()
+        .map(|(name, record)| {
+            let floor =
+                TenantFloor { floor: record.floor, version: record.version, manifest_sha256: record.manifest_sha256 };
+            (name, floor)
+        })
+        .collect();
+    Ok(Some(RollbackFloors { tenants }))
 }
 
 /// Loads the trust store at `dir`, or the configuration's.

@@ -25,7 +25,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use runtime::{ExecReport, Outcome, Refusal, VerificationStatus};
+use runtime::{ExecReport, Outcome, Refusal, TenantFailure, VerificationStatus};
 
 #[derive(Debug, Serialize)]
 pub struct RunJson {
@@ -130,13 +130,14 @@ pub fn refused(bundle: &Path, refusal: &Refusal, exit_code: u8) -> RunJson {
     }
 }
 
-/// A tenant whose handling failed inside the host (`--all` only).
-pub fn host_failure(bundle: &Path, message: String, exit_code: u8) -> RunJson {
+/// A tenant of `--all` not run for a reason outside its bundle (a panic in
+/// host code, a directory name that is not UTF-8).
+pub fn host_failure(bundle: &Path, failure: &TenantFailure, exit_code: u8) -> RunJson {
     RunJson {
         bundle: bundle.display().to_string(),
         status: "failed",
         exit_code,
-        refusal: Some(RefusalJson { stage: "host", reason: "host_panic", message }),
+        refusal: Some(RefusalJson { stage: failure.stage(), reason: failure.reason_code(), message: failure.to_string() }),
         ran: None,
     }
 }

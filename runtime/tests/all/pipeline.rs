@@ -31,7 +31,7 @@ fn an_oversized_module_is_refused_before_it_is_read_whole() {
 fn unverified_runs_never_touch_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = unsigned_bundle(&dir.path().join("b"), "hello", &fixture("hello"), Capabilities::default());
-    let cache = CompileCache::new(dir.path().join("cache"));
+    let cache = CompileCache::open(dir.path().join("cache"), runtime::cache::CacheSecret::generate()).unwrap();
     let policies = HostPolicies::default();
     let mut options = ExecOptions::new(Verification::DangerAllowUnsigned, &policies);
     options.cache = Some(&cache);

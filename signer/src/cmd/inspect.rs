@@ -1,5 +1,6 @@
 //! `signer inspect`: show what a bundle claims, without deciding whether to trust it.
 
+use signer::text::escape;
 use std::path::PathBuf;
 
 use signer::bundle::{BundleBytes, ReadLimits};
@@ -68,10 +69,12 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         crate::cmd::print_json(&out)?;
         return Ok(Outcome::Success);
     }
+    // Everything below comes from whoever made the bundle: escaped, so that
+    // no field can repaint the terminal.
     let m = &out.manifest;
-    println!("name           {}", m.name);
-    println!("version        {} ({})", m.version, m.version_label);
-    println!("expires        {}", m.expires);
+    println!("name           {}", escape(&m.name));
+    println!("version        {} ({})", m.version, escape(&m.version_label));
+    println!("expires        {}", escape(&m.expires));
     println!("module sha256  {} ({} bytes)", m.module.sha256, m.module.size);
     println!(
         "module.wasm    {}",
@@ -83,20 +86,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         c.fuel, c.memory_mib, c.timeout_ms, c.max_output_bytes
     );
     for p in &c.preopen {
-        println!("  preopen      {} ({:?})", p.guest, p.mode);
+        println!("  preopen      {} ({:?})", escape(&p.guest), p.mode);
     }
-    println!("  env          {}", if c.env.is_empty() { "none".to_string() } else { c.env.join(", ") });
-    println!("  network      {}", if c.network.is_empty() { "denied".to_string() } else { c.network.join(", ") });
+    println!("  env          {}", if c.env.is_empty() { "none".to_string() } else { escape(&c.env.join(", ")).into() });
+    println!(
+        "  network      {}",
+        if c.network.is_empty() { "denied".to_string() } else { escape(&c.network.join(", ")).into() }
+    );
     if !m.provenance.toolchain.is_empty() {
-        println!("built with     {} (source date {})", m.provenance.toolchain, m.provenance.source_date_epoch);
+        println!("built with     {} (source date {})", escape(&m.provenance.toolchain), m.provenance.source_date_epoch);
     }
     println!("signatures     {}", out.signatures.len());
     for s in &out.signatures {
         match s {
             SignatureJson::Parsed { file, key_id, trusted_comment, .. } => {
-                println!("  {key_id}  {file}  [{trusted_comment}]")
+                println!("  {key_id}  {}  [{}]", escape(file), escape(trusted_comment))
             }
-            SignatureJson::Malformed { file, error } => println!("  MALFORMED {file}: {error}"),
+            SignatureJson::Malformed { file, error } => {
+                println!("  MALFORMED {}: {}", escape(file), escape(&error.to_string()))
+            }
         }
     }
     Ok(Outcome::Success)

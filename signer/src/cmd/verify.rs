@@ -103,7 +103,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
         }
         Err((reason, message)) => {
             if !args.json {
-                println!("verification failed ({reason}): {message}");
+                println!("verification failed ({reason}): {}", signer::text::escape(&message));
             }
             out.reason = Some(reason);
             out.message = Some(message);
@@ -168,7 +168,7 @@ fn run_wasmsig(args: Args, file: &[u8], trust: &TrustStore) -> anyhow::Result<Ou
         }
         Err(e) => {
             if !args.json {
-                println!("verification failed ({}): {e}", e.reason_code());
+                println!("verification failed ({}): {}", e.reason_code(), signer::text::escape(&e.to_string()));
             }
             out.reason = Some(e.reason_code());
             out.message = Some(e.to_string());
