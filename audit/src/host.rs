@@ -35,10 +35,12 @@ impl HostLog {
         Self { log: config.audit_log.clone(), host_key: config.host_key.clone(), origin: config.origin.clone() }
     }
 
-    /// A log at `log` whose host key sits beside it as `host.key`.
-    pub fn beside(log: &Path) -> Self {
-        let dir = log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        Self { log: log.to_path_buf(), host_key: dir.join("host.key"), origin: signer::config::default_origin() }
+    /// The log at `log`, written by this node: the host key and origin
+    /// come from the node configuration (the key lives in the state
+    /// directory), never from beside the log, which is meant to be shipped
+    /// off the node and may be written by others.
+    pub fn at(log: &Path, config: &signer::config::NodeConfig) -> Self {
+        Self { log: log.to_path_buf(), host_key: config.host_key.clone(), origin: config.origin.clone() }
     }
 
     /// Opens the log for appending, checkpointing with the host key.

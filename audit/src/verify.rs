@@ -205,9 +205,8 @@ pub fn checkpoint_key(trust: &signer::trust::TrustStore, note: &str) -> Option<C
     };
     let origin = signed.checkpoint.origin.as_str();
     let signed_by: Vec<String> = signed.signatures().into_iter().map(|s| s.key_id).collect();
-    let signed_it = |key: &signer::minisign::PublicKey| {
-        signed_by.contains(&crate::checkpoint::key_id(origin, key.verifying_key()))
-    };
+    let signed_it =
+        |key: &signer::minisign::PublicKey| signed_by.contains(&crate::checkpoint::key_id(origin, key.verifying_key()));
     let bound: Vec<&signer::minisign::PublicKey> = trust.log_keys_for(origin).collect();
     if let Some(key) = bound.iter().find(|k| signed_it(k)) {
         return Some(CheckpointKey::Trusted(*key.verifying_key()));

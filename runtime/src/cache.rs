@@ -194,7 +194,10 @@ impl CacheSecret {
             return Err(error(format!("owned by uid {}, not by this user (uid {euid})", meta.uid())));
         }
         if meta.mode() & 0o077 != 0 {
-            return Err(error(format!("mode {:04o}: group or others may read it; it must be 0600", meta.mode() & 0o7777)));
+            return Err(error(format!(
+                "mode {:04o}: group or others may read it; it must be 0600",
+                meta.mode() & 0o7777
+            )));
         }
         if meta.len() != SECRET_BYTES as u64 {
             return Err(error(format!("{} bytes, not {SECRET_BYTES}", meta.len())));
@@ -316,7 +319,10 @@ impl CompileCache {
         if self.tag(engine, verified, artifact).verify_slice(tag).is_err() {
             return Err((
                 RejectReason::TagMismatch,
-                format!("the tag does not verify for module sha256 {} under this host's secret", verified.module_sha256),
+                format!(
+                    "the tag does not verify for module sha256 {} under this host's secret",
+                    verified.module_sha256
+                ),
             ));
         }
         deserialize_authenticated(engine.engine(), artifact)

@@ -138,7 +138,13 @@ impl PreparedDeploy {
     }
 
     /// Runs every prepared tenant with at most `parallel` in flight at once.
-    pub fn run(self, engine: &NightEngine, args: &[String], options: &ExecOptions<'_>, parallel: usize) -> DeployReport {
+    pub fn run(
+        self,
+        engine: &NightEngine,
+        args: &[String],
+        options: &ExecOptions<'_>,
+        parallel: usize,
+    ) -> DeployReport {
         let PreparedDeploy { bundles, prepared } = self;
         let jobs: Vec<(usize, &ReadyBundle)> =
             prepared.iter().enumerate().filter_map(|(i, p)| p.as_ref().ok().map(|ready| (i, ready))).collect();

@@ -108,6 +108,7 @@ impl BundleError {
         match self {
             BundleError::Missing { .. } => "bundle_incomplete",
             BundleError::Read(ReadCappedError::TooLarge { .. }) => "file_too_large",
+            BundleError::Read(ReadCappedError::NotAFile { .. }) => "not_a_regular_file",
             BundleError::TooManySignatures { .. } => "too_many_signatures",
             BundleError::SingleFile { source, .. } => source.reason_code(),
             BundleError::Read(_) | BundleError::AlreadyExists { .. } | BundleError::Io { .. } => "bundle_unreadable",
@@ -121,7 +122,7 @@ impl BundleError {
     pub fn is_about_content(&self) -> bool {
         matches!(
             self,
-            BundleError::Read(ReadCappedError::TooLarge { .. })
+            BundleError::Read(ReadCappedError::TooLarge { .. } | ReadCappedError::NotAFile { .. })
                 | BundleError::TooManySignatures { .. }
                 | BundleError::SingleFile { .. }
                 | BundleError::Manifest(_)

@@ -512,10 +512,12 @@ mod tests {
         let alice = SecretKey::generate();
         let bob = SecretKey::generate();
         let host = SecretKey::generate();
+        // Bob is scoped to billing; alice and carol approve other tenants.
+        let carol = SecretKey::generate();
         let trust = store(
-            &[&alice, &bob, &host],
+            &[&alice, &bob, &carol, &host],
             &format!(
-                "threshold = 2\nlog_keys = [\"{}\"]\n[tenants.billing]\nkeys = [\"{}\"]\nthreshold = 1\n",
+                "threshold = 2\n[log_keys]\n\"{}\" = [\"example/node\"]\n[tenants.billing]\nkeys = [\"{}\"]\nthreshold = 1\n",
                 host.key_id(),
                 bob.key_id()
             ),

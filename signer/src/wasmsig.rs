@@ -907,7 +907,10 @@ mod tests {
                 WasmsigVerifyError::Verify(VerifyError::RevokedKey { key_id: wasmsign2.key_id() })
             );
         }
-        let log = store(&[&wasmsign2, &other], &format!("threshold = 1\nlog_keys = [\"{}\"]\n", wasmsign2.key_id()));
+        let log = store(
+            &[&wasmsign2, &other],
+            &format!("threshold = 1\n[log_keys]\n\"{}\" = [\"example/node\"]\n", wasmsign2.key_id()),
+        );
         assert_eq!(
             verify_module(SIGNED, &log).unwrap_err(),
             WasmsigVerifyError::Verify(VerifyError::LogKeyCannotApprove { key_id: wasmsign2.key_id() })

@@ -284,7 +284,9 @@ fn a_log_key_vouches_only_for_the_origins_it_is_bound_to() {
     let (node_a, node_b) = (f.keys[1].key_id(), f.keys[2].key_id());
     std::fs::write(
         f.root.join("trust/trust.toml"),
-        format!("threshold = 1\n[log_keys]\n\"{node_a}\" = [\"example/node-a\"]\n\"{node_b}\" = [\"example/node-b\"]\n"),
+        format!(
+            "threshold = 1\n[log_keys]\n\"{node_a}\" = [\"example/node-a\"]\n\"{node_b}\" = [\"example/node-b\"]\n"
+        ),
     )
     .unwrap();
     let trust = f.trust();

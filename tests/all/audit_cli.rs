@@ -18,11 +18,15 @@ struct Node {
     host_pub: PathBuf,
 }
 
+/// The node's checkpoint origin; its host key is bound to it in the trust store.
+const ORIGIN: &str = "nightcore.test/node-b";
+
 /// A log of `n` events written with the host key, and a trust store listing that key under log_keys.
 fn node(n: usize) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("state/audit.log");
-    let mut writer = HostLog::beside(&log).open().unwrap();
+    let host_key = dir.path().join("state/host.key");
+    let mut writer = HostLog { log: log.clone(), host_key, origin: ORIGIN.into() }.open().unwrap();
     for i in 0..n {
         let mut data = serde_json::Map::new();
         data.insert("tenant".into(), "hello".into());
@@ -36,7 +40,7 @@ fn node(n: usize) -> Node {
     write_trust_store(
         &trust,
         &[("host", &host_public), ("maintainer", &maintainer)],
-        &format!("threshold = 1\nlog_keys = [\"{}\"]\n", host.key_id()),
+        &format!("threshold = 1\n[log_keys]\n\"{}\" = [\"{ORIGIN}\"]\n", host.key_id()),
     )
     .unwrap();
     Node { host_pub: dir.path().join("state/host.pub"), log, trust, _dir: dir }
@@ -102,6 +106,43 @@ fn checkpoint_by_a_key_outside_the_trust_store_is_reported() {
     let (code, json) = verify(&node);
     assert_eq!(code, 1, "{json}");
     assert_eq!(json["reason"]["reason"], "unknown_checkpoint_key");
+}
+
+#[test]
+fn another_nodes_log_key_cannot_vouch_for_this_nodes_log() {
+    // Node A's host key is a log key of the trust store too, bound to A's
+    // origin. With it, A rewrites B's log and signs a fresh checkpoint under
+    // B's origin: every hash and signature checks out, only the binding does not.
+    let node = node(3);
+    let node_a_key = node.log.parent().unwrap().join("node-a.key");
+    let node_a = signer::keyfile::load_or_create_host_key(&node_a_key).unwrap();
+    fs::write(node.trust.join("node-a.pub"), node_a.public_key().to_file_text()).unwrap();
+    let toml = fs::read_to_string(node.trust.join("trust.toml")).unwrap();
+    fs::write(node.trust.join("trust.toml"), format!("{toml}\"{}\" = [\"nightcore.test/node-a\"]\n", node_a.key_id()))
+        .unwrap();
+    fs::remove_file(&node.log).unwrap();
+    fs::remove_file(audit::default_checkpoint_path(&node.log)).unwrap();
+    let mut forger = HostLog { log: node.log.clone(), host_key: node_a_key, origin: ORIGIN.into() }.open().unwrap();
+    forger.append(&Event::new("run.finished", Actor::new("runtime", "node-b"), serde_json::Map::new())).unwrap();
+
+    let (code, json) = verify(&node);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["status"], "tampered");
+    assert_eq!(json["reason"]["reason"], "checkpoint_key_not_bound_to_origin", "{json}");
+    assert_eq!(json["reason"]["origin"], ORIGIN);
+    assert_eq!(json["reason"]["key_id"], node_a.key_id().to_string());
+    let text = run(cmd("guardian").args(["audit", "verify", "--trust"]).arg(&node.trust).arg("--audit").arg(&node.log));
+    assert!(text.stdout.contains("may sign only for [\"nightcore.test/node-a\"]"), "{}", text.stdout);
+
+    // The same key over its own origin would verify: the refusal is the binding.
+    let proof = run(cmd("guardian").args(["audit", "prove", "0", "--audit"]).arg(&node.log));
+    assert_eq!(proof.code, 0, "{}", proof.stderr);
+    let proof_file = node.log.parent().unwrap().join("proof.json");
+    fs::write(&proof_file, &proof.stdout).unwrap();
+    let check =
+        run(cmd("guardian").args(["audit", "verify-proof", "--json"]).arg(&proof_file).arg("--trust").arg(&node.trust));
+    assert_eq!(check.code, 1, "{}{}", check.stdout, check.stderr);
+    assert!(check.stdout.contains("may sign only for"), "{}", check.stdout);
 }
 
 #[test]

@@ -84,7 +84,7 @@ fn fixture() -> Fixture {
     write_trust_store(
         &trust,
         &[("alice", &maintainer.public_key()), ("host", &host.public_key())],
-        &format!("threshold = 1\nlog_keys = [\"{}\"]\n", host.key_id()),
+        &format!("threshold = 1\n[log_keys]\n\"{}\" = [\"{}\"]\n", host.key_id(), ORIGIN),
     )
     .unwrap();
     let log = root.join("state/audit.log");

@@ -25,7 +25,12 @@ pub fn cmd(name: &str) -> Command {
         .env_remove("RUST_BACKTRACE")
         .env_remove("SOURCE_DATE_EPOCH")
         .env("NIGHTCORE_LOG", "error")
-        .env("COLUMNS", "100");
+        .env("COLUMNS", "100")
+        // Without a config file the binaries keep state in the standard
+        // places; here those are inside the target directory, not the
+        // home directory or /var/lib of whoever runs the tests.
+        .env("XDG_STATE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-state"))
+        .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("xdg-cache"));
     c
 }
 

@@ -14,8 +14,9 @@ fn record(log_path: &Path, kind: &str, data: Value) -> Result<()> {
         Value::Object(map) => map,
         _ => Map::new(),
     };
+    let config = signer::config::NodeConfig::load(None).context("cannot load the node configuration")?;
     let mut log =
-        HostLog::beside(log_path).open().with_context(|| format!("opening audit log {}", log_path.display()))?;
+        HostLog::at(log_path, &config).open().with_context(|| format!("opening audit log {}", log_path.display()))?;
     log.append(&Event::new(kind, Actor::on_this_host("xtask"), data))
         .with_context(|| format!("appending to audit log {}", log_path.display()))?;
     Ok(())

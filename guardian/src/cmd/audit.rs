@@ -9,11 +9,11 @@ use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use audit::CheckpointKey;
 use audit::{
     AuditProof, Filter, HostLog, OldTree, VerifyReport, default_checkpoint_path, load_checkpoint, prove_consistency,
     prove_inclusion, read_entries, verify_log, verify_proof,
 };
-use audit::CheckpointKey;
 use signer::config::NodeConfig;
 
 use super::read_checkpoint_note;

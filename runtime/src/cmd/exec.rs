@@ -40,10 +40,10 @@ use runtime::{
     TenantFailure, Verification, prepare_bundle, run_ready, wasi_linker,
 };
 use signer::fsutil::{FileMode, write_output};
-use signer::text::escape;
 use signer::keyfile::load_or_create_host_key;
 use signer::manifest::MAX_MEMORY_MIB;
 use signer::minisign::SecretKey;
+use signer::text::escape;
 
 use super::report;
 
@@ -123,7 +123,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => {
             // Every append refreshes the checkpoint signed by the host key, so
             // a truncated log is always detectable.
-            let host_log = audit::HostLog { log: path.clone(), host_key: host_key_path.clone(), origin: config.origin.clone() };
+            let host_log =
+                audit::HostLog { log: path.clone(), host_key: host_key_path.clone(), origin: config.origin.clone() };
             Some(host_log.open().with_context(|| format!("cannot open the audit log {}", path.display()))?)
         }
         None => None,
@@ -160,8 +161,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// the guest must not run.
 fn record_before_run(audit_log: Option<&mut AuditLog>, events: &[audit::Event]) -> anyhow::Result<()> {
     if let Some(log) = audit_log {
-        log.append_batch(events)
-            .context("refusing to run unrecorded: cannot append run.started to the audit log")?;
+        log.append_batch(events).context("refusing to run unrecorded: cannot append run.started to the audit log")?;
     }
     Ok(())
 }

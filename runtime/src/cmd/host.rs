@@ -4,8 +4,8 @@
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-use runtime::policy::load_policy_file;
 use runtime::cache::CacheSecret;
+use runtime::policy::load_policy_file;
 use runtime::{CompileCache, HostPolicies, RollbackFloors, TenantFloor};
 use signer::config::{CONFIG_FILE, NodeConfig};
 use signer::trust::TrustStore;

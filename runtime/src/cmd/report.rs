@@ -137,7 +137,11 @@ pub fn host_failure(bundle: &Path, failure: &TenantFailure, exit_code: u8) -> Ru
         bundle: bundle.display().to_string(),
         status: "failed",
         exit_code,
-        refusal: Some(RefusalJson { stage: failure.stage(), reason: failure.reason_code(), message: failure.to_string() }),
+        refusal: Some(RefusalJson {
+            stage: failure.stage(),
+            reason: failure.reason_code(),
+            message: failure.to_string(),
+        }),
         ran: None,
     }
 }

@@ -233,7 +233,8 @@ fn a_cache_secret_others_can_read_or_replace_is_refused() {
     let hello = verified(fixture("hello"));
     CompileCache::open(dir.path().join("cache"), first).unwrap().load_or_compile(&engine, &hello).unwrap();
     let again = CacheSecret::load_or_create(&path).unwrap();
-    let (_, status) = CompileCache::open(dir.path().join("cache"), again).unwrap().load_or_compile(&engine, &hello).unwrap();
+    let (_, status) =
+        CompileCache::open(dir.path().join("cache"), again).unwrap().load_or_compile(&engine, &hello).unwrap();
     assert_eq!(status, CacheStatus::Hit);
 
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -250,16 +251,11 @@ fn a_cache_secret_others_can_read_or_replace_is_refused() {
 }
 
 #[test]
-fn different_modules_and_engine_settings_have_different_keys() {
+fn different_modules_have_different_keys() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path());
     let engine = NightEngine::new(EngineOptions::default()).unwrap();
     let a = cache.artifact_path(&engine, &verified(fixture("hello")));
     let b = cache.artifact_path(&engine, &verified(fixture("loop")));
     assert_ne!(a, b);
-    // A setting that changes generated code changes the fingerprint and so
-    // the key: an artifact is never loaded into an engine unlike its own.
-    let deeper = NightEngine::new(EngineOptions { max_wasm_stack: 1 << 20, ..EngineOptions::default() }).unwrap();
-    assert_ne!(engine.fingerprint(), deeper.fingerprint());
-    assert_ne!(a, cache.artifact_path(&deeper, &verified(fixture("hello"))));
 }

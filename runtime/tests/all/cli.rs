@@ -13,7 +13,8 @@ use crate::support::{Signer, exit_module, fixture, single_file, unsigned_bundle}
 const EXE: &str = env!("CARGO_BIN_EXE_runtime");
 
 /// A temporary node: trust store, signer, and a working directory in which
-/// the binary runs (so its default `./state` lands there).
+/// the binary runs, with its standard state and cache directories (the XDG
+/// ones) inside it.
 struct Node {
     dir: tempfile::TempDir,
     signer: Signer,
@@ -37,7 +38,14 @@ impl Node {
     fn exec(&self, args: &[&str]) -> Output {
         let trust = self.signer.trust_dir.to_str().unwrap().to_string();
         let mut command = Command::new(EXE);
-        command.current_dir(self.dir.path()).env_remove("NIGHTCORE_LOG").arg("exec").arg("--trust").arg(trust);
+        command
+            .current_dir(self.dir.path())
+            .env_remove("NIGHTCORE_LOG")
+            .env("XDG_STATE_HOME", self.path("xdg-state"))
+            .env("XDG_CACHE_HOME", self.path("xdg-cache"))
+            .arg("exec")
+            .arg("--trust")
+            .arg(trust);
         command.args(args);
         command.output().unwrap()
     }
@@ -256,14 +264,234 @@ fn runs_and_refusals_are_audited() {
     assert_eq!(node.exec(&["--audit", s(&audit), s(&bad)]).status.code(), Some(125));
     let log = std::fs::read_to_string(&audit).unwrap();
     let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(entries.len(), 2);
-    assert_eq!(entries[0]["kind"], "run.finished");
+    assert_eq!(entries.len(), 3);
+    // Recorded before the guest could have any effect, then how it ended.
+    assert_eq!(entries[0]["kind"], "run.started");
     assert_eq!(entries[0]["data"]["tenant"], "hello");
-    assert_eq!(entries[0]["data"]["outcome"], "exited");
-    assert_eq!(entries[0]["data"]["exit_code"], 0);
-    assert_eq!(entries[1]["kind"], "run.refused");
-    assert_eq!(entries[1]["data"]["reason"], "unsigned");
-    assert_eq!(entries[1]["data"]["stage"], "verify");
+    assert_eq!(entries[0]["data"]["verification"], "verified");
+    assert_eq!(entries[1]["kind"], "run.finished");
+    assert_eq!(entries[1]["data"]["module_sha256"], entries[0]["data"]["module_sha256"]);
+    assert_eq!(entries[1]["data"]["outcome"], "exited");
+    assert_eq!(entries[1]["data"]["exit_code"], 0);
+    assert_eq!(entries[2]["kind"], "run.refused");
+    assert_eq!(entries[2]["data"]["reason"], "unsigned");
+    assert_eq!(entries[2]["data"]["stage"], "verify");
+}
+
+#[test]
+fn no_guest_runs_when_the_log_it_would_be_recorded_in_is_tampered() {
+    // With one byte of entry 0 changed, the run is refused before the guest
+    // starts (it would write a file), not reported unrecorded afterwards.
+    let node = Node::new();
+    let audit = node.path("state/audit.log");
+    let out = node.path("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let writer = node.bundle("w", "writer", &fixture("fs_probe"), data_caps(PreopenMode::ReadWrite));
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    assert_eq!(node.exec(&["--audit", s(&audit), s(&hello)]).status.code(), Some(0));
+    let text = std::fs::read_to_string(&audit).unwrap().replacen("\"tenant\":\"hello\"", "\"tenant\":\"hellp\"", 1);
+    std::fs::write(&audit, text).unwrap();
+    let data = format!("/data={}", s(&out));
+    let output = node.exec(&["--audit", s(&audit), "--dir", &data, s(&writer), "--", "w", "proof.txt"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("refusing to run unrecorded"), "{stderr}");
+    assert!(stderr.contains("entry edited"), "{stderr}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the guest never ran");
+}
+
+#[test]
+fn a_planted_cache_entry_runs_the_verified_code_and_is_recorded() {
+    // The attack of the old unkeyed cache: compile another module, put its
+    // entry under the verified module's key. Now the tag does not verify.
+    let node = Node::new();
+    let audit = node.path("state/audit.log");
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let spinner = node.bundle("spinner", "spinner", &exit_module(3), Capabilities::default());
+    assert_eq!(node.exec(&[s(&hello)]).status.code(), Some(0));
+    let cache = node.path("xdg-cache/nightcore/compile-cache");
+    let before: Vec<_> = std::fs::read_dir(&cache).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(node.exec(&[s(&spinner)]).status.code(), Some(3));
+    let hello_entry = before.iter().find(|p| p.extension().is_some_and(|e| e == "cwasm")).unwrap();
+    let spinner_entry = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| !before.contains(p) && p.extension().is_some_and(|e| e == "cwasm"))
+        .unwrap();
+    std::fs::copy(&spinner_entry, hello_entry).unwrap();
+
+    let (code, json) = node.exec_json(&["--audit", s(&audit), s(&hello)]);
+    assert_eq!(code, 0, "{json}");
+    assert_eq!(json["stdout"], "hello\n", "hello's own code ran");
+    assert_eq!(json["cache"], "rebuilt");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let entries: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["cache.rejected", "run.started", "run.finished"]);
+    assert_eq!(entries[0]["data"]["reason"], "tag_mismatch");
+    assert_eq!(entries[0]["data"]["tenant"], "hello");
+    let moved = entries[0]["data"]["moved_to"].as_str().unwrap();
+    assert_eq!(std::fs::read(moved).unwrap(), std::fs::read(&spinner_entry).unwrap(), "kept as evidence");
+}
+
+#[test]
+fn a_writable_cache_directory_is_refused_not_used() {
+    let node = Node::new();
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let shared = node.path("shared-cache");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let output = node.exec(&["--cache-dir", s(&shared), s(&hello)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot use the compile cache") && stderr.contains("group or others may write"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_dir(&shared).unwrap().count(), 0);
+}
+
+/// Guardian state naming `tenant` at `version` (also its floor), as the
+/// guardian writes it, for a bundle whose manifest hash is `manifest_sha256`.
+fn guardian_state(dir: &Path, tenant: &str, version: u64, manifest_sha256: &str) {
+    let state = guardian::state::StateDir::open_locked(dir).unwrap();
+    let mut files = std::collections::BTreeMap::new();
+    files.insert("module.wasm".to_string(), guardian::digest::FileRecord::of(b"m"));
+    let record = guardian::state::TenantRecord {
+        version,
+        version_label: format!("{version}.0"),
+        floor: version,
+        digest: guardian::digest::bundle_digest(&files),
+        manifest_sha256: manifest_sha256.into(),
+        module_sha256: "0".repeat(64),
+        files,
+        signers: Vec::new(),
+        accepted_at: "2026-12-01T00:00:00Z".into(),
+    };
+    let mut all = guardian::state::State::default();
+    all.tenants.insert(tenant.into(), record);
+    state.save_tenants(&all).unwrap();
+}
+
+#[test]
+fn an_old_signed_version_is_refused_below_the_rollback_floor() {
+    let node = Node::new();
+    let old = node.signer.bundle_version(&node.path("hello-v1"), "hello", 1, &fixture("hello"));
+    let current = node.signer.bundle_version(&node.path("hello-v2"), "hello", 2, &fixture("hello"));
+    let state = node.path("guardian-state");
+    let (_, v2) = node.exec_json(&[s(&current)]);
+    guardian_state(&state, "hello", 2, v2["manifest_sha256"].as_str().unwrap());
+
+    let (code, json) = node.exec_json(&["--state", s(&state), s(&old)]);
+    assert_refused(&json, code, "verify", "below_floor", "hello v1 is below the rollback floor v2");
+    // The same through a config file's state_dir, and for --all.
+    let config = node.path("nightcore.toml");
+    std::fs::write(&config, "state_dir = \"guardian-state\"\n").unwrap();
+    let (code, json) = node.exec_json(&["--config", s(&config), s(&old)]);
+    assert_refused(&json, code, "verify", "below_floor", "below the rollback floor");
+    let deploy = node.path("deploy");
+    std::fs::create_dir_all(&deploy).unwrap();
+    std::fs::rename(&old, deploy.join("hello")).unwrap();
+    let (code, json) = node.exec_json(&["--config", s(&config), "--all", s(&deploy)]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["tenants"][0]["refusal"]["reason"], "below_floor");
+    // The accepted version runs; another v2 with other bytes does not.
+    let (code, json) = node.exec_json(&["--state", s(&state), s(&current)]);
+    assert_eq!(code, 0, "{json}");
+    let other = node.signer.bundle_version(&node.path("hello-v2b"), "hello", 2, &exit_module(0));
+    let (code, json) = node.exec_json(&["--state", s(&state), s(&other)]);
+    assert_refused(&json, code, "verify", "same_version_different_bytes", "is not the v2 accepted on this node");
+}
+
+#[test]
+fn an_edited_guardian_state_stops_runs_instead_of_lowering_floors() {
+    let node = Node::new();
+    let hello = node.signer.bundle_version(&node.path("hello"), "hello", 1, &fixture("hello"));
+    let state = node.path("guardian-state");
+    guardian_state(&state, "hello", 2, &"a".repeat(64));
+    let path = state.join("state.json");
+    let text = std::fs::read_to_string(&path).unwrap().replace("\"floor\":2", "\"floor\":1");
+    std::fs::write(&path, text).unwrap();
+    let output = node.exec(&["--state", s(&state), s(&hello)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("cannot check bundles against the guardian state"), "{stderr}");
+    assert!(stderr.contains("its hash is"), "{stderr}");
+}
+
+#[test]
+fn a_tenant_directory_whose_name_is_not_utf8_is_refused_by_name() {
+    use std::os::unix::ffi::OsStrExt;
+    let node = Node::new();
+    let deploy = node.path("deploy");
+    let odd = deploy.join(std::ffi::OsStr::from_bytes(b"hel\xfflo"));
+    node.signer.bundle(&odd, "hello", &fixture("hello"), Capabilities::default());
+    let (code, json) = node.exec_json(&["--all", s(&deploy)]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["tenants"][0]["refusal"]["reason"], "tenant_name_not_utf8");
+    assert_eq!(json["tenants"][0]["refusal"]["stage"], "read");
+    assert!(json["tenants"][0]["refusal"]["message"].as_str().unwrap().contains("hel\\xfflo"), "{json}");
+}
+
+#[test]
+fn without_a_config_the_host_key_and_state_stay_out_of_the_log_dir_and_the_cwd() {
+    let node = Node::new();
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let shipped = node.path("shipped");
+    std::fs::create_dir_all(&shipped).unwrap();
+    let log = shipped.join("audit.log");
+    assert_eq!(node.exec(&["--audit", s(&log), s(&hello)]).status.code(), Some(0));
+    let mut beside: Vec<String> =
+        std::fs::read_dir(&shipped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    beside.sort();
+    assert_eq!(beside, ["audit.log", "audit.log.checkpoint"], "no secret key beside the log");
+    assert!(node.path("xdg-state/nightcore/host.key").is_file());
+    assert!(!node.path("state").exists(), "nothing in the working directory");
+    // The receipt is signed with that same key, which checks out as this
+    // node's log key.
+    let receipt = node.path("receipt.json");
+    assert_eq!(node.exec(&["--receipt", s(&receipt), s(&hello)]).status.code(), Some(0));
+    let host = signer::keyfile::load_or_create_host_key(&node.path("xdg-state/nightcore/host.key")).unwrap();
+    let trust = signer::trust::TrustStore::from_keys_and_toml(
+        vec![host.public_key(), node.signer.key.public_key()],
+        &format!("threshold = 1\n[log_keys]\n\"{}\" = [\"{}\"]\n", host.key_id(), signer::config::default_origin()),
+    )
+    .unwrap();
+    let signed = runtime::receipt::SignedReceipt::from_bytes(&std::fs::read(&receipt).unwrap()).unwrap();
+    signed.verify(&trust).unwrap();
+}
+
+#[test]
+fn a_fifo_or_device_as_the_module_is_refused_at_once() {
+    let node = Node::new();
+    let bundle = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let module = bundle.join("module.wasm");
+    std::fs::remove_file(&module).unwrap();
+    assert!(Command::new("mkfifo").arg(&module).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "read", "not_a_regular_file", "is not a regular file");
+    std::fs::remove_file(&module).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &module).unwrap();
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "read", "not_a_regular_file", "is not a regular file");
+    // A FIFO as the file given on the command line, too.
+    let fifo = node.path("fifo.wasm");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (code, json) = node.exec_json(&[s(&fifo)]);
+    assert_refused(&json, code, "read", "not_a_regular_file", "is not a regular file");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20), "nothing blocked");
+}
+
+#[test]
+fn a_receipt_never_replaces_a_device() {
+    let node = Node::new();
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    let device = node.path("null");
+    assert!(Command::new("mknod").arg(&device).args(["c", "1", "3"]).status().unwrap().success());
+    assert_eq!(node.exec(&["--receipt", s(&device), s(&hello)]).status.code(), Some(0));
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&device).unwrap().file_type().is_char_device(), "still /dev/null");
 }
 
 #[test]
@@ -367,7 +595,12 @@ fn a_single_file_module_runs_and_is_refused_exactly_like_its_bundle() {
         entries.iter().map(|e| (e["kind"].as_str().unwrap(), e["data"]["reason"].as_str().unwrap_or(""))).collect();
     assert_eq!(
         kinds,
-        [("run.finished", ""), ("run.refused", "hash_mismatch"), ("run.refused", "malformed_bundle_section")]
+        [
+            ("run.started", ""),
+            ("run.finished", ""),
+            ("run.refused", "hash_mismatch"),
+            ("run.refused", "malformed_bundle_section")
+        ]
     );
 
     // Deployed as a tenant directory holding only module.wasm, it runs under --all.

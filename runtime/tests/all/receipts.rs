@@ -29,14 +29,20 @@ impl Node {
         write_trust_store(
             &signer.trust_dir,
             &[("ci", &signer.key.public_key()), ("host", &host.public_key())],
-            &format!("threshold = 1\nlog_keys = [\"{}\"]\n", host.key_id()),
+            &format!("threshold = 1\n[log_keys]\n\"{}\" = [\"{}\"]\n", host.key_id(), signer::config::default_origin()),
         )
         .unwrap();
         Self { dir, signer, host_key }
     }
 
     fn run(&self, args: &[&str]) -> (i32, Value) {
-        let output = Command::new(EXE).current_dir(self.dir.path()).args(args).output().unwrap();
+        let output = Command::new(EXE)
+            .current_dir(self.dir.path())
+            .env("XDG_STATE_HOME", self.dir.path().join("xdg-state"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("xdg-cache"))
+            .args(args)
+            .output()
+            .unwrap();
         let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
             panic!("{e}: {:?} {:?}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
         });

@@ -74,6 +74,19 @@ impl Signer {
         write_signature(out, &signature).unwrap();
         out.to_path_buf()
     }
+
+    /// Like [`Signer::bundle`], at manifest version `version`.
+    pub fn bundle_version(&self, out: &Path, tenant: &str, version: u64, module: &[u8]) -> PathBuf {
+        let manifest = Manifest {
+            version,
+            version_label: format!("{version}.0.0"),
+            ..manifest(tenant, module, Capabilities::default())
+        };
+        write_unsigned(out, module, &manifest).unwrap();
+        let signature = self.key.sign(&std::fs::read(out.join("manifest.json")).unwrap(), "test").unwrap();
+        write_signature(out, &signature).unwrap();
+        out.to_path_buf()
+    }
 }
 
 /// The single-file form (`signer embed`) of the bundle directory `bundle`.
@@ -84,7 +97,13 @@ pub fn single_file(bundle: &Path) -> Vec<u8> {
 
 /// Writes an unsigned bundle for `tenant` at `out`.
 pub fn unsigned_bundle(out: &Path, tenant: &str, module: &[u8], caps: Capabilities) -> PathBuf {
-    let manifest = Manifest {
+    write_unsigned(out, module, &manifest(tenant, module, caps)).unwrap();
+    out.to_path_buf()
+}
+
+/// A version-1 manifest of `module` for `tenant`.
+fn manifest(tenant: &str, module: &[u8], caps: Capabilities) -> Manifest {
+    Manifest {
         schema: MANIFEST_SCHEMA.to_string(),
         name: tenant.to_string(),
         version: 1,
@@ -93,7 +112,5 @@ pub fn unsigned_bundle(out: &Path, tenant: &str, module: &[u8], caps: Capabiliti
         expires: "2099-01-01T00:00:00Z".into(),
         provenance: Provenance::default(),
         capabilities: caps,
-    };
-    write_unsigned(out, module, &manifest).unwrap();
-    out.to_path_buf()
+    }
 }

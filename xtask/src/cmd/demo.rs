@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+/// The demo node's checkpoint origin, to which its host key is bound in the trust store.
+const ORIGIN: &str = "nightcore.demo/node-1";
+
 use signer::keyfile::{load_or_create_host_key, write_key_pair};
 use signer::minisign::{KeyProtection, SecretKey};
 use signer::trust::write_trust_store;
@@ -71,7 +74,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     write_trust_store(
         &trust,
         &[("alice", &alice), ("bob", &bob), ("host", &host_pub)],
-        &format!("threshold = 2\nlog_keys = [\"{}\"]\n", host.key_id()),
+        &format!("threshold = 2\n[log_keys]\n\"{}\" = [\"{ORIGIN}\"]\n", host.key_id()),
     )?;
     let tenants = work.join("tenants");
     std::fs::create_dir_all(tenants.join("files/input"))?;
@@ -80,9 +83,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let config = work.join("nightcore.toml");
     std::fs::write(
         &config,
-        "trust_dir = \"trust\"\nstate_dir = \"state\"\norigin = \"nightcore.demo/node-1\"\n\n\
-         [tenants.hello]\nenv = { GREETING = \"Bonjour\" }\n\n\
-         [tenants.files]\nroot = \"tenants/files\"\ndirs = { \"/input\" = \"tenants/files/input\", \"/output\" = \"tenants/files/output\" }\n",
+        format!(
+            "trust_dir = \"trust\"\nstate_dir = \"state\"\norigin = \"{ORIGIN}\"\n\n\
+         [tenants.hello]\nenv = {{ GREETING = \"Bonjour\" }}\n\n\
+         [tenants.files]\nroot = \"tenants/files\"\ndirs = {{ \"/input\" = \"tenants/files/input\", \"/output\" = \"tenants/files/output\" }}\n"
+        ),
     )?;
     let audit_log = state.join("audit.log");
 
