@@ -249,3 +249,85 @@ fn single_file_tenants_are_verified_rolled_back_and_upgraded_like_bundles() {
     );
     assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
 }
+
+#[test]
+fn another_tenants_keys_cannot_take_a_tenant_over() {
+    // Billing's two keys sign `hello v999`. Accepted, it would raise hello's
+    // floor to 999 and lock its real releases out as downgrades.
+    let node = Node::new("threshold = 1\n");
+    let billing = [node.keys[1].key_id(), node.keys[2].key_id()];
+    node.set_trust(&format!(
+        "threshold = 1\n[tenants.billing]\nkeys = [\"{}\", \"{}\"]\nthreshold = 2\n",
+        billing[0], billing[1]
+    ));
+    node.deploy_bundle("hello", 1, &[0]);
+    let (code, _, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{stderr}");
+    node.swap_in("hello", 999, &[1, 2]);
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(outcomes(&json), vec![("hello".into(), "rolled_back".into(), Some("key_not_allowed_for_tenant".into()))]);
+    // hello's own next release is still an upgrade.
+    node.swap_in("hello", 2, &[0]);
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{json} {stderr}");
+    let status = node.guardian("status").arg("--json").output().unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["tenants"][0]["version"], 2);
+    assert_eq!(status["tenants"][0]["floor"], 2);
+}
+
+#[test]
+fn a_deploy_entry_whose_name_is_not_utf8_is_quarantined_not_skipped() {
+    use std::os::unix::ffi::OsStrExt;
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let odd = node.deploy().join(std::ffi::OsStr::from_bytes(b"hel\xfflo"));
+    node.bundle_at(&odd, "hello", 1, &[0]);
+    let (code, json, stderr) = node.scan(false);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(outcomes(&json).contains(&("hel\\xfflo".into(), "drift_reported".into(), Some("tenant_name_not_utf8".into()))));
+    assert!(odd.exists(), "report-only leaves it");
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(outcomes(&json), vec![("hel\\xfflo".into(), "quarantined".into(), Some("tenant_name_not_utf8".into()))]);
+    assert!(!odd.exists(), "out of the deploy tree, so nothing runs it");
+    assert!(node.audit_kinds().contains(&"drift.quarantined".to_string()));
+}
+
+#[test]
+fn names_with_terminal_escapes_are_shown_escaped() {
+    let node = Node::new("threshold = 1\n");
+    let evil = node.deploy().join("\u{1b}[2J\u{1b}[31mevil");
+    fs::create_dir_all(&evil).unwrap();
+    fs::write(evil.join("module.wasm"), b"x").unwrap();
+    let scan = node.guardian("scan").arg("--repair").output().unwrap();
+    let stdout = String::from_utf8_lossy(&scan.stdout);
+    assert!(!stdout.contains('\u{1b}'), "{stdout:?}");
+    assert!(stdout.contains("\\u{1b}[2J\\u{1b}[31mevil"), "{stdout}");
+    let status = node.guardian("status").output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("evil") && !text.contains('\u{1b}'), "{text:?}");
+}
+
+#[test]
+fn the_report_writes_through_a_device_and_never_replaces_it() {
+    use std::os::unix::fs::FileTypeExt;
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+    let device = node.root.join("null");
+    assert!(std::process::Command::new("mknod").arg(&device).args(["c", "1", "3"]).status().unwrap().success());
+    let host_pub = node.root.join("audit/host.pub");
+    let out = std::process::Command::new(support::guardian_bin())
+        .args(["report", "--html"])
+        .arg(&device)
+        .arg("--audit")
+        .arg(node.audit_log())
+        .arg("--log-key")
+        .arg(&host_pub)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fs::symlink_metadata(&device).unwrap().file_type().is_char_device(), "still a device");
+}

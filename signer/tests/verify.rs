@@ -371,3 +371,20 @@ fn one_key_under_two_ids_is_refused_by_the_trust_store() {
     let err = TrustStore::from_keys_and_toml(vec![key, alias], "threshold = 1\n").unwrap_err();
     assert!(err.contains("are the same Ed25519 key"), "{err}");
 }
+
+#[test]
+fn signing_never_writes_through_a_linked_signatures_directory() {
+    // A bundle someone else supplied, whose signatures/ points elsewhere:
+    // signing it must not drop a file wherever the link leads.
+    let f = Fixture::new(1, "threshold = 1\n");
+    let b = f.bundle("b", FUTURE);
+    let elsewhere = f.root.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    let _ = fs::remove_dir_all(b.join("signatures"));
+    std::os::unix::fs::symlink(&elsewhere, b.join("signatures")).unwrap();
+    let manifest = fs::read(b.join("manifest.json")).unwrap();
+    let err = write_signature(&b, &f.keys[0].sign(&manifest, "c").unwrap()).unwrap_err();
+    assert_eq!(err.reason_code(), "signatures_not_a_directory", "{err}");
+    assert!(err.to_string().contains("is a symlink, not a directory"), "{err}");
+    assert_eq!(fs::read_dir(&elsewhere).unwrap().count(), 0);
+}

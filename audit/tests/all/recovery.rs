@@ -124,3 +124,59 @@ fn appends_by_another_writer_are_checked_before_extending() {
         other => panic!("expected a refusal, got {other:?}"),
     }
 }
+
+#[test]
+fn a_checkpointed_entry_that_lost_its_newline_is_tampering_not_a_torn_tail() {
+    // `truncate -s -1 audit.log`: the last entry is whole but its newline is
+    // gone. It looks like a torn write, but the checkpoint covers it, so it
+    // was committed: cutting it would destroy history.
+    let f = Fixture::with_entries(5);
+    let full = std::fs::read(&f.log).unwrap();
+    std::fs::write(&f.log, &full[..full.len() - 1]).unwrap();
+    let before = std::fs::read(&f.log).unwrap();
+    for open in [AuditLog::open(&f.log).map(drop), f.try_open_signed().map(drop)] {
+        match open {
+            Err(AuditError::Tampered { tampering, .. }) => {
+                assert_eq!(tampering.first_bad_seq, Some(4), "{tampering}");
+                assert_eq!(
+                    tampering.reason,
+                    TamperReason::CheckpointedTailCut { complete: 4, checkpoint_size: 5 },
+                    "{tampering}"
+                );
+            }
+            other => panic!("expected tampering, got {other:?}"),
+        }
+    }
+    assert_eq!(std::fs::read(&f.log).unwrap(), before, "nothing was cut");
+    let leftovers: Vec<_> = std::fs::read_dir(f.log.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("recovered"))
+        .collect();
+    assert!(leftovers.is_empty(), "nothing was moved aside: {leftovers:?}");
+    // A verifier says the same: the checkpoint covers more than the log holds.
+    let t = tampered(f.verify());
+    assert!(matches!(t.reason, TamperReason::Truncated { log_entries: 4, checkpoint_size: 5 }), "{t}");
+}
+
+#[test]
+fn a_fifo_as_the_log_or_the_checkpoint_is_refused_without_blocking() {
+    let f = Fixture::with_entries(2);
+    let checkpoint = audit::default_checkpoint_path(&f.log);
+    std::fs::remove_file(&checkpoint).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&checkpoint).status().unwrap().success());
+    let started = std::time::Instant::now();
+    let err = f.open_signed().append(&event(2)).unwrap_err();
+    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(source.contains("not a regular file"), "{err}: {source}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the FIFO did not block");
+    std::fs::remove_file(&checkpoint).unwrap();
+    std::fs::remove_file(&f.log).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&f.log).status().unwrap().success());
+    let err = AuditLog::open(&f.log).map(drop).unwrap_err();
+    let source = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+    assert!(source.contains("a FIFO, not a regular file"), "{err}: {source}");
+    std::fs::remove_file(&f.log).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &f.log).unwrap();
+    assert!(AuditLog::open(&f.log).is_err(), "a link to /dev/zero is not followed");
+}

@@ -59,8 +59,11 @@ impl Fixture {
     }
 
     pub fn open_signed(&self) -> AuditLog {
+        self.try_open_signed().unwrap()
+    }
+
+    pub fn try_open_signed(&self) -> Result<AuditLog, audit::AuditError> {
         AuditLog::open_with(&self.log, LogOptions { checkpoint_signer: Some(signer(1)), checkpoint_path: None })
-            .unwrap()
     }
 
     pub fn verify(&self) -> VerifyReport {

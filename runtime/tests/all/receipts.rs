@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+use runtime::receipt::SignedReceipt;
 use signer::keyfile::load_or_create_host_key;
 use signer::manifest::Capabilities;
 use signer::trust::write_trust_store;
@@ -134,4 +135,25 @@ fn replay_detects_a_different_module_and_needs_determinism() {
     let (code, json) = node.run(&["replay", "--json", "--trust", node.trust(), s(&plain), s(&bundle)]);
     assert_eq!(code, 1);
     assert_eq!(json["reason"], "not_deterministic");
+}
+
+#[test]
+fn a_receipt_naming_another_node_is_refused_with_its_own_reason() {
+    // This node's host key signs a receipt that claims node B ran it: the key
+    // is a log key, but bound to this node's origin only.
+    let node = Node::new();
+    let bundle = node.signer.bundle(&node.dir.path().join("b"), "hello", &fixture("hello"), Capabilities::default());
+    let receipt = node.dir.path().join("receipt.json");
+    node.exec_with_receipt(&bundle, &receipt, false);
+    let mut signed = SignedReceipt::from_bytes(&std::fs::read(&receipt).unwrap()).unwrap();
+    assert_eq!(signed.receipt.origin, signer::config::default_origin());
+    let host = load_or_create_host_key(&node.host_key).unwrap();
+    let mut forged = signed.receipt.clone();
+    forged.origin = "nightcore.example/node-b".into();
+    signed = forged.sign(&host).unwrap();
+    std::fs::write(&receipt, signed.to_bytes().unwrap()).unwrap();
+    let (code, json) = node.run(&["verify-receipt", "--json", "--trust", node.trust(), s(&receipt)]);
+    assert_eq!(code, 1, "{json}");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["reason"], "log_key_origin_mismatch", "{json}");
 }
