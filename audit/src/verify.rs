@@ -211,17 +211,16 @@ pub fn checkpoint_key(trust: &signer::trust::TrustStore, note: &str) -> Option<C
     if let Some(key) = bound.iter().find(|k| signed_it(k)) {
         return Some(CheckpointKey::Trusted(*key.verifying_key()));
     }
-    if let Some(other) = trust.log_keys_any().find(|k| signed_it(k)) {
-        if let Err(signer::trust::LogKeyRefusal::OriginNotBound { key_id, bound, .. }) =
+    if let Some(other) = trust.log_keys_any().find(|k| signed_it(k))
+        && let Err(signer::trust::LogKeyRefusal::OriginNotBound { key_id, bound, .. }) =
             trust.log_key_for(other.key_id(), origin)
-        {
-            let reason = TamperReason::CheckpointKeyNotBoundToOrigin {
-                origin: origin.to_string(),
-                key_id: key_id.to_string(),
-                bound,
-            };
-            return Some(CheckpointKey::NotBound(Tampering { first_bad_seq: None, reason }));
-        }
+    {
+        let reason = TamperReason::CheckpointKeyNotBoundToOrigin {
+            origin: origin.to_string(),
+            key_id: key_id.to_string(),
+            bound,
+        };
+        return Some(CheckpointKey::NotBound(Tampering { first_bad_seq: None, reason }));
     }
     let fallback = bound.first().copied().or_else(|| trust.log_keys_any().next());
     fallback.map(|k| CheckpointKey::Trusted(*k.verifying_key()))

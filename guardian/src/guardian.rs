@@ -141,6 +141,12 @@ pub struct TenantOutcome {
     pub reason: Option<String>,
 }
 
+/// A deploy entry whose name is not UTF-8: its escaped name and its path.
+struct NotUtf8Entry {
+    escaped: String,
+    path: PathBuf,
+}
+
 /// The result of a check.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ScanReport {
@@ -353,8 +359,8 @@ impl Guardian {
 
     /// Every tenant name to look at: those in the state and every entry of
     /// the deploy directory whose name does not start with `.`; and, apart,
-    /// the entries whose names are not UTF-8 (escaped, with their paths).
-    fn tenant_names(&self) -> Result<(BTreeSet<String>, Vec<(String, PathBuf)>), GuardianError> {
+    /// the entries whose names are not UTF-8.
+    fn tenant_names(&self) -> Result<(BTreeSet<String>, Vec<NotUtf8Entry>), GuardianError> {
         let deploy = &self.options.deploy_dir;
         let mut names: BTreeSet<String> = self.state.tenants.keys().cloned().collect();
         let mut not_utf8 = Vec::new();
@@ -365,7 +371,7 @@ impl Guardian {
                 Ok(name) => {
                     names.insert(name);
                 }
-                Err(raw) => not_utf8.push((signer::text::escape_os(&raw), entry.path())),
+                Err(raw) => not_utf8.push(NotUtf8Entry { escaped: signer::text::escape_os(&raw), path: entry.path() }),
             }
         }
         Ok((names, not_utf8))
@@ -396,9 +402,9 @@ impl Guardian {
         let (names, not_utf8) = self.tenant_names()?;
         let observed: BTreeMap<String, Option<Instant>> = names.into_iter().map(|n| (n, None)).collect();
         let mut report = self.check_tenants(&observed)?;
-        for (escaped, path) in not_utf8 {
+        for entry in not_utf8 {
             report.checked += 1;
-            let outcome = self.refuse_name_not_utf8(&escaped, &path)?;
+            let outcome = self.refuse_name_not_utf8(&entry.escaped, &entry.path)?;
             report.outcomes.push(outcome);
         }
         self.recorder.check_audit()?;

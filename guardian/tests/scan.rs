@@ -266,7 +266,10 @@ fn another_tenants_keys_cannot_take_a_tenant_over() {
     node.swap_in("hello", 999, &[1, 2]);
     let (code, json, stderr) = node.scan(true);
     assert_eq!(code, 1, "{stderr}");
-    assert_eq!(outcomes(&json), vec![("hello".into(), "rolled_back".into(), Some("key_not_allowed_for_tenant".into()))]);
+    assert_eq!(
+        outcomes(&json),
+        vec![("hello".into(), "rolled_back".into(), Some("key_not_allowed_for_tenant".into()))]
+    );
     // hello's own next release is still an upgrade.
     node.swap_in("hello", 2, &[0]);
     let (code, json, stderr) = node.scan(true);
@@ -286,7 +289,11 @@ fn a_deploy_entry_whose_name_is_not_utf8_is_quarantined_not_skipped() {
     node.bundle_at(&odd, "hello", 1, &[0]);
     let (code, json, stderr) = node.scan(false);
     assert_eq!(code, 1, "{stderr}");
-    assert!(outcomes(&json).contains(&("hel\\xfflo".into(), "drift_reported".into(), Some("tenant_name_not_utf8".into()))));
+    assert!(outcomes(&json).contains(&(
+        "hel\\xfflo".into(),
+        "drift_reported".into(),
+        Some("tenant_name_not_utf8".into())
+    )));
     assert!(odd.exists(), "report-only leaves it");
     let (code, json, stderr) = node.scan(true);
     assert_eq!(code, 1, "{stderr}");

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use serde_json::Value;
 use runtime::receipt::SignedReceipt;
+use serde_json::Value;
 use signer::keyfile::load_or_create_host_key;
 use signer::manifest::Capabilities;
 use signer::trust::write_trust_store;
