@@ -47,6 +47,7 @@ pub const MODULE_TRUSTED: &str = "module.trusted";
 pub const MODULE_UPGRADED: &str = audit::kinds::MODULE_UPGRADED;
 pub const ROLLBACK_COMPLETED: &str = audit::kinds::ROLLBACK_COMPLETED;
 pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
+pub const ROLLBACK_FAILED: &str = "rollback.failed";
 
 /// Changes listed per event at most; `changes_total` gives the full count.
 pub const MAX_CHANGES_PER_EVENT: usize = 64;
@@ -225,6 +226,28 @@ pub fn drift_quarantined(tenant: &str, reason_code: &str, quarantined_to: Option
         "quarantined_to": quarantined_to.map(|p| p.display().to_string()),
     });
     GuardianEvent::new(DRIFT_QUARANTINED, data)
+}
+
+/// A rollback that could not complete; the drifted tenant was moved to
+/// `quarantined_to` (out of service) when that was possible.
+pub fn rollback_failed(
+    tenant: &str,
+    record: &TenantRecord,
+    reason_code: &str,
+    step: &str,
+    error: &str,
+    quarantined_to: Option<&Path>,
+) -> GuardianEvent {
+    let data = json!({
+        "tenant": tenant,
+        "reason_code": reason_code,
+        "to_version": record.version,
+        "step": step,
+        "error": error,
+        "quarantined_to": quarantined_to.map(|p| p.display().to_string()),
+        "out_of_service": quarantined_to.is_some(),
+    });
+    GuardianEvent::new(ROLLBACK_FAILED, data)
 }
 
 pub fn rollback_recovered(tenant: &str, quarantined_to: &Path) -> GuardianEvent {

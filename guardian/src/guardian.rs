@@ -332,12 +332,22 @@ impl Guardian {
         Ok(())
     }
 
+    /// Quarantines staging entries left in the deploy directory. Never fatal:
+    /// anyone who writes the deploy directory can make such an entry, and one
+    /// that cannot be moved must not keep the guardian from starting (it is
+    /// logged, and retried at the next start).
     fn recover_leftovers(&mut self) -> Result<(), GuardianError> {
         let deploy = self.options.deploy_dir.clone();
         for (tenant, path) in restore::leftovers(&deploy).map_err(io_error(&deploy))? {
             match self.mode {
                 RepairMode::Repair => {
-                    let kept = self.quarantine.take(&path, &tenant)?;
+                    let kept = match self.quarantine.take(&path, &tenant) {
+                        Ok(kept) => kept,
+                        Err(e) => {
+                            tracing::error!(path = %path.display(), error = %e, "cannot quarantine a staging leftover; going on");
+                            continue;
+                        }
+                    };
                     tracing::warn!(tenant, quarantined_to = %kept.display(), "quarantined what an interrupted rollback left behind");
                     self.record_now(vec![events::rollback_recovered(&tenant, &kept)])?;
                 }
@@ -611,6 +621,8 @@ impl Guardian {
     }
 
     /// Restores `record` at the tenant path; see [`crate::restore`].
+    /// Restores `record` at the tenant path; when that cannot be done, fails
+    /// closed (see [`Guardian::take_out_of_service`]).
     fn rollback(
         &mut self,
         tenant: &str,
@@ -621,12 +633,25 @@ impl Guardian {
     ) -> Result<(TenantOutcome, bool), GuardianError> {
         let deploy = self.options.deploy_dir.clone();
         let start = Instant::now();
-        let files = self.store.get(&record.digest, &self.options.limits)?;
-        let staging = restore::stage(&deploy, tenant, &files).map_err(io_error(&deploy))?;
+        let staged = self
+            .store
+            .get(&record.digest, &self.options.limits)
+            .map_err(GuardianError::from)
+            .and_then(|files| restore::stage(&deploy, tenant, &files).map_err(io_error(&deploy)));
+        let staging = match staged {
+            Ok(staging) => staging,
+            Err(e) => return self.take_out_of_service(tenant, record, reason_code, "stage", &e),
+        };
         let staged = Instant::now();
         self.pause("staged", tenant);
         let swap_start = Instant::now();
-        let swapped = restore::swap_in(&deploy, tenant, &staging).map_err(io_error(&staging))?;
+        let swapped = match restore::swap_in(&deploy, tenant, &staging).map_err(io_error(&staging)) {
+            Ok(swapped) => swapped,
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                return self.take_out_of_service(tenant, record, reason_code, "swap", &e);
+            }
+        };
         let swapped_at = Instant::now();
         self.pause("swapped", tenant);
         let quarantine_start = Instant::now();
@@ -673,6 +698,43 @@ impl Guardian {
             format!("restored version {}", record.version),
         );
         Ok((outcome, changed_again))
+    }
+}
+
+impl Guardian {
+    /// Fail closed: a drifted tenant whose verified version cannot be put
+    /// back is moved out of the deploy tree into quarantine, so that neither
+    /// `runtime exec --all` nor anything else runs the drifted bytes, and
+    /// `rollback.failed` is recorded with the step and the error (it shows
+    /// in `guardian status`). The tenant comes back with the next valid
+    /// deployment or the next successful rollback.
+    fn take_out_of_service(
+        &mut self,
+        tenant: &str,
+        record: &TenantRecord,
+        reason_code: &str,
+        step: &str,
+        error: &GuardianError,
+    ) -> Result<(TenantOutcome, bool), GuardianError> {
+        let path = self.options.deploy_dir.join(tenant);
+        tracing::error!(tenant, step, %error, "rollback failed; taking the tenant out of service");
+        let kept = match fs::symlink_metadata(&path) {
+            Ok(_) => match self.quarantine.take(&path, tenant) {
+                Ok(kept) => Some(kept),
+                Err(e) => {
+                    tracing::error!(tenant, error = %e, "cannot take the drifted tenant out of the deploy tree either");
+                    None
+                }
+            },
+            Err(_) => None,
+        };
+        let event = events::rollback_failed(tenant, record, reason_code, step, &error.to_string(), kept.as_deref());
+        self.record_now(vec![event])?;
+        let reason = match &kept {
+            Some(kept) => format!("rollback failed at {step} ({error}); the drifted tenant is in {}", kept.display()),
+            None => format!("rollback failed at {step} ({error}); the drifted tenant could not be moved"),
+        };
+        Ok((self.outcome(tenant, Action::Failed, Some(record.version), "rollback_failed", reason), false))
     }
 }
 
@@ -924,7 +986,7 @@ mod tests {
         let (mut g, _) = open(&kit, RepairMode::Repair).unwrap();
         g.scan().unwrap();
         drop(g);
-        let staging = restore::staging_path(&kit.deploy(), "alpha");
+        let staging = kit.deploy().join(".guardian-restore-alpha.0123456789abcdef");
         fs::create_dir(&staging).unwrap();
         let (_, seen) = open(&kit, RepairMode::Repair).unwrap();
         assert!(!staging.exists());

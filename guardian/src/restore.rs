@@ -3,9 +3,12 @@
 //! never a mix of the two.
 //!
 //! 1. [`stage`] writes the complete verified bundle from the store into
-//!    `DEPLOY/.guardian-restore-<tenant>`, every file and directory flushed.
-//!    (The runtime, like the guardian, ignores entries whose names start
-//!    with `.`.)
+//!    `DEPLOY/.guardian-restore-<tenant>.<random>`, a directory it creates
+//!    exclusively under a name nobody can predict, every file and directory
+//!    flushed. (Whoever writes the deploy directory could otherwise create the
+//!    staging path first, unremovable, and block every rollback and restart.
+//!    The runtime, like the guardian, ignores entries whose names start with
+//!    `.`.)
 //! 2. [`swap_in`] exchanges the staging directory with `DEPLOY/<tenant>` in
 //!    one `renameat2(RENAME_EXCHANGE)`, or, when nothing is at the tenant
 //!    path, renames it there with `RENAME_NOREPLACE`; then flushes `DEPLOY`.
@@ -25,18 +28,25 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{CWD, RenameFlags, renameat_with};
 use signer::fsutil::sync_dir;
 
-use crate::store::{BundleFiles, Durability, write_tree};
+use crate::store::{BundleFiles, Durability, make_dir, write_into};
 
 /// Name prefix of staging directories in the deploy tree.
 pub const STAGING_PREFIX: &str = ".guardian-restore-";
 
-pub fn staging_path(deploy: &Path, tenant: &str) -> PathBuf {
-    deploy.join(format!("{STAGING_PREFIX}{tenant}"))
+/// A fresh staging path for `tenant`: the prefix, the tenant and 64 random
+/// bits (tenant names never contain a `.`).
+fn fresh_staging_path(deploy: &Path, tenant: &str) -> PathBuf {
+    let mut random = [0u8; 8];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+    deploy.join(format!("{STAGING_PREFIX}{tenant}.{}", hex::encode(random)))
 }
 
-/// The tenant a staging entry name belongs to.
+/// The tenant a staging entry name belongs to (also for the unsuffixed
+/// names of earlier releases).
 pub fn tenant_of_staging(name: &str) -> Option<&str> {
-    name.strip_prefix(STAGING_PREFIX).filter(|t| !t.is_empty())
+    let rest = name.strip_prefix(STAGING_PREFIX)?;
+    let tenant = rest.split_once('.').map_or(rest, |(tenant, _)| tenant);
+    (!tenant.is_empty()).then_some(tenant)
 }
 
 /// Staging entries left in `deploy` by an interrupted rollback.
@@ -54,20 +64,28 @@ pub fn leftovers(deploy: &Path) -> io::Result<Vec<(String, PathBuf)>> {
 }
 
 /// Writes `files` into a fresh staging directory for `tenant` and returns it.
-/// A staging entry that is already there is removed first: leftovers of a
-/// crash are quarantined at start-up, so one found here is this process's own.
+/// The directory is created exclusively (`mkdir`, which fails on anything
+/// already there) under a random name, retried on a collision, so nothing
+/// anyone prepared in the deploy directory is ever reused or has to be
+/// removed.
 pub fn stage(deploy: &Path, tenant: &str, files: &BundleFiles) -> io::Result<PathBuf> {
-    let staging = staging_path(deploy, tenant);
-    match fs::symlink_metadata(&staging) {
-        Ok(meta) if meta.is_dir() => fs::remove_dir_all(&staging)?,
-        Ok(_) => fs::remove_file(&staging)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    for _ in 0..16 {
+        let staging = fresh_staging_path(deploy, tenant);
+        match make_dir(&staging) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+        // Flushed before the exchange: after it, these bytes are the tenant's.
+        if let Err(e) = write_into(&staging, files, Durability::Immediate).and_then(|()| sync_dir(deploy)) {
+            // What was written so far is this process's own, in a directory
+            // nobody else knew the name of.
+            let _ = fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        return Ok(staging);
     }
-    // Flushed before the exchange: after it, these bytes are the tenant's.
-    write_tree(&staging, files, Durability::Immediate)?;
-    sync_dir(deploy)?;
-    Ok(staging)
+    Err(io::Error::other(format!("no free staging name for {tenant} in {} after 16 tries", deploy.display())))
 }
 
 /// What [`swap_in`] did.
@@ -124,12 +142,36 @@ mod tests {
         fs::write(deploy.join("t/module.wasm"), b"evil").unwrap();
         fs::write(deploy.join("t/extra"), b"x").unwrap();
         let staging = stage(deploy, "t", &files(b"good")).unwrap();
+        assert!(staging.file_name().unwrap().to_str().unwrap().starts_with(".guardian-restore-t."));
         let swapped = swap_in(deploy, "t", &staging).unwrap();
         assert_eq!(swapped, Swapped::Exchanged { evicted: staging.clone() });
         assert_eq!(fs::read(deploy.join("t/module.wasm")).unwrap(), b"good");
         assert!(!deploy.join("t/extra").exists());
         assert_eq!(fs::read(staging.join("module.wasm")).unwrap(), b"evil");
         assert_eq!(leftovers(deploy).unwrap(), vec![("t".to_string(), staging)]);
+    }
+
+    #[test]
+    fn a_prepared_staging_path_is_neither_used_nor_in_the_way() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let deploy = dir.path();
+        // What an attacker who writes the deploy directory prepares: the old
+        // predictable name, unremovable for a non-root guardian.
+        let trap = deploy.join(".guardian-restore-t");
+        fs::create_dir(&trap).unwrap();
+        fs::write(trap.join("planted"), b"x").unwrap();
+        fs::set_permissions(&trap, fs::Permissions::from_mode(0o500)).unwrap();
+        let first = stage(deploy, "t", &files(b"good")).unwrap();
+        let second = stage(deploy, "t", &files(b"good")).unwrap();
+        assert_ne!(first, second, "every staging name is fresh");
+        assert_ne!(first, trap);
+        assert_eq!(fs::read(first.join("module.wasm")).unwrap(), b"good");
+        assert_eq!(fs::read(trap.join("planted")).unwrap(), b"x", "not touched");
+        assert_eq!(tenant_of_staging(".guardian-restore-t"), Some("t"));
+        assert_eq!(tenant_of_staging(".guardian-restore-t.0011223344556677"), Some("t"));
+        assert_eq!(tenant_of_staging(".guardian-restore-"), None);
+        assert_eq!(leftovers(deploy).unwrap().len(), 3);
     }
 
     #[test]

@@ -113,6 +113,11 @@ pub(crate) enum Durability {
 /// modes 0755/0644 set exactly whatever the umask.
 pub(crate) fn write_tree(dir: &Path, files: &BundleFiles, durability: Durability) -> io::Result<()> {
     make_dir(dir)?;
+    write_into(dir, files, durability)
+}
+
+/// Like [`write_tree`], into the empty directory `dir` that the caller made.
+pub(crate) fn write_into(dir: &Path, files: &BundleFiles, durability: Durability) -> io::Result<()> {
     let mut dirs = vec![dir.to_path_buf()];
     for (rel, bytes) in files.files() {
         let path = dir.join(rel);
@@ -136,7 +141,9 @@ pub(crate) fn write_tree(dir: &Path, files: &BundleFiles, durability: Durability
     Ok(())
 }
 
-fn make_dir(dir: &Path) -> io::Result<()> {
+/// Creates `dir` (failing with `AlreadyExists` on anything there) with the
+/// store's directory mode.
+pub(crate) fn make_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new().mode(DIR_MODE).create(dir)?;
     fs::set_permissions(dir, fs::Permissions::from_mode(DIR_MODE))
 }

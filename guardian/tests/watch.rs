@@ -424,3 +424,57 @@ fn thousands_of_directories_neither_block_startup_nor_a_stop() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains(&format!("tenants={tenants}")), "{stderr}");
 }
+
+#[test]
+fn a_rollback_that_cannot_complete_fails_closed() {
+    // The verified copy in the store is damaged while the daemon runs, then
+    // alpha drifts: the guardian cannot put the verified version back, so the
+    // drifted bytes must stop being runnable instead of staying deployed.
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let mut d = Daemon::start(&node, WATCH, &[]);
+    let status = node.guardian("status").arg("--json").output().unwrap();
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    let digest = status["tenants"][0]["digest"].as_str().unwrap().to_string();
+    let stored = node.state().join("store").join(&digest).join("module.wasm");
+    fs::set_permissions(&stored, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&stored, b"\0asm damaged").unwrap();
+
+    let from = d.count();
+    node.swap_in("alpha", 1, &[]);
+    let failed = d.wait_kind(from, "rollback.failed", "alpha");
+    assert_eq!(failed["reason_code"], "unsigned", "{failed:#}");
+    assert_eq!(failed["step"], "stage", "{failed:#}");
+    assert_eq!(failed["out_of_service"], true, "{failed:#}");
+    assert!(!node.tenant("alpha").exists(), "the drifted tenant is out of the deploy tree");
+    let kept = Path::new(failed["quarantined_to"].as_str().unwrap());
+    assert!(kept.join("manifest.json").exists(), "kept as evidence");
+    assert!(node.audit_kinds().contains(&"rollback.failed".to_string()));
+    let status = node.guardian("status").output().unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("rollback.failed alpha"), "{text}");
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn a_prepared_staging_directory_blocks_neither_rollbacks_nor_restarts() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let original = node.files("alpha");
+    assert_eq!(node.scan(true).0, 0);
+    // The old, predictable staging name, prepared by a deployer.
+    let trap = node.deploy().join(".guardian-restore-alpha");
+    fs::create_dir(&trap).unwrap();
+    fs::write(trap.join("planted"), b"x").unwrap();
+    fs::set_permissions(&trap, fs::Permissions::from_mode(0o500)).unwrap();
+    node.swap_in("alpha", 1, &[]);
+    let mut d = Daemon::start(&node, WATCH, &[]);
+    d.wait_until("alpha restored", || node.files("alpha") == original);
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // And again after a restart, with whatever is left in the deploy tree.
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{json} {stderr}");
+    assert_eq!(node.files("alpha"), original);
+}
