@@ -33,7 +33,7 @@
 //! chain alone is checked.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -41,6 +41,7 @@ use audit::merkle::{CompactTree, leaf_hash};
 use audit::{Entry, Sha256Hash, SignedCheckpoint, TamperReason, VerifyReport, verify_log};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
+use sha2::Digest;
 use signer::fsutil::{FileMode, atomic_write, sync_dir, temp_path_beside};
 
 use crate::quarantine::{Quarantine, QuarantineError};
@@ -200,27 +201,39 @@ impl AuditMirror {
     /// Reads the mirror log once to learn its length, head and Merkle tree.
     fn load(&mut self) -> Result<(), MirrorError> {
         let path = self.dir.join(MIRROR_LOG);
-        let bytes = fs::read(&path).map_err(io_err(&path))?;
+        // Streamed: the mirror is as large as the log.
+        let mut reader = io::BufReader::with_capacity(256 * 1024, File::open(&path).map_err(io_err(&path))?);
         let mut tree = CompactTree::new();
-        let mut last = None;
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            tree.push(leaf_hash(line));
-            last = Some(line);
-        }
-        self.last_hash = match last {
-            Some(line) => {
-                Entry::from_line(line)
-                    .map_err(|e| MirrorError::MirrorCorrupt { path: path.clone(), reason: e.to_string() })?
-                    .hash
+        let (mut line, mut last, mut length) = (Vec::new(), Vec::new(), 0u64);
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line).map_err(io_err(&path))?;
+            if n == 0 {
+                break;
             }
-            None => Sha256Hash::default(),
+            length += n as u64;
+            let content = line.strip_suffix(b"\n").unwrap_or(&line);
+            if !content.is_empty() {
+                tree.push(leaf_hash(content));
+                last.clear();
+                last.extend_from_slice(content);
+            }
+        }
+        self.last_hash = if last.is_empty() {
+            Sha256Hash::default()
+        } else {
+            Entry::from_line(&last)
+                .map_err(|e| MirrorError::MirrorCorrupt { path: path.clone(), reason: e.to_string() })?
+                .hash
         };
-        self.mirror_len = bytes.len() as u64;
+        self.mirror_len = length;
         self.mirror_entries = tree.size();
         self.tree = tree;
         let checkpoint = self.dir.join(MIRROR_CHECKPOINT);
         self.mirror_checkpoint = if self.key.is_some() && checkpoint.exists() {
-            Some(fs::read(&checkpoint).map_err(io_err(&checkpoint))?)
+            let bytes = signer::fsutil::read_capped(&checkpoint, audit::checkpoint::MAX_CHECKPOINT_BYTES)
+                .map_err(|e| MirrorError::MirrorCorrupt { path: checkpoint.clone(), reason: e.to_string() })?;
+            Some(bytes)
         } else {
             None
         };
@@ -254,17 +267,24 @@ impl AuditMirror {
         }
         // The checkpoint first: writers write it after the log, so it never
         // covers entries the log read below lacks.
-        let live_checkpoint = if self.key.is_some() { read_if_exists(&self.checkpoint)? } else { None };
-        let mut live = match File::open(&self.log) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let live_checkpoint = if self.key.is_some() {
+            match read_checkpoint(&self.checkpoint)? {
+                Ok(bytes) => bytes,
+                Err(detail) => return Ok(self.tampered(TamperedFile::Checkpoint, "malformed_checkpoint", detail)),
+            }
+        } else {
+            None
+        };
+        let mut live = match open_live(&self.log)? {
+            Live::File(file) => file,
+            Live::Missing => {
                 if self.mirror_len > 0 {
                     return Ok(self.tampered(TamperedFile::Log, "deleted", format!("{} is gone", self.log.display())));
                 }
                 self.seen = Some(fingerprint);
                 return Ok(AuditCheck::Unchanged);
             }
-            Err(e) => return Err(io_err(&self.log)(e)),
+            Live::NotRegular(detail) => return Ok(self.tampered(TamperedFile::Log, "not_a_regular_file", detail)),
         };
         let live_len = live.metadata().map_err(io_err(&self.log))?.len();
         let mirror_log = self.dir.join(MIRROR_LOG);
@@ -290,14 +310,38 @@ impl AuditMirror {
         }
 
         // The appended tail: complete lines only, each continuing the chain.
+        // Streamed one line at a time within the entry size cap, so whatever
+        // is appended (600 MB of junk, say) costs one line of memory; the
+        // bytes checked are hashed so that the copy into the mirror below can
+        // prove it copies exactly them.
         live.seek(SeekFrom::Start(self.mirror_len)).map_err(io_err(&self.log))?;
-        let mut tail = Vec::new();
-        live.take(live_len - self.mirror_len).read_to_end(&mut tail).map_err(io_err(&self.log))?;
-        let committed = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        tail.truncate(committed);
+        let mut reader = io::BufReader::with_capacity(256 * 1024, (&live).take(live_len - self.mirror_len));
+        let mut tail_hash = sha2::Sha256::new();
+        let mut tail_len = 0u64;
+        let mut line = Vec::new();
         let mut tree = self.tree.clone();
         let (mut next_seq, mut last_hash) = (self.mirror_entries, self.last_hash);
-        for line in tail.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        loop {
+            line.clear();
+            let read = (&mut reader)
+                .take(audit::MAX_LINE_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(io_err(&self.log))?;
+            if read == 0 || line.last() != Some(&b'\n') {
+                if line.len() > audit::MAX_LINE_BYTES {
+                    let at = format!("entry {next_seq} appended after the verified {}", self.mirror_entries);
+                    let detail = format!("{at}: a line of over {} bytes", audit::MAX_LINE_BYTES);
+                    return Ok(self.tampered(TamperedFile::Log, "malformed_line", detail));
+                }
+                // End of the file, or a torn line still being written.
+                break;
+            }
+            tail_hash.update(&line);
+            tail_len += line.len() as u64;
+            let line = &line[..line.len() - 1];
+            if line.is_empty() {
+                continue;
+            }
             let at = format!("entry {next_seq} appended after the verified {}", self.mirror_entries);
             let entry = match Entry::from_line(line) {
                 Ok(entry) => entry,
@@ -333,10 +377,8 @@ impl AuditMirror {
         }
 
         // Extend the mirror: append the tail, then the checkpoint.
-        if !tail.is_empty() {
-            let mut file = OpenOptions::new().append(true).open(&mirror_log).map_err(io_err(&mirror_log))?;
-            file.write_all(&tail).map_err(io_err(&mirror_log))?;
-            file.sync_data().map_err(io_err(&mirror_log))?;
+        if tail_len > 0 {
+            self.append_verified_tail(&live, tail_len, &tail_hash.finalize().into())?;
         }
         if live_checkpoint != self.mirror_checkpoint {
             if let Some(bytes) = &live_checkpoint {
@@ -345,12 +387,45 @@ impl AuditMirror {
             }
             self.mirror_checkpoint = live_checkpoint;
         }
-        self.mirror_len += tail.len() as u64;
+        self.mirror_len += tail_len;
         self.mirror_entries = next_seq;
         self.last_hash = last_hash;
         self.tree = tree;
         self.seen = Some(fingerprint);
         Ok(AuditCheck::Extended { entries: next_seq })
+    }
+
+    /// Copies the `len` bytes after the mirrored prefix of `live` onto the
+    /// mirror, streamed, and checks they hash to `verified` (what was checked
+    /// line by line): bytes rewritten between the check and the copy never
+    /// reach the mirror. On a mismatch the mirror is cut back.
+    fn append_verified_tail(&self, live: &File, len: u64, verified: &[u8; 32]) -> Result<(), MirrorError> {
+        let mirror_log = self.dir.join(MIRROR_LOG);
+        let mut source = live;
+        source.seek(SeekFrom::Start(self.mirror_len)).map_err(io_err(&self.log))?;
+        let mut out = OpenOptions::new().append(true).open(&mirror_log).map_err(io_err(&mirror_log))?;
+        let mut hasher = sha2::Sha256::new();
+        let mut buffer = vec![0u8; 256 * 1024];
+        let mut source = source.take(len);
+        let mut copied = 0u64;
+        loop {
+            let n = read_full(&mut source, &mut buffer).map_err(io_err(&self.log))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n]).map_err(io_err(&mirror_log))?;
+            copied += n as u64;
+        }
+        let copied_hash: [u8; 32] = hasher.finalize().into();
+        if copied != len || &copied_hash != verified {
+            out.set_len(self.mirror_len).map_err(io_err(&mirror_log))?;
+            return Err(MirrorError::Io {
+                path: self.log.clone(),
+                source: io::Error::other("the appended entries changed while they were being mirrored"),
+            });
+        }
+        out.sync_data().map_err(io_err(&mirror_log))
     }
 
     /// A changed checkpoint must be signed by the trusted key, must not go
@@ -487,18 +562,55 @@ impl AuditMirror {
     }
 }
 
-fn read_if_exists(path: &Path) -> Result<Option<Vec<u8>>, MirrorError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(path)(e)),
+/// The live checkpoint: `Ok(Ok(None))` when there is none, `Ok(Err(why))`
+/// when what is there cannot be a checkpoint (too large, a FIFO, a device,
+/// a link), which is tampering; capped, so `/dev/zero` behind a link costs
+/// nothing.
+fn read_checkpoint(path: &Path) -> Result<Result<Option<Vec<u8>>, String>, MirrorError> {
+    use signer::fsutil::{ReadCappedError, read_capped};
+    match read_capped(path, audit::checkpoint::MAX_CHECKPOINT_BYTES) {
+        Ok(bytes) => Ok(Ok(Some(bytes))),
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(Ok(None)),
+        Err(ReadCappedError::Io { source, .. }) => Err(io_err(path)(source)),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 
-/// The length of `path` up to and including its last newline.
+/// The live log, opened only if it is a regular file (never blocking on a
+/// FIFO, never following a link).
+enum Live {
+    File(File),
+    Missing,
+    NotRegular(String),
+}
+
+fn open_live(path: &Path) -> Result<Live, MirrorError> {
+    use signer::fsutil::{ReadCappedError, open_regular};
+    match open_regular(path) {
+        Ok((file, _)) => Ok(Live::File(file)),
+        Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(Live::Missing),
+        Err(ReadCappedError::Io { source, .. }) => Err(io_err(path)(source)),
+        Err(e) => Ok(Live::NotRegular(e.to_string())),
+    }
+}
+
+/// The length of `path` up to and including its last newline, read
+/// backwards from the end in chunks (the mirror can be large).
 fn committed_length(path: &Path) -> Result<u64, MirrorError> {
-    let bytes = fs::read(path).map_err(io_err(path))?;
-    Ok(bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i as u64 + 1))
+    let mut file = File::open(path).map_err(io_err(path))?;
+    let mut end = file.metadata().map_err(io_err(path))?.len();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while end > 0 {
+        let start = end.saturating_sub(chunk.len() as u64);
+        let piece = &mut chunk[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start)).map_err(io_err(path))?;
+        file.read_exact(piece).map_err(io_err(path))?;
+        if let Some(i) = piece.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
 }
 
 fn live_parent(path: &Path) -> PathBuf {
@@ -526,13 +638,13 @@ enum CopyExtent {
 
 /// Copies `from` to a fresh `to` (flushed); false if `from` does not exist.
 fn copy_if_exists(from: &Path, to: &Path, extent: CopyExtent) -> Result<bool, MirrorError> {
-    let mut source = match File::open(from) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let mut source = match open_live(from)? {
+        Live::File(f) => f,
+        Live::Missing => {
             let _ = fs::remove_file(to);
             return Ok(false);
         }
-        Err(e) => return Err(io_err(from)(e)),
+        Live::NotRegular(detail) => return Err(io_err(from)(io::Error::new(io::ErrorKind::InvalidInput, detail))),
     };
     let _ = fs::remove_file(to);
     let mut out = OpenOptions::new().write(true).create_new(true).open(to).map_err(io_err(to))?;
@@ -560,8 +672,12 @@ fn copy_if_exists(from: &Path, to: &Path, extent: CopyExtent) -> Result<bool, Mi
 
 /// The first offset below `len` where `a` and `b` differ, if any.
 fn first_difference(a: &Path, b: &Path, len: u64) -> Result<Option<u64>, MirrorError> {
-    let mut fa = File::open(a).map_err(io_err(a))?.take(len);
-    let mut fb = File::open(b).map_err(io_err(b))?.take(len);
+    let open = |path: &Path| match open_live(path)? {
+        Live::File(file) => Ok(file.take(len)),
+        Live::Missing => Err(io_err(path)(io::ErrorKind::NotFound.into())),
+        Live::NotRegular(detail) => Err(io_err(path)(io::Error::new(io::ErrorKind::InvalidInput, detail))),
+    };
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
     let mut offset = 0u64;
     loop {
@@ -755,5 +871,78 @@ mod tests {
             AuditMirror::open(&f.dir.path().join("mirror"), &f.log(), &f.checkpoint(), Some(f.key.verifying_key()))
                 .unwrap_err();
         assert!(matches!(err, MirrorError::TamperedWithoutMirror { .. }), "{err}");
+    }
+
+    fn finding(check: AuditCheck) -> AuditTamper {
+        match check {
+            AuditCheck::Tampered(t) => t,
+            other => panic!("expected tampering, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_linked_to_dev_zero_is_tampering_read_without_exhausting_memory() {
+        let f = Fixture::new();
+        f.append(3);
+        let mut mirror = f.mirror();
+        let good = fs::read(f.checkpoint()).unwrap();
+        fs::remove_file(f.checkpoint()).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", f.checkpoint()).unwrap();
+        let t = finding(mirror.check().unwrap());
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Checkpoint, "malformed_checkpoint"), "{t:?}");
+        assert!(t.detail.contains("not a regular file"), "{t:?}");
+        mirror.restore(&t, &f.quarantine()).unwrap();
+        assert_eq!(fs::read(f.checkpoint()).unwrap(), good, "the verified checkpoint is back");
+        assert!(matches!(mirror.check().unwrap(), AuditCheck::Unchanged | AuditCheck::Extended { .. }));
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_the_log_never_blocks_and_is_undone() {
+        let f = Fixture::new();
+        f.append(3);
+        let mut mirror = f.mirror();
+        let good = fs::read(f.log()).unwrap();
+        fs::remove_file(f.log()).unwrap();
+        assert!(std::process::Command::new("mkfifo").arg(f.log()).status().unwrap().success());
+        let t = finding(mirror.check().unwrap());
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Log, "not_a_regular_file"), "{t:?}");
+        let kept = mirror.restore(&t, &f.quarantine()).unwrap();
+        assert_eq!(fs::read(f.log()).unwrap(), good);
+        assert!(kept.iter().any(|p| fs::symlink_metadata(p).is_ok_and(|m| {
+            use std::os::unix::fs::FileTypeExt;
+            m.file_type().is_fifo()
+        })));
+    }
+
+    #[test]
+    fn a_huge_append_is_read_one_capped_line_at_a_time() {
+        // 64 MiB without a newline (or with one, past the entry cap) is
+        // refused as a malformed line without being read into memory whole.
+        let f = Fixture::new();
+        f.append(3);
+        let mut mirror = f.mirror();
+        let mut file = OpenOptions::new().append(true).open(f.log()).unwrap();
+        let junk = vec![b'x'; 1 << 20];
+        for _ in 0..64 {
+            file.write_all(&junk).unwrap();
+        }
+        file.write_all(b"\n").unwrap();
+        let t = finding(mirror.check().unwrap());
+        assert_eq!((t.file, t.reason.as_str()), (TamperedFile::Log, "malformed_line"), "{t:?}");
+        assert!(t.detail.contains(&format!("a line of over {} bytes", audit::MAX_LINE_BYTES)), "{t:?}");
+    }
+
+    #[test]
+    fn appended_entries_are_mirrored_exactly_when_streamed() {
+        let f = Fixture::new();
+        f.append(3);
+        let mut mirror = f.mirror();
+        f.append(50);
+        assert_eq!(mirror.check().unwrap(), AuditCheck::Extended { entries: 53 });
+        let live = fs::read(f.log()).unwrap();
+        assert_eq!(fs::read(f.dir.path().join("mirror").join(MIRROR_LOG)).unwrap(), live);
+        // Reopened, the streamed load agrees with what was mirrored.
+        let reopened = f.mirror();
+        assert_eq!((reopened.mirror_entries(), reopened.mirror_len), (53, live.len() as u64));
     }
 }

@@ -21,7 +21,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -448,31 +448,35 @@ impl Guardian {
                 break;
             }
             let detected = Instant::now();
-            let inspected = inspect(&self.options.deploy_dir, &self.options.limits, &self.state, &names);
-            report.checked += names.len();
-            names.clear();
-            for Inspected { tenant, result } in inspected {
-                let event_at = tenants.get(&tenant).copied().flatten();
-                let outcome = match result {
-                    Ok((snapshot, items)) => self.handle(&tenant, snapshot, items, detected, event_at),
-                    Err(e) => Err(GuardianError::Io { path: self.options.deploy_dir.join(&tenant), source: e }),
-                };
-                match outcome {
-                    Ok((outcome, again)) => {
-                        if again {
-                            names.push(tenant.clone());
+            let mut remaining = std::mem::take(&mut names);
+            report.checked += remaining.len();
+            while !remaining.is_empty() {
+                let (inspected, not_reached) =
+                    inspect(&self.options.deploy_dir, &self.options.limits, &self.state, &remaining);
+                remaining = not_reached;
+                for Inspected { tenant, result } in inspected {
+                    let event_at = tenants.get(&tenant).copied().flatten();
+                    let outcome = match result {
+                        Ok((snapshot, items)) => self.handle(&tenant, snapshot, items, detected, event_at),
+                        Err(e) => Err(GuardianError::Io { path: self.options.deploy_dir.join(&tenant), source: e }),
+                    };
+                    match outcome {
+                        Ok((outcome, again)) => {
+                            if again {
+                                names.push(tenant.clone());
+                            }
+                            report.outcomes.push(outcome);
                         }
-                        report.outcomes.push(outcome);
-                    }
-                    Err(e) => {
-                        tracing::error!(tenant, error = %e, "check failed");
-                        report.outcomes.push(TenantOutcome {
-                            tenant,
-                            action: Action::Failed,
-                            version: None,
-                            reason_code: Some("error".into()),
-                            reason: Some(e.to_string()),
-                        });
+                        Err(e) => {
+                            tracing::error!(tenant, error = %e, "check failed");
+                            report.outcomes.push(TenantOutcome {
+                                tenant,
+                                action: Action::Failed,
+                                version: None,
+                                reason_code: Some("error".into()),
+                                reason: Some(e.to_string()),
+                            });
+                        }
                     }
                 }
             }
@@ -738,12 +742,36 @@ impl Guardian {
     }
 }
 
+/// How many bytes of tenant files the snapshots of drifted tenants may hold
+/// at once: past it, a scan hands over what it has before reading more, so
+/// a deploy-directory writer who fills many tenants with large modules costs
+/// at most this (plus one snapshot per worker being read), not their sum.
+pub const SCAN_BYTE_BUDGET: u64 = 32 * 1024 * 1024;
+
 /// Reads and compares `names` in parallel; returns those not clean, in name
-/// order.
-fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) -> Vec<Inspected> {
-    let mut found = in_parallel(names, 4, |tenant| inspect_one(deploy, limits, state, tenant));
+/// order, and the names not reached because the snapshots held reached
+/// [`SCAN_BYTE_BUDGET`] (clean tenants hold hashes only).
+fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) -> (Vec<Inspected>, Vec<String>) {
+    let held = AtomicU64::new(0);
+    let reached = Mutex::new(vec![false; names.len()]);
+    let indexed: Vec<(usize, &String)> = names.iter().enumerate().collect();
+    let mut found = in_parallel(&indexed, 4, |(index, tenant)| {
+        if held.load(Ordering::Relaxed) >= SCAN_BYTE_BUDGET {
+            return None;
+        }
+        if let Ok(mut reached) = reached.lock() {
+            reached[*index] = true;
+        }
+        let inspected = inspect_one(deploy, limits, state, tenant)?;
+        if let Ok((snapshot, _)) = &inspected.result {
+            held.fetch_add(snapshot.held_bytes(), Ordering::Relaxed);
+        }
+        Some(inspected)
+    });
     found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
-    found
+    let reached = reached.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let not_reached = names.iter().zip(reached).filter(|(_, r)| !r).map(|(n, _)| n.clone()).collect();
+    (found, not_reached)
 }
 
 /// Runs `work` over `items` on one worker per core (each worker taking at
@@ -1007,5 +1035,28 @@ mod tests {
             test_hooks: TestHooks::default(),
         };
         assert!(matches!(Guardian::open(options, RepairMode::Repair, seen), Err(GuardianError::Overlap { .. })));
+    }
+
+    #[test]
+    fn a_scan_holds_at_most_its_byte_budget_of_drifted_tenants() {
+        // Eight junk tenants of 12 MiB each: 96 MiB if held at once.
+        let kit = Kit::new("threshold = 1\n");
+        for i in 0..8 {
+            let dir = kit.deploy().join(format!("junk-{i}"));
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(dir.join("module.wasm"), vec![i as u8; 12 << 20]).unwrap();
+        }
+        let names: Vec<String> = (0..8).map(|i| format!("junk-{i}")).collect();
+        let (found, not_reached) = inspect(&kit.deploy(), &ReadLimits::default(), &State::default(), &names);
+        let held: u64 = found.iter().filter_map(|f| f.result.as_ref().ok()).map(|(s, _)| s.held_bytes()).sum();
+        assert!(!not_reached.is_empty(), "the budget stopped the reading");
+        // Each worker may finish the snapshot it started past the budget.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+        assert!(held <= SCAN_BYTE_BUDGET + workers * (12 << 20), "held {held}");
+        assert_eq!(found.len() + not_reached.len(), 8);
+        // A whole scan still gets to every one of them.
+        let (mut g, _) = open(&kit, RepairMode::Repair).unwrap();
+        let report = g.scan().unwrap();
+        assert_eq!(report.outcomes.iter().filter(|o| o.action == Action::Quarantined).count(), 8);
     }
 }

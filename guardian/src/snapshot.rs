@@ -211,6 +211,16 @@ impl TenantSnapshot {
     }
 
     /// Frees the file bytes once a snapshot turned out clean.
+    /// Bytes of file contents this snapshot holds in memory.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            TenantSnapshot::Directory { entries, .. } => {
+                entries.values().filter_map(|e| e.bytes.as_ref()).map(|b| b.len() as u64).sum()
+            }
+            _ => 0,
+        }
+    }
+
     pub fn drop_bytes(&mut self) {
         if let TenantSnapshot::Directory { entries, .. } = self {
             for entry in entries.values_mut() {
