@@ -224,7 +224,11 @@ impl Guardian {
         if !deploy_meta.is_dir() {
             return Err(io_error(&options.deploy_dir)(io::Error::other("not a directory")));
         }
-        let state_dir = StateDir::open_locked(&options.state_dir)?;
+        // The host key signs the state as well as checkpoints; without a
+        // configured one it lives in the state directory.
+        let host_key_path = options.audit.host_key.clone().unwrap_or_else(|| options.state_dir.join("host.key"));
+        let host_key = signer::keyfile::load_or_create_host_key(&host_key_path)?;
+        let state_dir = StateDir::open_locked(&options.state_dir, host_key.clone())?;
         let canonical = |p: &Path| fs::canonicalize(p).map_err(io_error(p));
         let (state_abs, deploy_abs) = (canonical(&options.state_dir)?, canonical(&options.deploy_dir)?);
         if state_abs.starts_with(&deploy_abs) || deploy_abs.starts_with(&state_abs) {
@@ -238,8 +242,8 @@ impl Guardian {
 
         let audit = &options.audit;
         let (signer, trusted_key) = match &audit.host_key {
-            Some(path) => {
-                let key = signer::keyfile::load_or_create_host_key(path)?;
+            Some(_) => {
+                let key = &host_key;
                 if trust.log_keys_any().next().is_some()
                     && let Err(refusal) = trust.log_key_for(key.key_id(), &audit.origin)
                 {

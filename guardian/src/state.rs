@@ -11,16 +11,21 @@
 //!   audit-mirror/…     the last verified copy of the audit log (see `audit_mirror`)
 //! ```
 //!
-//! Both files are canonical JSON `{"body":{…},"schema":…,"sha256":…}`,
-//! where `sha256` is SHA-256 over [`crate::digest::STATE_DIGEST_DOMAIN`] and
-//! the canonical bytes of `body`. They are written atomically (temp file, fsync,
-//! rename, fsync of the directory). The hash catches torn writes, bit rot and
-//! hand edits that forget it; it is not a signature, so someone who can write
-//! the state directory can forge it. What such a person gains is limited by
-//! the start-up check in [`crate::Guardian::open`]: every store entry the state
-//! names must re-hash to its name and still carry valid signatures, so the
-//! store can only ever restore signed bytes. Lowering a rollback floor is the
-//! one thing a forged state can do; see the risks in the crate docs.
+//! Both files are canonical JSON
+//! `{"body":{…},"schema":…,"sha256":…,"signature":…}`, where `sha256` is
+//! SHA-256 over [`crate::digest::STATE_DIGEST_DOMAIN`] and the canonical bytes
+//! of `body`, and `signature` is a minisign signature by the host key over
+//! [`STATE_SIGNATURE_DOMAIN`], the schema, a zero byte and those bytes. They
+//! are written atomically (temp file, fsync, rename, fsync of the directory).
+//! The hash catches torn writes and bit rot; the signature catches forgery:
+//! someone who can write `state.json` but not read the host key cannot lower
+//! a rollback floor (the guardian verifies with its own key; `runtime exec`
+//! and `guardian status` with the log key the trust store binds to the node's
+//! origin, see [`StateVerifier`]). An unsigned state (an earlier release's,
+//! or one whose signature was stripped) is refused like a forged one.
+//! Beyond that, the start-up check in [`crate::Guardian::open`] re-hashes and
+//! re-verifies every store entry the state names, so the store can only ever
+//! restore signed bytes.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -31,7 +36,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use signer::fsutil::{FileMode, ReadCappedError, atomic_write, read_capped};
 
+use signer::minisign::{LegacySignatures, PublicKey, SecretKey, Signature};
+
 use crate::digest::{FileRecord, STATE_DIGEST_DOMAIN};
+
+/// Prefix of every signed state file: a state signature can never be
+/// mistaken for a module approval, a receipt or a checkpoint.
+pub const STATE_SIGNATURE_DOMAIN: &[u8] = b"nightcore-guardian-state-v1\0";
 
 pub const STATE_SCHEMA: &str = "nightcore.guardian.state.v1";
 pub const STATE_FILE: &str = "state.json";
@@ -108,13 +119,81 @@ struct RecentBody {
     events: Vec<RecentEvent>,
 }
 
-/// A state file on disk: `{"body":…,"schema":…,"sha256":…}`.
+/// A state file on disk: `{"body":…,"schema":…,"sha256":…,"signature":…}`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SealedFile<T> {
     body: T,
     schema: String,
     sha256: String,
+    signature: Option<String>,
+}
+
+/// The keys a state file may be signed by: the host's own, as the guardian
+/// knows it, or the log keys the trust store binds to the node's origin.
+#[derive(Debug, Clone)]
+pub struct StateVerifier {
+    keys: Vec<PublicKey>,
+    /// Where the keys came from, for error messages.
+    source: String,
+}
+
+impl StateVerifier {
+    pub fn new(keys: Vec<PublicKey>, source: impl Into<String>) -> Self {
+        Self { keys, source: source.into() }
+    }
+
+    /// The keys a reader of a node's state trusts: the log keys `trust`
+    /// binds to the node's `origin`; only when it binds none (or there is no
+    /// trust store), the host's public key beside `host_key` (`host.pub`),
+    /// which whoever can write the state directory could replace too, so
+    /// that fallback is logged.
+    pub fn for_node(
+        trust: Option<&signer::trust::TrustStore>,
+        origin: &str,
+        host_key: &Path,
+    ) -> Result<Self, StateError> {
+        if let Some(trust) = trust {
+            let keys: Vec<PublicKey> = trust.log_keys_for(origin).cloned().collect();
+            if !keys.is_empty() {
+                return Ok(Self::new(keys, format!("a log key the trust store binds to origin {origin}")));
+            }
+        }
+        let public = host_key.with_extension("pub");
+        tracing::warn!(
+            origin,
+            host_pub = %public.display(),
+            "the trust store binds no log key to this origin: checking the guardian state against the host's own .pub"
+        );
+        let key = signer::keyfile::load_public_key(&public)
+            .map_err(|e| StateError::Io { path: public.clone(), source: io::Error::other(e.to_string()) })?;
+        Ok(Self::new(vec![key], format!("the host key in {}", public.display())))
+    }
+
+    fn verify(&self, path: &Path, message: &[u8], signature: Option<&str>) -> Result<(), StateError> {
+        let Some(text) = signature else {
+            return Err(StateError::Unsigned { path: path.to_path_buf() });
+        };
+        let bad = |reason: String| StateError::BadSignature { path: path.to_path_buf(), reason };
+        let signature = Signature::from_file_bytes(text.as_bytes()).map_err(|e| bad(e.to_string()))?;
+        let Some(key) = self.keys.iter().find(|k| k.key_id() == signature.key_id) else {
+            return Err(StateError::UntrustedSigner {
+                path: path.to_path_buf(),
+                key_id: signature.key_id.to_string(),
+                trusted: self.source.clone(),
+            });
+        };
+        key.verify(message, &signature, LegacySignatures::Refuse).map_err(|e| bad(e.to_string()))
+    }
+}
+
+fn signed_message(schema: &str, body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(STATE_SIGNATURE_DOMAIN.len() + schema.len() + 1 + body.len());
+    message.extend_from_slice(STATE_SIGNATURE_DOMAIN);
+    message.extend_from_slice(schema.as_bytes());
+    message.push(0);
+    message.extend_from_slice(body);
+    message
 }
 
 /// Why the state could not be used. Every variant but `Io` and `Locked`
@@ -134,6 +213,15 @@ pub enum StateError {
     HashMismatch { path: PathBuf, stated: String, computed: String },
     #[error("state is inconsistent for tenant {tenant}: {reason}")]
     Inconsistent { tenant: String, reason: String },
+    #[error(
+        "state file {path} is not signed (written by an earlier release, or its signature was removed); \
+         it is not trusted: move it aside and let the guardian admit the deployed bundles afresh"
+    )]
+    Unsigned { path: PathBuf },
+    #[error("state file {path} has a bad signature: {reason}")]
+    BadSignature { path: PathBuf, reason: String },
+    #[error("state file {path} is signed by key {key_id}, which is not {trusted}")]
+    UntrustedSigner { path: PathBuf, key_id: String, trusted: String },
 }
 
 impl StateError {
@@ -146,6 +234,9 @@ impl StateError {
             StateError::Schema { .. } => "state_schema",
             StateError::HashMismatch { .. } => "state_hash_mismatch",
             StateError::Inconsistent { .. } => "state_inconsistent",
+            StateError::Unsigned { .. } => "state_unsigned",
+            StateError::BadSignature { .. } => "state_signature_invalid",
+            StateError::UntrustedSigner { .. } => "state_signer_untrusted",
         }
     }
 }
@@ -157,20 +248,29 @@ fn body_hash(body: &[u8]) -> String {
     hex::encode(hasher.finalize())
 }
 
-/// The canonical bytes of a sealed file. The body is serialised once and
-/// the envelope written around it; its keys are in canonical order.
-fn seal<T: Serialize>(schema: &str, body: &T) -> Result<Vec<u8>, String> {
+/// The canonical bytes of a sealed file, signed by `key`. The body is
+/// serialised once and the envelope written around it; its keys are in
+/// canonical order.
+fn seal<T: Serialize>(schema: &str, body: &T, key: &SecretKey) -> Result<Vec<u8>, String> {
     let body = signer::canonical::to_canonical_bytes(body).map_err(|e| e.to_string())?;
     let sha256 = body_hash(&body);
-    let mut out = Vec::with_capacity(body.len() + 160);
+    let signature = key.sign(&signed_message(schema, &body), schema).map_err(|e| e.to_string())?;
+    let signature = serde_json::to_string(&signature.to_file_text()).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(body.len() + 400);
     out.extend_from_slice(b"{\"body\":");
     out.extend_from_slice(&body);
-    out.extend_from_slice(format!(",\"schema\":\"{schema}\",\"sha256\":\"{sha256}\"}}").as_bytes());
+    out.extend_from_slice(
+        format!(",\"schema\":\"{schema}\",\"sha256\":\"{sha256}\",\"signature\":{signature}}}").as_bytes(),
+    );
     Ok(out)
 }
 
 /// Reads and checks a sealed file; `None` if it does not exist.
-fn unseal<T: Serialize + serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<Option<T>, StateError> {
+fn unseal<T: Serialize + serde::de::DeserializeOwned>(
+    path: &Path,
+    schema: &str,
+    verifier: &StateVerifier,
+) -> Result<Option<T>, StateError> {
     let bytes = match read_capped(path, MAX_STATE_BYTES) {
         Ok(bytes) => bytes,
         Err(ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -186,15 +286,20 @@ fn unseal<T: Serialize + serde::de::DeserializeOwned>(path: &Path, schema: &str)
     if computed != file.sha256 {
         return Err(StateError::HashMismatch { path: path.to_path_buf(), stated: file.sha256, computed });
     }
+    verifier.verify(path, &signed_message(schema, &body), file.signature.as_deref())?;
     Ok(Some(file.body))
 }
 
 /// Reads and checks `ROOT/state.json` and `ROOT/recent.json` without taking
-/// the lock (for `guardian status`); missing files are an empty state.
-pub fn read_state(root: &Path) -> Result<State, StateError> {
-    let tenants = unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA)?.map(|b| b.tenants).unwrap_or_default();
-    let recent_events =
-        unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA)?.map(|b| b.events).unwrap_or_default();
+/// the lock (for `guardian status` and `runtime exec`), accepting only
+/// signatures by `verifier`'s keys; missing files are an empty state.
+pub fn read_state(root: &Path, verifier: &StateVerifier) -> Result<State, StateError> {
+    let tenants = unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?
+        .map(|b| b.tenants)
+        .unwrap_or_default();
+    let recent_events = unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA, verifier)?
+        .map(|b| b.events)
+        .unwrap_or_default();
     for (name, tenant) in &tenants {
         if tenant.floor < tenant.version {
             return Err(StateError::Inconsistent {
@@ -212,10 +317,13 @@ pub fn read_state(root: &Path) -> Result<State, StateError> {
     Ok(State { tenants, recent_events })
 }
 
-/// The state directory, locked for this process.
+/// The state directory, locked for this process, with the host key that
+/// signs what is written there.
 #[derive(Debug)]
 pub struct StateDir {
     root: PathBuf,
+    key: SecretKey,
+    verifier: StateVerifier,
     // Held for the lifetime of this value: the flock is released on drop.
     _lock: File,
 }
@@ -223,7 +331,7 @@ pub struct StateDir {
 impl StateDir {
     /// Creates the directory if needed and takes its lock, failing at once
     /// (not waiting) if another guardian holds it.
-    pub fn open_locked(root: &Path) -> Result<Self, StateError> {
+    pub fn open_locked(root: &Path, key: SecretKey) -> Result<Self, StateError> {
         let io_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StateError::Io { path, source }
@@ -242,7 +350,8 @@ impl StateDir {
             Err(TryLockError::WouldBlock) => return Err(StateError::Locked { path: lock_path }),
             Err(TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
-        Ok(Self { root: root.to_path_buf(), _lock: lock })
+        let verifier = StateVerifier::new(vec![key.public_key()], format!("this host's key {}", key.key_id()));
+        Ok(Self { root: root.to_path_buf(), key, verifier, _lock: lock })
     }
 
     pub fn root(&self) -> &Path {
@@ -250,7 +359,7 @@ impl StateDir {
     }
 
     pub fn load(&self) -> Result<State, StateError> {
-        read_state(&self.root)
+        read_state(&self.root, &self.verifier)
     }
 
     /// Writes the tenant records of `state` to `state.json`, atomically,
@@ -270,7 +379,8 @@ impl StateDir {
 
     fn write_sealed<T: Serialize>(&self, name: &str, schema: &str, body: &T) -> Result<(), StateError> {
         let path = self.root.join(name);
-        let bytes = seal(schema, body).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
+        let bytes =
+            seal(schema, body, &self.key).map_err(|reason| StateError::Malformed { path: path.clone(), reason })?;
         atomic_write(&path, &bytes, FileMode::Public).map_err(|source| StateError::Io { path, source })
     }
 
@@ -290,6 +400,10 @@ impl StateDir {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key() -> SecretKey {
+        SecretKey::from_seed(&[9; 32], signer::minisign::KeyId([9; 8]))
+    }
 
     fn sample() -> State {
         let mut files = BTreeMap::new();
@@ -313,7 +427,7 @@ mod tests {
     #[test]
     fn save_and_load_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let sd = StateDir::open_locked(dir.path()).unwrap();
+        let sd = StateDir::open_locked(dir.path(), key()).unwrap();
         assert_eq!(sd.load().unwrap(), State::default());
         let mut state = sample();
         state.push_event(RecentEvent { time: "t".into(), kind: "k".into(), tenant: None, summary: String::new() });
@@ -325,14 +439,14 @@ mod tests {
     #[test]
     fn a_second_guardian_is_locked_out() {
         let dir = tempfile::tempdir().unwrap();
-        let _first = StateDir::open_locked(dir.path()).unwrap();
-        assert!(matches!(StateDir::open_locked(dir.path()), Err(StateError::Locked { .. })));
+        let _first = StateDir::open_locked(dir.path(), key()).unwrap();
+        assert!(matches!(StateDir::open_locked(dir.path(), key()), Err(StateError::Locked { .. })));
     }
 
     #[test]
     fn an_edited_state_is_reported_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
-        let sd = StateDir::open_locked(dir.path()).unwrap();
+        let sd = StateDir::open_locked(dir.path(), key()).unwrap();
         sd.save_tenants(&sample()).unwrap();
         let path = dir.path().join(STATE_FILE);
         let text = fs::read_to_string(&path).unwrap().replace("\"floor\":2", "\"floor\":1");
@@ -344,9 +458,37 @@ mod tests {
     }
 
     #[test]
+    fn a_forged_state_with_a_recomputed_hash_is_refused_by_its_signature() {
+        // The attack the hash alone allowed: lower a floor and fix the hash.
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_locked(dir.path(), key()).unwrap();
+        sd.save_tenants(&sample()).unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let text = fs::read_to_string(&path).unwrap();
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut body = file["body"].clone();
+        body["tenants"]["alpha"]["floor"] = 1.into();
+        body["tenants"]["alpha"]["version"] = 1.into();
+        let bytes = signer::canonical::to_canonical_bytes(&body).unwrap();
+        let forged = serde_json::json!({"body": body, "schema": STATE_SCHEMA, "sha256": body_hash(&bytes),
+            "signature": file["signature"]});
+        fs::write(&path, forged.to_string()).unwrap();
+        assert_eq!(sd.load().unwrap_err().reason_code(), "state_signature_invalid");
+        // Without the signature it is unsigned, and refused as such.
+        let stripped = serde_json::json!({"body": body, "schema": STATE_SCHEMA, "sha256": body_hash(&bytes)});
+        fs::write(&path, stripped.to_string()).unwrap();
+        assert_eq!(sd.load().unwrap_err().reason_code(), "state_unsigned");
+        // Re-signed by another key, it names the signer it does not trust.
+        let other = SecretKey::from_seed(&[3; 32], signer::minisign::KeyId([3; 8]));
+        fs::write(&path, seal(STATE_SCHEMA, &TenantsBody { tenants: sample().tenants }, &other).unwrap()).unwrap();
+        let err = sd.load().unwrap_err();
+        assert_eq!(err.reason_code(), "state_signer_untrusted", "{err}");
+    }
+
+    #[test]
     fn a_floor_below_the_version_is_inconsistent() {
         let dir = tempfile::tempdir().unwrap();
-        let sd = StateDir::open_locked(dir.path()).unwrap();
+        let sd = StateDir::open_locked(dir.path(), key()).unwrap();
         let mut state = sample();
         state.tenants.get_mut("alpha").unwrap().floor = 1;
         sd.save_tenants(&state).unwrap();

@@ -252,7 +252,9 @@ impl PublicKey {
     }
 }
 
-/// A minisign secret key, unlocked. The key material is zeroized on drop.
+/// A minisign secret key, unlocked. The key material is zeroized on drop
+/// (every clone's too: `SigningKey` zeroizes itself).
+#[derive(Clone)]
 pub struct SecretKey {
     key_id: KeyId,
     signing_key: SigningKey,

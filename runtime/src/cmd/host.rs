@@ -104,7 +104,7 @@ impl HostArgs {
             )
         };
         let state_dir = self.state.clone().unwrap_or_else(|| config.state_dir.clone());
-        let floors = rollback_floors(&state_dir)?;
+        let floors = rollback_floors(&state_dir, self, &config)?;
         Ok(Host { config, config_file_used, policies, cache, floors })
     }
 
@@ -117,8 +117,18 @@ impl HostArgs {
 /// The floors in the guardian state at `state_dir` (none when there is no
 /// guardian state there). A state that does not check out is an error: a run
 /// must not go ahead on the word of a state file that may have been edited.
-fn rollback_floors(state_dir: &Path) -> anyhow::Result<Option<RollbackFloors>> {
-    let state = guardian::state::read_state(state_dir)
+fn rollback_floors(state_dir: &Path, args: &HostArgs, config: &NodeConfig) -> anyhow::Result<Option<RollbackFloors>> {
+    let state_file = state_dir.join(guardian::state::STATE_FILE);
+    if std::fs::symlink_metadata(&state_file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        // No guardian state on this node: nothing to hold runs to.
+        return Ok(None);
+    }
+    // The state is signed by the guardian's host key: trusted through the
+    // trust store's log key for this node's origin.
+    let trust = args.trust_store(config).ok();
+    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key)
+        .context("cannot check the guardian state's signature")?;
+    let state = guardian::state::read_state(state_dir, &verifier)
         .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
     let tenants = state
         .tenants

@@ -352,9 +352,21 @@ fn a_writable_cache_directory_is_refused_not_used() {
 }
 
 /// Guardian state naming `tenant` at `version` (also its floor), as the
-/// guardian writes it, for a bundle whose manifest hash is `manifest_sha256`.
-fn guardian_state(dir: &Path, tenant: &str, version: u64, manifest_sha256: &str) {
-    let state = guardian::state::StateDir::open_locked(dir).unwrap();
+/// guardian of `node` writes it (signed by its host key), for a bundle whose
+/// manifest hash is `manifest_sha256`.
+fn guardian_state(node: &Node, dir: &Path, tenant: &str, version: u64, manifest_sha256: &str) {
+    let key = signer::keyfile::load_or_create_host_key(&node.path("xdg-state/nightcore/host.key")).unwrap();
+    guardian_state_signed_by(key, dir, tenant, version, manifest_sha256);
+}
+
+fn guardian_state_signed_by(
+    key: signer::minisign::SecretKey,
+    dir: &Path,
+    tenant: &str,
+    version: u64,
+    manifest_sha256: &str,
+) {
+    let state = guardian::state::StateDir::open_locked(dir, key).unwrap();
     let mut files = std::collections::BTreeMap::new();
     files.insert("module.wasm".to_string(), guardian::digest::FileRecord::of(b"m"));
     let record = guardian::state::TenantRecord {
@@ -380,13 +392,14 @@ fn an_old_signed_version_is_refused_below_the_rollback_floor() {
     let current = node.signer.bundle_version(&node.path("hello-v2"), "hello", 2, &fixture("hello"));
     let state = node.path("guardian-state");
     let (_, v2) = node.exec_json(&[s(&current)]);
-    guardian_state(&state, "hello", 2, v2["manifest_sha256"].as_str().unwrap());
+    guardian_state(&node, &state, "hello", 2, v2["manifest_sha256"].as_str().unwrap());
 
     let (code, json) = node.exec_json(&["--state", s(&state), s(&old)]);
     assert_refused(&json, code, "verify", "below_floor", "hello v1 is below the rollback floor v2");
     // The same through a config file's state_dir, and for --all.
     let config = node.path("nightcore.toml");
-    std::fs::write(&config, "state_dir = \"guardian-state\"\n").unwrap();
+    // The same node: the guardian's state, and the host key that signed it.
+    std::fs::write(&config, "state_dir = \"guardian-state\"\nhost_key = \"xdg-state/nightcore/host.key\"\n").unwrap();
     let (code, json) = node.exec_json(&["--config", s(&config), s(&old)]);
     assert_refused(&json, code, "verify", "below_floor", "below the rollback floor");
     let deploy = node.path("deploy");
@@ -408,7 +421,7 @@ fn an_edited_guardian_state_stops_runs_instead_of_lowering_floors() {
     let node = Node::new();
     let hello = node.signer.bundle_version(&node.path("hello"), "hello", 1, &fixture("hello"));
     let state = node.path("guardian-state");
-    guardian_state(&state, "hello", 2, &"a".repeat(64));
+    guardian_state(&node, &state, "hello", 2, &"a".repeat(64));
     let path = state.join("state.json");
     let text = std::fs::read_to_string(&path).unwrap().replace("\"floor\":2", "\"floor\":1");
     std::fs::write(&path, text).unwrap();
@@ -417,6 +430,14 @@ fn an_edited_guardian_state_stops_runs_instead_of_lowering_floors() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot check bundles against the guardian state"), "{stderr}");
     assert!(stderr.contains("its hash is"), "{stderr}");
+    // A well-formed state with a lower floor, signed by a key of the
+    // attacker's own: refused by its signer.
+    std::fs::remove_dir_all(&state).unwrap();
+    guardian_state_signed_by(signer::minisign::SecretKey::generate(), &state, "hello", 1, &"a".repeat(64));
+    let output = node.exec(&["--state", s(&state), s(&hello)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is signed by key") && stderr.contains("which is not the host key"), "{stderr}");
 }
 
 #[test]
