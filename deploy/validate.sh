@@ -119,6 +119,21 @@ read -r -a unit_argv <<<"$exec_start"
 [ "${unit_argv[0]}" = /usr/local/bin/guardian ] || { echo "$unit: ExecStart runs ${unit_argv[0]}, not /usr/local/bin/guardian" >&2; exit 1; }
 "$guardian" "${unit_argv[@]:1}" --help >/dev/null
 echo "ExecStart arguments accepted by guardian"
+# Separate users (ops/fleet.md, "Who may write what"): the guardian alone owns
+# its state directory, and the deploy tree belongs to the deployer user.
+[ "$(sed -n 's/^User=//p' "$unit")" = nightcore ] || { echo "$unit: the guardian must run as nightcore" >&2; exit 1; }
+state_mode=$(sed -n 's/^StateDirectoryMode=//p' "$unit")
+case "$state_mode" in
+    0700 | 0711) ;;
+    *) echo "$unit: StateDirectoryMode=$state_mode lets others list or write the state directory" >&2; exit 1 ;;
+esac
+grep -q '^#   install -d -m 2775 -o nightcore-deploy -g nightcore /srv/nightcore/deploy$' "$unit" || {
+    echo "$unit: the deploy tree must belong to nightcore-deploy (group nightcore), not to the guardian's user" >&2
+    exit 1
+}
+grep -q '^ReadWritePaths=/srv/nightcore/deploy$' "$unit" || { echo "$unit: ReadWritePaths must be the deploy tree alone" >&2; exit 1; }
+[ "$(grep -c '^ReadWritePaths=' "$unit")" = 1 ] || { echo "$unit: more than one ReadWritePaths" >&2; exit 1; }
+echo "separate users: guardian nightcore (state $state_mode), deploy tree nightcore-deploy"
 if command -v systemd-analyze >/dev/null 2>&1; then
     # verify checks that ExecStart's program exists, so a copy names the binary just built.
     sed "s|^ExecStart=/usr/local/bin/guardian|ExecStart=$guardian|" "$unit" >"$scratch/nightcore-guardian.service"

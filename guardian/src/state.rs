@@ -148,26 +148,29 @@ impl StateVerifier {
     /// trust store), the host's public key beside `host_key` (`host.pub`),
     /// which whoever can write the state directory could replace too, so
     /// that fallback is logged.
-    pub fn for_node(
-        trust: Option<&signer::trust::TrustStore>,
-        origin: &str,
-        host_key: &Path,
-    ) -> Result<Self, StateError> {
+    /// A key that cannot be loaded is no error here: it only matters (and
+    /// is named) when there is a state to verify.
+    pub fn for_node(trust: Option<&signer::trust::TrustStore>, origin: &str, host_key: &Path) -> Self {
         if let Some(trust) = trust {
             let keys: Vec<PublicKey> = trust.log_keys_for(origin).cloned().collect();
             if !keys.is_empty() {
-                return Ok(Self::new(keys, format!("a log key the trust store binds to origin {origin}")));
+                return Self::new(keys, format!("a log key the trust store binds to origin {origin}"));
             }
         }
         let public = host_key.with_extension("pub");
-        tracing::warn!(
-            origin,
-            host_pub = %public.display(),
-            "the trust store binds no log key to this origin: checking the guardian state against the host's own .pub"
-        );
-        let key = signer::keyfile::load_public_key(&public)
-            .map_err(|e| StateError::Io { path: public.clone(), source: io::Error::other(e.to_string()) })?;
-        Ok(Self::new(vec![key], format!("the host key in {}", public.display())))
+        match signer::keyfile::load_public_key(&public) {
+            Ok(key) => {
+                tracing::debug!(
+                    origin,
+                    host_pub = %public.display(),
+                    "the trust store binds no log key to this origin: the guardian state is checked against the host's own .pub"
+                );
+                Self::new(vec![key], format!("the host key in {}", public.display()))
+            }
+            Err(e) => {
+                Self::new(Vec::new(), format!("the host key in {} (which cannot be read: {e})", public.display()))
+            }
+        }
     }
 
     fn verify(&self, path: &Path, message: &[u8], signature: Option<&str>) -> Result<(), StateError> {
@@ -294,12 +297,10 @@ fn unseal<T: Serialize + serde::de::DeserializeOwned>(
 /// the lock (for `guardian status` and `runtime exec`), accepting only
 /// signatures by `verifier`'s keys; missing files are an empty state.
 pub fn read_state(root: &Path, verifier: &StateVerifier) -> Result<State, StateError> {
-    let tenants = unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?
-        .map(|b| b.tenants)
-        .unwrap_or_default();
-    let recent_events = unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA, verifier)?
-        .map(|b| b.events)
-        .unwrap_or_default();
+    let tenants =
+        unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?.map(|b| b.tenants).unwrap_or_default();
+    let recent_events =
+        unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA, verifier)?.map(|b| b.events).unwrap_or_default();
     for (name, tenant) in &tenants {
         if tenant.floor < tenant.version {
             return Err(StateError::Inconsistent {

@@ -57,7 +57,7 @@ impl<'a> TenantJson<'a> {
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let config = args.node.config()?;
     let trust = signer::trust::TrustStore::load(&config.trust_dir).ok();
-    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key)?;
+    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key);
     let state = guardian::read_state(&config.state_dir, &verifier)?;
     let out = StatusJson {
         state_dir: config.state_dir.display().to_string(),

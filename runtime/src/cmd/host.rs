@@ -37,6 +37,10 @@ pub struct HostArgs {
     #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// The secret that authenticates compile-cache entries (default: cache_key from the config); created 0600 if missing. Never inside the cache directory.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_cache")]
+    cache_key: Option<PathBuf>,
+
     /// The guardian's state directory, whose rollback floors every run must respect (default: state_dir from the config, or the standard state directory).
     #[arg(long, value_name = "DIR")]
     state: Option<PathBuf>,
@@ -96,7 +100,15 @@ impl HostArgs {
             None
         } else {
             let dir = self.cache_dir.clone().unwrap_or_else(|| config.cache_dir.clone());
-            let secret = CacheSecret::load_or_create(&config.cache_key)
+            let key = self.cache_key.clone().unwrap_or_else(|| config.cache_key.clone());
+            if key.starts_with(&dir) {
+                anyhow::bail!(
+                    "the cache secret {} is inside the cache directory {}: whoever can write the cache could replace it",
+                    key.display(),
+                    dir.display()
+                );
+            }
+            let secret = CacheSecret::load_or_create(&key)
                 .context("cannot use the compile cache (pass --no-cache to compile every time)")?;
             Some(
                 CompileCache::open(&dir, secret)
@@ -118,16 +130,10 @@ impl HostArgs {
 /// guardian state there). A state that does not check out is an error: a run
 /// must not go ahead on the word of a state file that may have been edited.
 fn rollback_floors(state_dir: &Path, args: &HostArgs, config: &NodeConfig) -> anyhow::Result<Option<RollbackFloors>> {
-    let state_file = state_dir.join(guardian::state::STATE_FILE);
-    if std::fs::symlink_metadata(&state_file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-        // No guardian state on this node: nothing to hold runs to.
-        return Ok(None);
-    }
     // The state is signed by the guardian's host key: trusted through the
     // trust store's log key for this node's origin.
     let trust = args.trust_store(config).ok();
-    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key)
-        .context("cannot check the guardian state's signature")?;
+    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key);
     let state = guardian::state::read_state(state_dir, &verifier)
         .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
     let tenants = state
