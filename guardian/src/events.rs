@@ -48,6 +48,8 @@ pub const MODULE_UPGRADED: &str = audit::kinds::MODULE_UPGRADED;
 pub const ROLLBACK_COMPLETED: &str = audit::kinds::ROLLBACK_COMPLETED;
 pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
 pub const ROLLBACK_FAILED: &str = "rollback.failed";
+pub const TRUST_RELOADED: &str = "trust.reloaded";
+pub const TRUST_RELOAD_FAILED: &str = "trust.reload_failed";
 
 /// Changes listed per event at most; `changes_total` gives the full count.
 pub const MAX_CHANGES_PER_EVENT: usize = 64;
@@ -248,6 +250,19 @@ pub fn rollback_failed(
         "out_of_service": quarantined_to.is_some(),
     });
     GuardianEvent::new(ROLLBACK_FAILED, data)
+}
+
+/// The trust store was reloaded on request (SIGHUP).
+pub fn trust_reloaded(trust_dir: &Path, keys: usize) -> GuardianEvent {
+    GuardianEvent::new(TRUST_RELOADED, json!({ "trust_dir": trust_dir.display().to_string(), "keys": keys }))
+}
+
+/// A requested reload found a trust store that does not load; the old one stays.
+pub fn trust_reload_failed(trust_dir: &Path, reason: &str) -> GuardianEvent {
+    GuardianEvent::new(
+        TRUST_RELOAD_FAILED,
+        json!({ "trust_dir": trust_dir.display().to_string(), "reason": reason, "kept_previous": true }),
+    )
 }
 
 pub fn rollback_recovered(tenant: &str, quarantined_to: &Path) -> GuardianEvent {

@@ -363,6 +363,27 @@ impl Guardian {
         Ok(())
     }
 
+    /// Reloads the trust store when asked to (SIGHUP) and records the result:
+    /// `trust.reloaded`, or `trust.reload_failed` with the reason, keeping
+    /// the old store. Returns whether a new store is in force.
+    pub fn reload_trust_on_request(&mut self) -> Result<bool, GuardianError> {
+        let dir = self.options.trust_dir.clone();
+        match TrustStore::load(&dir) {
+            Ok(trust) => {
+                let keys = trust.keys().count();
+                tracing::info!(trust_dir = %dir.display(), keys, "trust store reloaded");
+                self.trust = trust;
+                self.record_now(vec![events::trust_reloaded(&dir, keys)])?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::error!(trust_dir = %dir.display(), error = %e, "trust store does not load; keeping the previous one");
+                self.record_now(vec![events::trust_reload_failed(&dir, &e.to_string())])?;
+                Ok(false)
+            }
+        }
+    }
+
     /// Reloads the trust store, keeping the old one if the new one does not load.
     fn reload_trust(&mut self) {
         match TrustStore::load(&self.options.trust_dir) {

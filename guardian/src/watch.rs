@@ -60,6 +60,7 @@ pub struct WatchSummary {
 
 enum Wake {
     Fs(notify::Result<notify::Event>),
+    Reload,
     Stop,
 }
 
@@ -67,6 +68,7 @@ enum Wake {
 #[derive(Debug, Default)]
 struct Flags {
     overflowed: AtomicBool,
+    reload: AtomicBool,
     stop: AtomicBool,
 }
 
@@ -78,6 +80,13 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
+    /// Asks the daemon to reload its trust store (SIGHUP): a store that does
+    /// not load is refused and the old one kept; either way it is recorded.
+    pub fn reload(&self) {
+        self.flags.reload.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Wake::Reload);
+    }
+
     pub fn stop(&self) {
         self.flags.stop.store(true, Ordering::SeqCst);
         // Only a wake-up: a full channel wakes the loop anyway, and a closed
@@ -95,6 +104,7 @@ impl std::fmt::Debug for Wake {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Wake::Fs(_) => f.write_str("Fs"),
+            Wake::Reload => f.write_str("Reload"),
             Wake::Stop => f.write_str("Stop"),
         }
     }
@@ -212,6 +222,7 @@ impl Daemon {
             let deadline = pending.next_deadline(settle).map_or(next_rescan, |d| d.min(next_rescan));
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(Wake::Stop) | Err(RecvTimeoutError::Disconnected) => break 'run,
+                Ok(Wake::Reload) => {}
                 Ok(Wake::Fs(event)) => {
                     self.note(event, &mut pending, &mut summary);
                     // Take what else is queued before acting, so a burst is handled once.
@@ -219,6 +230,7 @@ impl Daemon {
                         match self.rx.try_recv() {
                             Ok(Wake::Fs(event)) => self.note(event, &mut pending, &mut summary),
                             Ok(Wake::Stop) => break 'run,
+                            Ok(Wake::Reload) => {}
                             Err(_) => break,
                         }
                     }
@@ -227,6 +239,13 @@ impl Daemon {
             }
             if self.flags.stop.load(Ordering::SeqCst) {
                 break 'run;
+            }
+            if self.flags.reload.swap(false, Ordering::SeqCst) {
+                // A new trust store applies to every tenant at once: with a
+                // key revoked, bundles it approved are no longer valid.
+                if self.guardian.reload_trust_on_request()? {
+                    pending.full_scan = true;
+                }
             }
             if self.flags.overflowed.swap(false, Ordering::SeqCst) {
                 summary.overflows += 1;

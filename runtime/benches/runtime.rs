@@ -103,24 +103,28 @@ fn instantiate_and_run(c: &mut Criterion) {
 
 fn compile_versus_cache(c: &mut Criterion) {
     let engine = NightEngine::new(EngineOptions::default()).unwrap();
-    let bundle = verified(big_module());
-    let dir = tempfile::tempdir().unwrap();
-    let cache = CompileCache::open(dir.path(), runtime::cache::CacheSecret::generate()).unwrap();
-    cache.load_or_compile(&engine, &bundle).unwrap();
-    let mut group = c.benchmark_group(format!("module_{}kb", bundle.module.len() / 1024));
-    group.bench_function("compile_uncached", |b| b.iter(|| black_box(compile(&engine, &bundle.module).unwrap())));
-    group.bench_function("load_cached", |b| b.iter(|| black_box(cache.load_or_compile(&engine, &bundle).unwrap())));
-    // What authenticating an entry adds to a cache hit: HMAC-SHA256 over the
-    // whole entry, side by side with the hit that includes it.
-    let entry = std::fs::read(cache.artifact_path(&engine, &bundle)).unwrap();
-    group.bench_function("entry_hmac_only", |b| {
-        b.iter(|| {
-            let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&[7; 32]).unwrap();
-            hmac::Mac::update(&mut mac, black_box(&entry));
-            black_box(hmac::Mac::finalize(mac))
-        })
-    });
-    group.finish();
+    // hello is what a cached `runtime exec` of hello loads; the large module
+    // shows how the tag's cost grows with the artifact.
+    for module in [wat::parse_str(HELLO).unwrap(), big_module()] {
+        let bundle = verified(module);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = CompileCache::open(dir.path(), runtime::cache::CacheSecret::generate()).unwrap();
+        cache.load_or_compile(&engine, &bundle).unwrap();
+        let entry = std::fs::read(cache.artifact_path(&engine, &bundle)).unwrap();
+        let mut group = c.benchmark_group(format!("cache_{}b_module_{}b_entry", bundle.module.len(), entry.len()));
+        group.bench_function("compile_uncached", |b| b.iter(|| black_box(compile(&engine, &bundle.module).unwrap())));
+        group.bench_function("load_cached", |b| b.iter(|| black_box(cache.load_or_compile(&engine, &bundle).unwrap())));
+        // What authenticating an entry adds to a cache hit: HMAC-SHA256 over
+        // the whole entry, side by side with the hit that includes it.
+        group.bench_function("entry_hmac_only", |b| {
+            b.iter(|| {
+                let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&[7; 32]).unwrap();
+                hmac::Mac::update(&mut mac, black_box(&entry));
+                black_box(hmac::Mac::finalize(mac))
+            })
+        });
+        group.finish();
+    }
 }
 
 fn deploy_all(c: &mut Criterion) {

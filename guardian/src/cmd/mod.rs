@@ -42,6 +42,11 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The configuration file named with `--config`, if any.
+    pub fn config_path(&self) -> Option<PathBuf> {
+        self.config.clone()
+    }
+
     pub fn config(&self) -> anyhow::Result<NodeConfig> {
         let mut config = NodeConfig::load(self.config.as_deref()).context("cannot load the node configuration")?;
         if let Some(state) = &self.state {

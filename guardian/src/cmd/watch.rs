@@ -6,13 +6,13 @@ use std::time::Duration;
 use anyhow::Context;
 use guardian::watch::{Daemon, WatchOptions};
 use guardian::{Guardian, RepairMode};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use super::{NewTenants, NodeArgs, printing_observer};
 use crate::Outcome;
 
-/// Verify every bundle of a deploy directory, then keep watching it: roll back drift to the last verified version and accept signed upgrades, until SIGTERM or SIGINT.
+/// Verify every bundle of a deploy directory, then keep watching it: roll back drift to the last verified version and accept signed upgrades, until SIGTERM or SIGINT. SIGHUP reloads the trust store (a store that does not load is refused and the old one kept; both are recorded as trust.reloaded / trust.reload_failed).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The deploy directory: one bundle directory per tenant.
@@ -47,12 +47,25 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     };
     let daemon = Daemon::new(guardian, watch)?;
     let stop = daemon.stop_handle();
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
     let signal_handle = signals.handle();
+    let config_path = args.node.config_path();
     let signal_thread = std::thread::spawn(move || {
-        if let Some(signal) = signals.forever().next() {
+        for signal in signals.forever() {
+            if signal == SIGHUP {
+                // The trust store is reloaded by the daemon; the rest of the
+                // configuration (paths, origin) is fixed for its lifetime, so
+                // a file that no longer loads is reported, not applied.
+                if let Err(e) = signer::config::NodeConfig::load(config_path.as_deref()) {
+                    tracing::error!(error = %e, "the configuration no longer loads; a restart would fail, the running daemon keeps its settings");
+                }
+                tracing::info!("reloading the trust store on SIGHUP");
+                stop.reload();
+                continue;
+            }
             tracing::info!(signal, "stopping on signal");
             stop.stop();
+            break;
         }
     });
     let result = daemon.run();

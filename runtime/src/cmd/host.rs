@@ -130,6 +130,12 @@ impl HostArgs {
 /// guardian state there). A state that does not check out is an error: a run
 /// must not go ahead on the word of a state file that may have been edited.
 fn rollback_floors(state_dir: &Path, args: &HostArgs, config: &NodeConfig) -> anyhow::Result<Option<RollbackFloors>> {
+    let state_file = state_dir.join(guardian::state::STATE_FILE);
+    if std::fs::symlink_metadata(&state_file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        // No guardian state on this node: nothing to hold runs to (and no
+        // reason to load keys to check it with).
+        return Ok(None);
+    }
     // The state is signed by the guardian's host key: trusted through the
     // trust store's log key for this node's origin.
     let trust = args.trust_store(config).ok();
