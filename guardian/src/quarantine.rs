@@ -15,6 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rustix::fs::RenameFlags;
 use signer::fsutil::sync_dir;
 
 /// Why something could not be quarantined.
@@ -56,20 +57,43 @@ impl Quarantine {
             .take(64)
             .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })
             .collect();
-        let dest = self.root.join(format!(
-            "{}-{}-{n}-{label}",
-            signer::manifest::format_compact_utc(time::OffsetDateTime::now_utc()),
-            std::process::id()
-        ));
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| QuarantineError::Io { path, source }
         };
-        if fs::rename(source, &dest).is_err() {
-            // Most likely another file system (EXDEV): copy, then remove the original.
-            copy_tree(source, &dest).map_err(err(source))?;
-            remove_any(source).map_err(err(source))?;
+        // A fresh, unpredictable name, placed with RENAME_NOREPLACE: a plain
+        // rename would silently replace an empty directory someone prepared
+        // under a name they could guess.
+        let mut placed = None;
+        for _ in 0..16 {
+            let mut random = [0u8; 4];
+            rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut random);
+            let dest = self.root.join(format!(
+                "{}-{}-{n}-{}-{label}",
+                signer::manifest::format_compact_utc(time::OffsetDateTime::now_utc()),
+                std::process::id(),
+                hex::encode(random)
+            ));
+            match rustix::fs::renameat_with(rustix::fs::CWD, source, rustix::fs::CWD, &dest, RenameFlags::NOREPLACE) {
+                Ok(()) => {
+                    placed = Some(dest);
+                    break;
+                }
+                Err(rustix::io::Errno::EXIST) => continue,
+                Err(rustix::io::Errno::XDEV) => {
+                    // Another file system: copy (creating every entry
+                    // exclusively), then remove the original.
+                    copy_tree(source, &dest).map_err(err(source))?;
+                    remove_any(source).map_err(err(source))?;
+                    placed = Some(dest);
+                    break;
+                }
+                Err(e) => return Err(err(source)(e.into())),
+            }
         }
+        let Some(dest) = placed else {
+            return Err(err(&self.root)(io::Error::other("no free quarantine name after 16 tries")));
+        };
         defang(&dest).map_err(err(&dest))?;
         sync_dir(&self.root).map_err(err(&self.root))?;
         if let Some(parent) = source.parent() {
@@ -155,5 +179,27 @@ mod tests {
         copy_tree(&src, &dir.path().join("dst")).unwrap();
         assert_eq!(fs::read_link(dir.path().join("dst/l")).unwrap(), Path::new("f"));
         assert_eq!(fs::read(dir.path().join("dst/f")).unwrap(), b"1");
+    }
+
+    #[test]
+    fn every_entry_gets_a_fresh_name_and_nothing_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = Quarantine::open(&dir.path().join("q")).unwrap();
+        let mut kept = Vec::new();
+        for i in 0..3 {
+            let src = dir.path().join(format!("src{i}"));
+            fs::write(&src, format!("evidence {i}")).unwrap();
+            kept.push(q.take(&src, "alpha").unwrap());
+        }
+        kept.sort();
+        kept.dedup();
+        assert_eq!(kept.len(), 3, "three distinct entries");
+        for path in &kept {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(name.ends_with("-alpha"), "{name}");
+            // time-pid-counter-random-label: 8 hex digits of randomness.
+            let random = name.rsplit('-').nth(1).unwrap();
+            assert!(random.len() == 8 && random.bytes().all(|b| b.is_ascii_hexdigit()), "{name}");
+        }
     }
 }

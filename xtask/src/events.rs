@@ -9,22 +9,29 @@ use std::path::Path;
 
 use crate::sign::SignedBundle;
 
-fn record(log_path: &Path, kind: &str, data: Value) -> Result<()> {
+/// The log at `log_path`, checkpointed with the host key and origin of the
+/// node configuration in the working directory (or the defaults): the key
+/// is never looked for beside the log.
+pub fn host_log(log_path: &Path) -> Result<HostLog> {
+    let config = signer::config::NodeConfig::load(None).context("cannot load the node configuration")?;
+    Ok(HostLog::at(log_path, &config))
+}
+
+fn record(host_log: &HostLog, kind: &str, data: Value) -> Result<()> {
     let data = match data {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    let config = signer::config::NodeConfig::load(None).context("cannot load the node configuration")?;
-    let mut log =
-        HostLog::at(log_path, &config).open().with_context(|| format!("opening audit log {}", log_path.display()))?;
+    let path = &host_log.log;
+    let mut log = host_log.open().with_context(|| format!("opening audit log {}", path.display()))?;
     log.append(&Event::new(kind, Actor::on_this_host("xtask"), data))
-        .with_context(|| format!("appending to audit log {}", log_path.display()))?;
+        .with_context(|| format!("appending to audit log {}", path.display()))?;
     Ok(())
 }
 
-pub fn module_signed(log_path: &Path, bundle: &SignedBundle) -> Result<()> {
+pub fn module_signed(log: &HostLog, bundle: &SignedBundle) -> Result<()> {
     record(
-        log_path,
+        log,
         kinds::MODULE_SIGNED,
         json!({
             "tenant": bundle.module,
@@ -40,7 +47,7 @@ pub fn module_signed(log_path: &Path, bundle: &SignedBundle) -> Result<()> {
 }
 
 pub fn module_rebuilt(
-    log_path: &Path,
+    log: &HostLog,
     module: &str,
     version: u64,
     report: &crate::rebuild::RebuildReport,
@@ -48,7 +55,7 @@ pub fn module_rebuilt(
 ) -> Result<()> {
     let differing: Vec<&str> = statement.differences.iter().map(|d| d.field).collect();
     record(
-        log_path,
+        log,
         kinds::MODULE_REBUILT,
         json!({
             "tenant": module,

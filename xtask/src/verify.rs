@@ -41,7 +41,8 @@ pub struct VerifyOptions {
     /// only that the bundle is consistent (the manifest pins the module bytes).
     pub trust: Option<TrustStore>,
     /// Audit log that records a `module.rebuilt` event per module.
-    pub audit_log: Option<PathBuf>,
+    /// Where `module.rebuilt` is recorded, with this node's host key.
+    pub audit_log: Option<audit::HostLog>,
     /// Whether a bundle without a (signed) provenance statement fails.
     pub statement: StatementRequirement,
     pub progress: Progress,

@@ -89,7 +89,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
          [tenants.files]\nroot = \"tenants/files\"\ndirs = {{ \"/input\" = \"tenants/files/input\", \"/output\" = \"tenants/files/output\" }}\n"
         ),
     )?;
-    let audit_log = state.join("audit.log");
+    // Everything the demo records goes through this node's configuration:
+    // its host key and origin, the same for xtask, runtime and guardian.
+    let node_log = audit::HostLog::from_config(&signer::config::NodeConfig::load(Some(&config))?);
 
     say(
         "2. Reproducible build and signing",
@@ -107,7 +109,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             b.created = signed.created;
             b
         })?;
-        xtask::events::module_signed(&audit_log, &signed)?;
+        xtask::events::module_signed(&node_log, &signed)?;
         detail(format!(
             "{} v{}: {} bytes, sha256 {}…, signed by alice and bob",
             module.name,
@@ -133,7 +135,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         scratch_parent: None,
         cargo_home: None,
         trust: Some(signer::trust::TrustStore::load(&trust)?),
-        audit_log: Some(audit_log.clone()),
+        audit_log: Some(node_log.clone()),
         statement: StatementRequirement::Required,
         progress,
     };

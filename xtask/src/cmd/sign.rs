@@ -66,10 +66,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     options.source_date_epoch = args.source_date_epoch;
     let built = build_modules(&options, &args.modules)?;
     let mut bundles: Vec<SignedBundle> = Vec::new();
+    let audit_log = args.audit.as_deref().map(xtask::events::host_log).transpose()?;
     for module in &built {
         let signed = bundle_and_sign(module, &dist, args.valid_days, key.as_ref())?;
-        if let Some(audit_path) = &args.audit {
-            xtask::events::module_signed(audit_path, &signed)?;
+        if let Some(log) = &audit_log {
+            xtask::events::module_signed(log, &signed)?;
         }
         bundles.push(signed);
     }

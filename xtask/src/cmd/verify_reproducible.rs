@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         scratch_parent: None,
         cargo_home: None,
         trust: args.trust.as_deref().map(signer::trust::TrustStore::load).transpose()?,
-        audit_log: args.audit,
+        audit_log: args.audit.as_deref().map(xtask::events::host_log).transpose()?,
         statement: if args.require_statement { StatementRequirement::Required } else { StatementRequirement::Optional },
         progress,
     };
