@@ -641,3 +641,19 @@ fn a_single_file_module_runs_and_is_refused_exactly_like_its_bundle() {
         assert_refused(&json, code, "read", "duplicate_bundle_section", "2 nightcore.bundle.v1 sections");
     }
 }
+
+#[test]
+fn another_tenants_keys_cannot_get_a_bundle_run_under_this_tenant() {
+    // billing's key signs `hello`: trusted, but scoped to billing only.
+    let node = Node::new();
+    let billing = signer::minisign::SecretKey::generate();
+    let trust = &node.signer.trust_dir;
+    std::fs::write(trust.join("billing.pub"), billing.public_key().to_file_text()).unwrap();
+    std::fs::write(trust.join("trust.toml"), format!("threshold = 1\n[tenants.billing]\nkeys = [\"{}\"]\n", billing.key_id()))
+        .unwrap();
+    let bundle = unsigned_bundle(&node.path("hello"), "hello", &fixture("hello"), Capabilities::default());
+    let manifest = std::fs::read(bundle.join("manifest.json")).unwrap();
+    signer::bundle::write_signature(&bundle, &billing.sign(&manifest, "billing").unwrap()).unwrap();
+    let (code, json) = node.exec_json(&[s(&bundle)]);
+    assert_refused(&json, code, "verify", "key_not_allowed_for_tenant", "hello");
+}

@@ -43,7 +43,11 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let module = std::fs::read(&args.wasm).with_context(|| format!("reading {}", args.wasm.display()))?;
+    // Capped and regular files only, like every read: a FIFO or a device
+    // named here must not hang or flood the signer.
+    let limits = signer::bundle::ReadLimits::default();
+    let module = signer::fsutil::read_capped(&args.wasm, limits.max_module_bytes)
+        .with_context(|| format!("reading {}", args.wasm.display()))?;
     if !module.starts_with(b"\0asm") {
         bail!(
             "{} is not a WebAssembly binary (no \\0asm magic); compile .wat files to .wasm first",
@@ -52,7 +56,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     }
     let capabilities = match &args.caps {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes = signer::fsutil::read_capped(path, 1024 * 1024)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", path.display()))?;
             Capabilities::from_toml(&text).with_context(|| format!("in {}", path.display()))?
         }
         None => Capabilities::default(),
