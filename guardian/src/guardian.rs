@@ -781,17 +781,24 @@ fn inspect(deploy: &Path, limits: &ReadLimits, state: &State, names: &[String]) 
     let reached = Mutex::new(vec![false; names.len()]);
     let indexed: Vec<(usize, &String)> = names.iter().enumerate().collect();
     let mut found = in_parallel(&indexed, 4, |(index, tenant)| {
-        if held.load(Ordering::Relaxed) >= SCAN_BYTE_BUDGET {
+        // Reserve what the module will take before reading it, so that two
+        // workers cannot both read a large tenant past the budget; the first
+        // tenant of a call is always read, so every call makes progress.
+        let estimate = fs::symlink_metadata(deploy.join(tenant).join(signer::bundle::MODULE_FILE))
+            .map_or(0, |m| m.len().min(limits.single_file_cap()));
+        let before = held.fetch_add(estimate, Ordering::SeqCst);
+        if before > 0 && before + estimate > SCAN_BYTE_BUDGET {
+            held.fetch_sub(estimate, Ordering::SeqCst);
             return None;
         }
         if let Ok(mut reached) = reached.lock() {
             reached[*index] = true;
         }
-        let inspected = inspect_one(deploy, limits, state, tenant)?;
-        if let Ok((snapshot, _)) = &inspected.result {
-            held.fetch_add(snapshot.held_bytes(), Ordering::Relaxed);
-        }
-        Some(inspected)
+        let inspected = inspect_one(deploy, limits, state, tenant);
+        // A clean tenant holds hashes only: give its reservation back.
+        let kept = inspected.as_ref().and_then(|i| i.result.as_ref().ok()).map_or(0, |(s, _)| s.held_bytes());
+        held.fetch_sub(estimate.saturating_sub(kept), Ordering::SeqCst);
+        inspected
     });
     found.sort_by(|a, b| a.tenant.cmp(&b.tenant));
     let reached = reached.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -649,8 +649,11 @@ fn another_tenants_keys_cannot_get_a_bundle_run_under_this_tenant() {
     let billing = signer::minisign::SecretKey::generate();
     let trust = &node.signer.trust_dir;
     std::fs::write(trust.join("billing.pub"), billing.public_key().to_file_text()).unwrap();
-    std::fs::write(trust.join("trust.toml"), format!("threshold = 1\n[tenants.billing]\nkeys = [\"{}\"]\n", billing.key_id()))
-        .unwrap();
+    std::fs::write(
+        trust.join("trust.toml"),
+        format!("threshold = 1\n[tenants.billing]\nkeys = [\"{}\"]\n", billing.key_id()),
+    )
+    .unwrap();
     let bundle = unsigned_bundle(&node.path("hello"), "hello", &fixture("hello"), Capabilities::default());
     let manifest = std::fs::read(bundle.join("manifest.json")).unwrap();
     signer::bundle::write_signature(&bundle, &billing.sign(&manifest, "billing").unwrap()).unwrap();
