@@ -297,10 +297,18 @@ fn unseal<T: Serialize + serde::de::DeserializeOwned>(
 /// the lock (for `guardian status` and `runtime exec`), accepting only
 /// signatures by `verifier`'s keys; missing files are an empty state.
 pub fn read_state(root: &Path, verifier: &StateVerifier) -> Result<State, StateError> {
-    let tenants =
-        unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?.map(|b| b.tenants).unwrap_or_default();
+    let tenants = read_tenants(root, verifier)?;
     let recent_events =
         unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA, verifier)?.map(|b| b.events).unwrap_or_default();
+    Ok(State { tenants, recent_events })
+}
+
+/// The tenant records of `ROOT/state.json` alone, checked as by
+/// [`read_state`] (what `runtime exec` needs for rollback floors, without
+/// reading and verifying `recent.json` on every run).
+pub fn read_tenants(root: &Path, verifier: &StateVerifier) -> Result<BTreeMap<String, TenantRecord>, StateError> {
+    let tenants =
+        unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?.map(|b| b.tenants).unwrap_or_default();
     for (name, tenant) in &tenants {
         if tenant.floor < tenant.version {
             return Err(StateError::Inconsistent {
@@ -315,7 +323,7 @@ pub fn read_state(root: &Path, verifier: &StateVerifier) -> Result<State, StateE
             });
         }
     }
-    Ok(State { tenants, recent_events })
+    Ok(tenants)
 }
 
 /// The state directory, locked for this process, with the host key that

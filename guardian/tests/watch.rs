@@ -463,6 +463,11 @@ fn a_rollback_that_cannot_complete_fails_closed() {
     assert_eq!(status.code(), Some(0), "{stderr}");
 }
 
+/// End to end with a daemon: a leftover under the old, predictable staging
+/// name neither stops the start nor the rollback. (As root, which the tests
+/// run as, the 0500 mode is no barrier; `restore.rs`'s
+/// `a_prepared_staging_path_is_neither_used_nor_in_the_way` is the test that
+/// fails on a stage() that reuses or removes a prepared path.)
 #[test]
 fn a_prepared_staging_directory_blocks_neither_rollbacks_nor_restarts() {
     let node = Node::new("threshold = 1\n");

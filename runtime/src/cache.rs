@@ -233,6 +233,23 @@ impl CompileCache {
         Ok(Self { dir, secret })
     }
 
+    /// The cache in `dir` with the secret in the file `secret_path` (see
+    /// [`CacheSecret::load_or_create`]), which must not lie inside `dir`:
+    /// whoever can write the cache could then replace the secret too.
+    pub fn open_with_secret_file(dir: impl Into<PathBuf>, secret_path: &Path) -> Result<Self, CacheOpenError> {
+        let dir = dir.into();
+        if secret_path.starts_with(&dir) {
+            return Err(CacheOpenError::Secret {
+                path: secret_path.to_path_buf(),
+                reason: format!(
+                    "it is inside the cache directory {}: whoever can write the cache could replace it",
+                    dir.display()
+                ),
+            });
+        }
+        Self::open(dir, CacheSecret::load_or_create(secret_path)?)
+    }
+
     /// The cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -142,7 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut options = ExecOptions::new(verification, &host.policies);
     options.cache = host.cache.as_ref();
-    options.floors = host.floors.as_ref();
+    let floors = args.host.rollback_floors(config, trust.as_ref())?;
+    options.floors = floors.as_ref();
     if args.deterministic {
         options.determinism = Determinism::Fixed;
     }

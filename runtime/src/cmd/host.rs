@@ -4,7 +4,6 @@
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
-use runtime::cache::CacheSecret;
 use runtime::policy::load_policy_file;
 use runtime::{CompileCache, HostPolicies, RollbackFloors, TenantFloor};
 use signer::config::{CONFIG_FILE, NodeConfig};
@@ -58,8 +57,6 @@ pub struct Host {
     pub config_file_used: bool,
     pub policies: HostPolicies,
     pub cache: Option<CompileCache>,
-    /// The guardian's rollback floors, when the node has guardian state.
-    pub floors: Option<RollbackFloors>,
 }
 
 fn parse_dir(text: &str) -> Result<(String, PathBuf), String> {
@@ -100,58 +97,53 @@ impl HostArgs {
             None
         } else {
             let dir = self.cache_dir.clone().unwrap_or_else(|| config.cache_dir.clone());
-            let key = self.cache_key.clone().unwrap_or_else(|| config.cache_key.clone());
-            if key.starts_with(&dir) {
-                anyhow::bail!(
-                    "the cache secret {} is inside the cache directory {}: whoever can write the cache could replace it",
-                    key.display(),
-                    dir.display()
-                );
-            }
-            let secret = CacheSecret::load_or_create(&key)
-                .context("cannot use the compile cache (pass --no-cache to compile every time)")?;
+            let key = self.cache_key.as_deref().unwrap_or(&config.cache_key);
             Some(
-                CompileCache::open(&dir, secret)
+                CompileCache::open_with_secret_file(dir, key)
                     .context("cannot use the compile cache (pass --no-cache to compile every time)")?,
             )
         };
-        let state_dir = self.state.clone().unwrap_or_else(|| config.state_dir.clone());
-        let floors = rollback_floors(&state_dir, self, &config)?;
-        Ok(Host { config, config_file_used, policies, cache, floors })
+        Ok(Host { config, config_file_used, policies, cache })
+    }
+
+    /// The floors in the guardian state (`--state`, else the config's
+    /// `state_dir`); none when there is no guardian state there. A state
+    /// that does not check out is an error: a run must not go ahead on the
+    /// word of a state file that may have been edited. `trust` is the store
+    /// the run verifies against, whose log key for this node's origin
+    /// vouches for the state.
+    pub fn rollback_floors(
+        &self,
+        config: &NodeConfig,
+        trust: Option<&TrustStore>,
+    ) -> anyhow::Result<Option<RollbackFloors>> {
+        let state_dir = self.state.as_deref().unwrap_or(&config.state_dir);
+        let state_file = state_dir.join(guardian::state::STATE_FILE);
+        if std::fs::symlink_metadata(&state_file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+            // No guardian state on this node: nothing to hold runs to.
+            return Ok(None);
+        }
+        let verifier = guardian::state::StateVerifier::for_node(trust, &config.origin, &config.host_key);
+        let tenants = guardian::state::read_tenants(state_dir, &verifier)
+            .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
+        let tenants = tenants
+            .into_iter()
+            .map(|(name, record)| {
+                let floor = TenantFloor {
+                    floor: record.floor,
+                    version: record.version,
+                    manifest_sha256: record.manifest_sha256,
+                };
+                (name, floor)
+            })
+            .collect();
+        Ok(Some(RollbackFloors { tenants }))
     }
 
     /// Loads the trust store named by `--trust` or the configuration.
     pub fn trust_store(&self, config: &NodeConfig) -> anyhow::Result<TrustStore> {
         trust_store(self.trust.as_deref(), config)
     }
-}
-
-/// The floors in the guardian state at `state_dir` (none when there is no
-/// guardian state there). A state that does not check out is an error: a run
-/// must not go ahead on the word of a state file that may have been edited.
-fn rollback_floors(state_dir: &Path, args: &HostArgs, config: &NodeConfig) -> anyhow::Result<Option<RollbackFloors>> {
-    let state_file = state_dir.join(guardian::state::STATE_FILE);
-    if std::fs::symlink_metadata(&state_file).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
-        // No guardian state on this node: nothing to hold runs to (and no
-        // reason to load keys to check it with).
-        return Ok(None);
-    }
-    // The state is signed by the guardian's host key: trusted through the
-    // trust store's log key for this node's origin.
-    let trust = args.trust_store(config).ok();
-    let verifier = guardian::state::StateVerifier::for_node(trust.as_ref(), &config.origin, &config.host_key);
-    let state = guardian::state::read_state(state_dir, &verifier)
-        .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
-    let tenants = state
-        .tenants
-        .into_iter()
-        .map(|(name, record)| {
-            let floor =
-                TenantFloor { floor: record.floor, version: record.version, manifest_sha256: record.manifest_sha256 };
-            (name, floor)
-        })
-        .collect();
-    Ok(Some(RollbackFloors { tenants }))
 }
 
 /// Loads the trust store at `dir`, or the configuration's.

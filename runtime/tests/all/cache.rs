@@ -248,6 +248,11 @@ fn a_cache_secret_others_can_read_or_replace_is_refused() {
     std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
     let err = CacheSecret::load_or_create(&path).unwrap_err();
     assert!(err.to_string().contains("not a regular file"), "{err}");
+    // A secret inside the cache could be replaced by whoever writes the cache.
+    let cache = dir.path().join("cache");
+    let err = CompileCache::open_with_secret_file(&cache, &cache.join("cache.key")).unwrap_err();
+    assert!(err.to_string().contains("inside the cache directory"), "{err}");
+    assert!(!cache.join("cache.key").exists(), "refused before it was created");
 }
 
 #[test]
