@@ -41,7 +41,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()>
     write_then_place(path, bytes, mode, |tmp| fs::rename(tmp, path))
 }
 
-/// Writes a file the user named (`--html`, `--receipt`, `--out`): a regular
+/// Writes a file the user named (`--html`, `--receipt`): a regular
 /// file or a new name is replaced atomically as by [`atomic_write`]; anything
 /// else (a device, a FIFO, a symlink such as `/dev/stdout`) is written
 /// through, never renamed over. Nothing is created through a dangling link.
@@ -96,8 +96,8 @@ pub fn kind_of(meta: &fs::Metadata) -> &'static str {
 /// Creates `dir` (and its parents) if missing, then checks that it is a
 /// directory of its own (not a symlink), owned by the effective user and not
 /// writable by group or others: a directory whose contents we execute or
-/// trust (the compile cache, the state directory) must not be fillable by
-/// anyone else. A directory created here gets mode 0700.
+/// trust (the compile cache and where it keeps rejected entries) must not be
+/// fillable by anyone else. A directory created here gets mode 0700.
 pub fn ensure_private_dir(dir: &Path) -> Result<(), PrivateDirError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let io_err = |source| PrivateDirError::Io { path: dir.to_path_buf(), source };
