@@ -419,12 +419,14 @@ pub(crate) fn parse_checkpoint_bytes(bytes: &[u8]) -> Result<SignedCheckpoint, C
     SignedCheckpoint::parse(text)
 }
 
-/// Replaces `path` with `contents` atomically: a reader sees the old file or
-/// the new one, never a mix, even across a crash; a path that is not a
-/// regular file is refused, never renamed over (see
-/// [`signer::fsutil::atomic_write`]).
-pub(crate) fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    signer::fsutil::atomic_write(path, contents, signer::fsutil::FileMode::Public)
+/// Replaces the checkpoint at `path` with `contents` atomically: a reader
+/// sees the old file or the new one, never a mix, even across a crash; a path
+/// that is not a regular file is refused, never renamed over. The rename is
+/// not flushed (see [`signer::fsutil::atomic_write_unflushed_rename`]): a
+/// crash may bring the previous checkpoint back, which covers fewer entries,
+/// all still in the log, and the next append signs them again.
+pub(crate) fn write_checkpoint_file(path: &Path, contents: &[u8]) -> io::Result<()> {
+    signer::fsutil::atomic_write_unflushed_rename(path, contents, signer::fsutil::FileMode::Public)
 }
 
 pub(crate) fn parent_dir(path: &Path) -> PathBuf {

@@ -29,3 +29,8 @@ pub const MODULE_UPGRADED: &str = "module.upgraded";
 /// A writer moved a torn, never-committed tail aside (written by this
 /// library; `data`: `offset`, `length`, `sha256`, `saved_to`).
 pub const AUDIT_RECOVERED: &str = "audit.recovered";
+/// A writer rebuilt the Merkle state beside the log (`<log>.hashes`,
+/// `<log>.index`) with one walk over every entry, because the state was
+/// missing or did not match the log (written by this library; `data`:
+/// `reason` (`missing` or `disagreed_with_log`), `entries`).
+pub const AUDIT_TREE_REBUILT: &str = "audit.tree_rebuilt";

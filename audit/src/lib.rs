@@ -26,6 +26,10 @@
 //! - An RFC 6962 Merkle tree ([`merkle`]) over the lines (leaf = SHA-256(0x00
 //!   ‖ line)) is committed to by a signed [`checkpoint`] in the C2SP
 //!   `tlog-checkpoint`/`signed-note` format, in `<log>.checkpoint`.
+//! - Beside the log, [`tree`] keeps the tree's stored hashes and each
+//!   entry's offset (`<log>.hashes`, `<log>.index`), so that appends, roots
+//!   and proofs read O(log n) hashes; both are derived from the log and
+//!   rebuilt from it when missing.
 //! - Lines are capped at [`MAX_LINE_BYTES`].
 //!
 //! # Guarantees
@@ -48,6 +52,7 @@ pub mod merkle;
 mod proof;
 mod read;
 mod scan;
+pub mod tree;
 mod verify;
 mod walk;
 

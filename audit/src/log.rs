@@ -22,6 +22,25 @@
 //!   local can tell a deleted checkpoint from a first one (until then
 //!   `verify` reports it missing); a witness that keeps old checkpoints and
 //!   asks for consistency proofs can.
+//! - A checkpointing writer keeps the Merkle state beside the log
+//!   ([`crate::tree`]) instead of reading the whole log: on first use it
+//!   checks the state in O(log n) (its root at the checkpoint's size must be
+//!   the signed root, and the state's last trusted leaf must be the hash of
+//!   that entry's line in the log) and recomputes from the log only the
+//!   entries after the checkpoint. New roots are computed from state the
+//!   signed checkpoint vouches for, so an entry edited in the log after it
+//!   was checkpointed is never signed over: the next checkpoint still
+//!   commits to the original, and `verify` finds the edit. A missing state,
+//!   or one that does not match the log, is rebuilt with one walk and an
+//!   `audit.tree_rebuilt` entry records it.
+//! - fsyncs per append: the log's data (the entry is durable before the
+//!   receipt) and the checkpoint's temp file (a checkpoint is never half
+//!   written). The checkpoint's rename is not flushed: after a crash the
+//!   previous checkpoint may be back, which covers fewer entries that are
+//!   all still in the log, and the next append signs them again. The tree
+//!   files are not flushed: a crash leaves them shorter than the log, and
+//!   they are extended from it. The directory is flushed once, when the log
+//!   is created.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -36,15 +55,16 @@ use time::OffsetDateTime;
 
 use crate::checkpoint::{
     CheckpointSigner, SignedCheckpoint, default_checkpoint_path, parent_dir, parse_checkpoint_bytes,
-    read_checkpoint_file, sync_dir, write_atomically,
+    read_checkpoint_file, sync_dir, write_checkpoint_file,
 };
 use crate::entry::{Actor, Event, encode_line, now_text};
 use crate::error::AuditError;
 use crate::hash::Sha256Hash;
 use crate::kinds;
 use crate::lines::LineReader;
-use crate::merkle::{CompactTree, leaf_hash};
+use crate::merkle::{empty_root, leaf_hash};
 use crate::scan::{MAX_LINE_BYTES, scan_line};
+use crate::tree::{Found, PositionedReader, StoredTree, read_line_at};
 use crate::verify::{TamperReason, Tampering};
 use crate::walk::{ChainCursor, LineFault, WalkError, WalkScope, check_line, walk};
 
@@ -90,9 +110,9 @@ pub struct AuditLog {
     cursor: ChainCursor,
     /// Offset just past the last committed line this handle has seen.
     offset: u64,
-    /// The Merkle tree of entries `0..cursor.next_seq`, built on first need
-    /// (checkpointing) and then kept up to date.
-    tree: Option<CompactTree>,
+    /// The Merkle state of entries `0..cursor.next_seq`, opened and checked
+    /// on first need (checkpointing) and then kept up to date.
+    tree: Option<StoredTree>,
     /// The last checkpoint (size, root) found to agree with the log.
     agreed_checkpoint: Option<(u64, Sha256Hash)>,
     recoveries: Vec<Recovery>,
@@ -112,21 +132,30 @@ impl AuditLog {
         // Not through a symlink, and without blocking on a FIFO: the log must
         // be a regular file of its own, checked on the opened handle.
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .custom_flags(flags.bits() as i32)
-            .open(&path)
-            .map_err(|e| AuditError::io("open", &path, e))?;
+        let open = |create: bool| {
+            OpenOptions::new().read(true).append(true).create_new(create).custom_flags(flags.bits() as i32).open(&path)
+        };
+        let file = match open(false) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match open(true) {
+                Ok(file) => {
+                    // Make the new file's existence durable too, not only
+                    // its contents: once, when it is created.
+                    sync_dir(&parent_dir(&path)).map_err(|e| AuditError::io("sync the directory of", &path, e))?;
+                    Ok(file)
+                }
+                // Another writer created it first.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open(false),
+                Err(e) => Err(e),
+            },
+            opened => opened,
+        }
+        .map_err(|e| AuditError::io("open", &path, e))?;
         let meta = file.metadata().map_err(|e| AuditError::io("stat", &path, e))?;
         if !meta.is_file() {
             let kind = signer::fsutil::kind_of(&meta);
             let error = io::Error::new(io::ErrorKind::InvalidInput, format!("it is {kind}, not a regular file"));
             return Err(AuditError::io("open", &path, error));
         }
-        // Make the file's existence durable too, not only its contents.
-        sync_dir(&parent_dir(&path)).map_err(|e| AuditError::io("sync the directory of", &path, e))?;
         let checkpoint_path = options.checkpoint_path.unwrap_or_else(|| default_checkpoint_path(&path));
         let mut log = AuditLog {
             path,
@@ -276,42 +305,35 @@ impl AuditLog {
     }
 
     /// Under the lock: reads what other writers appended, recovers a torn
-    /// tail, and with a signer checks the current checkpoint against the log.
+    /// tail, and with a signer checks the current checkpoint against the log
+    /// (through the Merkle state, opened and checked here on first use).
     fn catch_up(&mut self, signer_key: Option<&VerifyingKey>) -> Result<(), AuditError> {
         let Some(key) = signer_key else {
-            self.read_new_lines(None)?;
-            return Ok(());
+            return self.read_new_lines();
         };
+        // The checkpoint first: it is written after the lines it covers.
         let checkpoint = self.read_trusted_checkpoint(key)?;
-        if self.tree.is_none() {
-            // First checkpoint through this handle: read the whole log once,
-            // checking the chain from the start.
-            self.cursor = ChainCursor::start();
-            self.offset = 0;
-            self.tree = Some(CompactTree::new());
-        }
-        let Some((size, root)) = checkpoint else {
-            // No checkpoint yet (a new log, or checkpoints newly enabled).
-            self.read_new_lines(None)?;
-            return Ok(());
-        };
-        if self.agreed_checkpoint == Some((size, root)) {
-            self.read_new_lines(None)?;
-            return Ok(());
-        }
-        let captured = self.read_new_lines(Some(size))?;
+        self.read_new_lines()?;
         let log_entries = self.cursor.next_seq;
-        if size > log_entries {
+        if let Some((size, _)) = checkpoint
+            && size > log_entries
+        {
             return Err(
                 self.tampered(Some(log_entries), TamperReason::Truncated { log_entries, checkpoint_size: size })
             );
         }
-        let log_root = match captured {
-            Some(root) => root,
-            // The checkpoint is older than what this handle had already
-            // read: recompute its root from the file (rare).
-            None => self.root_at(size)?,
+        let tree = match self.tree.take() {
+            Some(tree) => tree,
+            None => self.open_tree(checkpoint)?,
         };
+        let tree = self.tree.insert(tree);
+        let Some((size, root)) = checkpoint else {
+            return Ok(());
+        };
+        if self.agreed_checkpoint == Some((size, root)) {
+            return Ok(());
+        }
+        let log_root = tree.root_at(size).map_err(|e| AuditError::io("read the merkle state of", &self.path, e))?;
         if log_root != root {
             return Err(
                 self.tampered(None, TamperReason::CheckpointRootMismatch { size, checkpoint_root: root, log_root })
@@ -319,6 +341,114 @@ impl AuditLog {
         }
         self.agreed_checkpoint = Some((size, root));
         Ok(())
+    }
+
+    /// Opens the Merkle state beside the log and brings it level with the
+    /// log as this handle has read it: trusted as far as the checkpoint
+    /// vouches for it, recomputed from the log after that, rebuilt with one
+    /// walk (and recorded) if it is missing or does not match the log.
+    fn open_tree(&mut self, checkpoint: Option<(u64, Sha256Hash)>) -> Result<StoredTree, AuditError> {
+        let state_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| AuditError::io("use the merkle state of", &path, e)
+        };
+        let (mut tree, found) = StoredTree::open_for_append(&self.path).map_err(state_error(&self.path))?;
+        let log_entries = self.cursor.next_seq;
+        if tree.size() > log_entries {
+            return Err(self.tampered(
+                Some(log_entries),
+                TamperReason::TreeStateAhead { log_entries, state_entries: tree.size() },
+            ));
+        }
+        let (size, root) = checkpoint.unwrap_or((0, empty_root()));
+        // A log never checkpointed has no state by design (writers without a
+        // signer keep none): building its first one is not a rebuild.
+        let mut rebuilt = (found == Found::Created && checkpoint.is_some()).then_some("missing");
+        let mut trusted = tree.size().min(size);
+        let mut start = (ChainCursor::start(), 0);
+        if trusted > 0 {
+            match self.trusted_line_end(&tree, trusted - 1)? {
+                Some(end) => start = end,
+                None => {
+                    trusted = 0;
+                    rebuilt = Some("disagreed_with_log");
+                }
+            }
+        }
+        tree.truncate(trusted).map_err(state_error(tree.hashes_path()))?;
+        let (cursor, offset) = start;
+        let mut at = offset;
+        let mut reader =
+            LineReader::new(PositionedReader { file: &self.file, at: offset }.take(self.offset - offset), offset);
+        let scope = WalkScope { checkpoint_size: checkpoint.map(|(size, _)| size), stop_after: None };
+        let end = walk(&mut reader, cursor, scope, |_, line, _| {
+            tree.push(leaf_hash(line), at);
+            at += line.len() as u64 + 1;
+        })
+        .map_err(|error| self.walk_error(error))?;
+        if end.cursor != self.cursor {
+            return Err(self.tampered(Some(end.cursor.next_seq), TamperReason::ChainBroken));
+        }
+        if size > 0 {
+            let state_root = tree.root_at(size).map_err(state_error(tree.hashes_path()))?;
+            if state_root != root {
+                let reason = if trusted == 0 {
+                    TamperReason::CheckpointRootMismatch { size, checkpoint_root: root, log_root: state_root }
+                } else {
+                    TamperReason::TreeStateMismatch { size, checkpoint_root: root, state_root }
+                };
+                return Err(self.tampered(None, reason));
+            }
+            self.agreed_checkpoint = Some((size, root));
+        }
+        tree.flush().map_err(state_error(tree.hashes_path()))?;
+        if let Some(reason) = rebuilt {
+            tracing::warn!(log = %self.path.display(), reason, entries = log_entries, "rebuilt the merkle state beside the log");
+            let mut data = Map::new();
+            data.insert("reason".into(), Value::from(reason));
+            data.insert("entries".into(), Value::from(log_entries));
+            let event = Event::new(kinds::AUDIT_TREE_REBUILT, Actor::this_process(), data);
+            self.tree = Some(tree);
+            self.write_events(std::slice::from_ref(&event))?;
+            return self.tree.take().ok_or_else(|| state_error(&self.path)(io::Error::other("merkle state lost")));
+        }
+        Ok(tree)
+    }
+
+    /// The chain head after entry `seq` and where the next line starts, if
+    /// the state's offset of `seq` leads to a line of that seq whose leaf
+    /// hash is the state's: the link between state and log.
+    fn trusted_line_end(&self, tree: &StoredTree, seq: u64) -> Result<Option<(ChainCursor, u64)>, AuditError> {
+        let read = |e| AuditError::io("read the merkle state of", &self.path, e);
+        let offset = tree.offset_of(seq).map_err(read)?;
+        let Some(line) = read_line_at(&self.file, offset, self.offset).map_err(read)? else {
+            return Ok(None);
+        };
+        if leaf_hash(&line) != tree.leaf(seq).map_err(read)? {
+            return Ok(None);
+        }
+        let Ok(scanned) = scan_line(&line) else {
+            return Ok(None);
+        };
+        if scanned.seq != seq {
+            return Ok(None);
+        }
+        let head = ChainCursor { next_seq: seq, last_hash: scanned.prev };
+        match check_line(&head, &line) {
+            Ok(hash) => Ok(Some((ChainCursor { next_seq: seq + 1, last_hash: hash }, offset + line.len() as u64 + 1))),
+            // The line the state recorded no longer hashes to itself.
+            Err(LineFault::HashMismatch { stated, computed }) => {
+                Err(self.tampered(Some(seq), TamperReason::EditedEntry { stated, computed }))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn walk_error(&self, error: WalkError) -> AuditError {
+        match error {
+            WalkError::Io(e) => AuditError::io("read", &self.path, e),
+            WalkError::Tampered(tampering) => AuditError::Tampered { path: self.path.clone(), tampering },
+        }
     }
 
     fn read_trusted_checkpoint(&self, key: &VerifyingKey) -> Result<Option<(u64, Sha256Hash)>, AuditError> {
@@ -334,38 +464,31 @@ impl AuditLog {
     }
 
     /// Reads complete lines from this handle's offset to the end, checking
-    /// that they chain, and folds them into the tree if there is one. Returns
-    /// the root at `watch_size` if the tree passed through that size.
-    fn read_new_lines(&mut self, watch_size: Option<u64>) -> Result<Option<Sha256Hash>, AuditError> {
+    /// that they chain, and folds them into the tree if there is one.
+    fn read_new_lines(&mut self) -> Result<(), AuditError> {
         let len = self.file_len()?;
         if len < self.offset {
             return Err(AuditError::LogShrank { path: self.path.clone(), expected: self.offset, found: len });
         }
-        let mut captured = self.tree.as_ref().filter(|tree| Some(tree.size()) == watch_size).map(CompactTree::root);
         if len == self.offset {
-            return Ok(captured);
+            return Ok(());
         }
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(self.offset)).map_err(|e| AuditError::io("read", &self.path, e))?;
-        let mut reader = LineReader::new(file.take(len - self.offset), self.offset);
+        let start = self.offset;
+        let mut reader = LineReader::new(PositionedReader { file: &self.file, at: start }.take(len - start), start);
         let tree = &mut self.tree;
+        let mut at = start;
         let walked = walk(&mut reader, self.cursor.clone(), WalkScope::default(), |_, line, _| {
             if let Some(tree) = tree.as_mut() {
-                tree.push(leaf_hash(line));
-                if Some(tree.size()) == watch_size {
-                    captured = Some(tree.root());
-                }
+                tree.push(leaf_hash(line), at);
             }
+            at += line.len() as u64 + 1;
         });
         let end = match walked {
             Ok(end) => end,
             Err(error) => {
-                // The tree may hold part of what was read: rebuild it next time.
+                // The tree may hold part of what was read: reopen it next time.
                 self.tree = None;
-                return Err(match error {
-                    WalkError::Io(e) => AuditError::io("read", &self.path, e),
-                    WalkError::Tampered(tampering) => AuditError::Tampered { path: self.path.clone(), tampering },
-                });
+                return Err(self.walk_error(error));
             }
         };
         self.cursor = end.cursor;
@@ -373,23 +496,7 @@ impl AuditLog {
         if let Some((offset, _)) = end.torn {
             self.recover_torn_tail(offset, len)?;
         }
-        Ok(captured)
-    }
-
-    /// The Merkle root of the first `size` entries, read from the file.
-    fn root_at(&self, size: u64) -> Result<Sha256Hash, AuditError> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(0)).map_err(|e| AuditError::io("read", &self.path, e))?;
-        let mut reader = LineReader::new(file.take(self.offset), 0);
-        let mut tree = CompactTree::new();
-        let scope = WalkScope { checkpoint_size: None, stop_after: Some(size) };
-        walk(&mut reader, ChainCursor::start(), scope, |_, line, _| tree.push(leaf_hash(line))).map_err(|error| {
-            match error {
-                WalkError::Io(e) => AuditError::io("read", &self.path, e),
-                WalkError::Tampered(tampering) => AuditError::Tampered { path: self.path.clone(), tampering },
-            }
-        })?;
-        Ok(tree.root())
+        Ok(())
     }
 
     /// Moves the uncommitted bytes `start..end` aside and records that in
@@ -499,7 +606,7 @@ impl AuditLog {
         for event in events {
             let line = encode_line(event, cursor.next_seq, &time, &cursor.last_hash, None)?;
             if self.tree.is_some() {
-                leaves.push(leaf_hash(&line.bytes));
+                leaves.push((leaf_hash(&line.bytes), self.offset + buffer.len() as u64));
             }
             buffer.extend_from_slice(&line.bytes);
             buffer.push(b'\n');
@@ -519,20 +626,26 @@ impl AuditLog {
         self.cursor = cursor;
         self.offset += buffer.len() as u64;
         if let Some(tree) = self.tree.as_mut() {
-            for leaf in leaves {
-                tree.push(leaf);
+            for (leaf, offset) in leaves {
+                tree.push(leaf, offset);
+            }
+            // After the log's sync, so the state is never ahead of the log.
+            if let Err(e) = tree.flush() {
+                self.tree = None;
+                return Err(AuditError::io("write the merkle state of", &self.path, e));
             }
         }
         Ok(receipts)
     }
 
     fn publish_checkpoint(&mut self, signer: &CheckpointSigner) -> Result<SignedCheckpoint, AuditError> {
+        // `catch_up` with a signer, which always comes first, opens the tree.
         let root = match &self.tree {
             Some(tree) => tree.root(),
-            None => self.root_at(self.cursor.next_seq)?,
+            None => return Err(AuditError::io("checkpoint", &self.path, io::Error::other("merkle state not open"))),
         };
         let signed = signer.sign(self.cursor.next_seq, root);
-        write_atomically(&self.checkpoint_path, signed.to_signed_note().as_bytes())
+        write_checkpoint_file(&self.checkpoint_path, signed.to_signed_note().as_bytes())
             .map_err(|e| AuditError::io("write", &self.checkpoint_path, e))?;
         self.agreed_checkpoint = Some((self.cursor.next_seq, root));
         Ok(signed)

@@ -76,80 +76,139 @@ pub fn root(leaves: &[Sha256Hash]) -> Sha256Hash {
         [] => empty_root(),
         [only] => *only,
         _ => {
-            let k = split_point(leaves.len());
+            let k = split_point(leaves.len() as u64) as usize;
             node_hash(&root(&leaves[..k]), &root(&leaves[k..]))
         }
     }
 }
 
 /// The largest power of two below `n` (for `n >= 2`).
-fn split_point(n: usize) -> usize {
+fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
-    1 << (usize::BITS - 1 - (n - 1).leading_zeros())
+    1 << (u64::BITS - 1 - (n - 1).leading_zeros())
 }
 
-fn checked_index(value: u64) -> usize {
-    // Leaves are held in memory, so every valid index already fits a usize.
-    usize::try_from(value).unwrap_or(usize::MAX)
+/// Where proofs get the roots of subtrees from: the leaves in memory, or the
+/// stored hashes beside the log (`crate::tree`), which make a proof
+/// O(log n) reads. One proof algorithm serves both.
+pub trait SubtreeRoots {
+    type Error;
+    /// The root of leaves `lo..hi`, for the ranges RFC 6962's recursion
+    /// asks for: `lo` is a multiple of a power of two at least `hi - lo`.
+    fn range_root(&self, lo: u64, hi: u64) -> Result<Sha256Hash, Self::Error>;
+}
+
+impl SubtreeRoots for [Sha256Hash] {
+    type Error = std::convert::Infallible;
+    fn range_root(&self, lo: u64, hi: u64) -> Result<Sha256Hash, Self::Error> {
+        // Callers stay within the tree, whose leaves are all in memory.
+        Ok(root(&self[lo as usize..hi as usize]))
+    }
+}
+
+/// Either a proof's inputs were wrong or its source could not be read.
+#[derive(Debug)]
+pub enum PathError<E> {
+    Merkle(MerkleError),
+    Source(E),
+}
+
+fn infallible<T>(result: Result<T, PathError<std::convert::Infallible>>) -> Result<T, MerkleError> {
+    result.map_err(|e| match e {
+        PathError::Merkle(e) => e,
+        PathError::Source(never) => match never {},
+    })
 }
 
 /// The inclusion proof (audit path) of leaf `index` in the tree of `leaves`,
 /// nearest sibling first.
 pub fn inclusion_path(leaves: &[Sha256Hash], index: u64) -> Result<Vec<Sha256Hash>, MerkleError> {
-    let size = leaves.len() as u64;
+    infallible(inclusion_path_in(leaves, leaves.len() as u64, index))
+}
+
+/// The inclusion proof of leaf `index` in the first `size` leaves of `source`.
+pub fn inclusion_path_in<S: SubtreeRoots + ?Sized>(
+    source: &S,
+    size: u64,
+    index: u64,
+) -> Result<Vec<Sha256Hash>, PathError<S::Error>> {
     if index >= size {
-        return Err(MerkleError::IndexOutOfRange { index, size });
+        return Err(PathError::Merkle(MerkleError::IndexOutOfRange { index, size }));
     }
     let mut out = Vec::new();
-    path_into(checked_index(index), leaves, &mut out);
+    path_into(source, index, 0, size, &mut out).map_err(PathError::Source)?;
     Ok(out)
 }
 
-fn path_into(m: usize, leaves: &[Sha256Hash], out: &mut Vec<Sha256Hash>) {
-    let n = leaves.len();
+/// RFC 6962 §2.1.1's PATH(m, D[lo..lo+n]).
+fn path_into<S: SubtreeRoots + ?Sized>(
+    source: &S,
+    m: u64,
+    lo: u64,
+    n: u64,
+    out: &mut Vec<Sha256Hash>,
+) -> Result<(), S::Error> {
     if n <= 1 {
-        return;
+        return Ok(());
     }
     let k = split_point(n);
     if m < k {
-        path_into(m, &leaves[..k], out);
-        out.push(root(&leaves[k..]));
+        path_into(source, m, lo, k, out)?;
+        out.push(source.range_root(lo + k, lo + n)?);
     } else {
-        path_into(m - k, &leaves[k..], out);
-        out.push(root(&leaves[..k]));
+        path_into(source, m - k, lo + k, n - k, out)?;
+        out.push(source.range_root(lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// The consistency proof from the tree of the first `old_size` leaves to the
 /// tree of all `leaves`. Empty when `old_size` is 0 or the whole tree.
 pub fn consistency_path(leaves: &[Sha256Hash], old_size: u64) -> Result<Vec<Sha256Hash>, MerkleError> {
-    let new_size = leaves.len() as u64;
+    infallible(consistency_path_in(leaves, leaves.len() as u64, old_size))
+}
+
+/// The consistency proof from the first `old_size` leaves of `source` to its
+/// first `new_size`.
+pub fn consistency_path_in<S: SubtreeRoots + ?Sized>(
+    source: &S,
+    new_size: u64,
+    old_size: u64,
+) -> Result<Vec<Sha256Hash>, PathError<S::Error>> {
     if old_size > new_size {
-        return Err(MerkleError::OldSizeLargerThanNew { old_size, new_size });
+        return Err(PathError::Merkle(MerkleError::OldSizeLargerThanNew { old_size, new_size }));
     }
     let mut out = Vec::new();
     if old_size > 0 && old_size < new_size {
-        subproof_into(checked_index(old_size), leaves, true, &mut out);
+        subproof_into(source, old_size, 0, new_size, true, &mut out).map_err(PathError::Source)?;
     }
     Ok(out)
 }
 
-fn subproof_into(m: usize, leaves: &[Sha256Hash], whole_old_tree: bool, out: &mut Vec<Sha256Hash>) {
-    let n = leaves.len();
+/// RFC 6962 §2.1.2's SUBPROOF(m, D[lo..lo+n], b).
+fn subproof_into<S: SubtreeRoots + ?Sized>(
+    source: &S,
+    m: u64,
+    lo: u64,
+    n: u64,
+    whole_old_tree: bool,
+    out: &mut Vec<Sha256Hash>,
+) -> Result<(), S::Error> {
     if m == n {
         if !whole_old_tree {
-            out.push(root(leaves));
+            out.push(source.range_root(lo, lo + n)?);
         }
-        return;
+        return Ok(());
     }
     let k = split_point(n);
     if m <= k {
-        subproof_into(m, &leaves[..k], whole_old_tree, out);
-        out.push(root(&leaves[k..]));
+        subproof_into(source, m, lo, k, whole_old_tree, out)?;
+        out.push(source.range_root(lo + k, lo + n)?);
     } else {
-        subproof_into(m - k, &leaves[k..], false, out);
-        out.push(root(&leaves[..k]));
+        subproof_into(source, m - k, lo + k, n - k, false, out)?;
+        out.push(source.range_root(lo, lo + k)?);
     }
+    Ok(())
 }
 
 /// Recomputes the root that an inclusion proof leads to (RFC 9162 §2.1.3.2).

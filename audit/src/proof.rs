@@ -26,6 +26,7 @@ use crate::hash::Sha256Hash;
 use crate::lines::LineReader;
 use crate::merkle::{self, MerkleProofError, leaf_hash};
 use crate::scan::EntryParseError;
+use crate::tree::{StoredTree, read_line_at};
 use crate::verify::Tampering;
 use crate::walk::{ChainCursor, WalkError, WalkScope, walk};
 
@@ -195,12 +196,64 @@ fn checkpointed_leaves(
     Ok((leaves, line_text))
 }
 
+/// The Merkle state beside the log, if it is there, covers the checkpoint
+/// and gives the checkpoint's root: then proofs need O(log n) reads of it.
+/// Anything else (missing, shorter, unreadable, another root) means the
+/// proof is made the slow way, by walking the log, which also says what is
+/// wrong with the log if anything is.
+fn stored_tree(log: &Path, checkpoint: &Checkpoint) -> Option<StoredTree> {
+    let tree = match StoredTree::open_for_reading(log) {
+        Ok(Some(tree)) => tree,
+        Ok(None) => return None,
+        Err(error) => {
+            tracing::warn!(log = %log.display(), %error, "merkle state unreadable; walking the log");
+            return None;
+        }
+    };
+    if tree.size() < checkpoint.size {
+        return None;
+    }
+    match tree.root_at(checkpoint.size) {
+        Ok(root) if root == checkpoint.root => Some(tree),
+        _ => {
+            tracing::warn!(log = %log.display(), "merkle state does not give the checkpoint's root; walking the log");
+            None
+        }
+    }
+}
+
+/// Entry `seq`'s line, found through the state's index and checked against
+/// the state's leaf hash (which the checkpoint's root vouches for).
+fn stored_line(log: &Path, tree: &StoredTree, seq: u64) -> Option<String> {
+    let file = crate::checkpoint::open_for_reading(log).ok()?;
+    let end = file.metadata().ok()?.len();
+    let line = read_line_at(&file, tree.offset_of(seq).ok()?, end).ok()??;
+    if leaf_hash(&line) != tree.leaf(seq).ok()? {
+        return None;
+    }
+    String::from_utf8(line).ok()
+}
+
 /// `prove SEQ`: an inclusion proof of entry `seq` in the log as of the
 /// checkpoint `signed` (usually [`load_checkpoint`] of the log's checkpoint).
+/// O(log n) reads of the Merkle state when it matches the checkpoint, else a
+/// walk over the log.
 pub fn prove_inclusion(log: &Path, signed: &SignedCheckpoint, seq: u64) -> Result<InclusionProof, ProofError> {
     let checkpoint = &signed.checkpoint;
     if seq >= checkpoint.size {
         return Err(ProofError::SeqOutOfRange { seq, tree_size: checkpoint.size });
+    }
+    if let Some(tree) = stored_tree(log, checkpoint)
+        && let Some(entry) = stored_line(log, &tree, seq)
+        && let Ok(path) = merkle::inclusion_path_in(&tree, checkpoint.size, seq)
+    {
+        return Ok(InclusionProof {
+            seq,
+            tree_size: checkpoint.size,
+            entry,
+            path,
+            checkpoint: signed.to_signed_note(),
+        });
     }
     let (leaves, line) = checkpointed_leaves(log, checkpoint, Some(seq))?;
     let path = merkle::inclusion_path(&leaves, seq)
@@ -220,6 +273,18 @@ pub fn prove_consistency(log: &Path, signed: &SignedCheckpoint, old_size: u64) -
     let checkpoint = &signed.checkpoint;
     if old_size > checkpoint.size {
         return Err(ProofError::OldSizeOutOfRange { old_size, tree_size: checkpoint.size });
+    }
+    if let Some(tree) = stored_tree(log, checkpoint)
+        && let Ok(old_root) = tree.root_at(old_size)
+        && let Ok(path) = merkle::consistency_path_in(&tree, checkpoint.size, old_size)
+    {
+        return Ok(ConsistencyProof {
+            old_size,
+            old_root,
+            new_size: checkpoint.size,
+            path,
+            checkpoint: signed.to_signed_note(),
+        });
     }
     let (leaves, _) = checkpointed_leaves(log, checkpoint, None)?;
     let old_leaves = leaves.get(..usize::try_from(old_size).unwrap_or(usize::MAX)).unwrap_or(&leaves);

@@ -160,6 +160,23 @@ pub enum TamperReason {
         "log has {log_entries} entries but the checkpoint covers {checkpoint_size}: truncated or replaced by an older copy"
     )]
     Truncated { log_entries: u64, checkpoint_size: u64 },
+    /// The Merkle state beside the log (`<log>.hashes`, `<log>.index`) gives
+    /// another root than the valid signed checkpoint for the same size: the
+    /// state file or the log's checkpointed entries were changed. Nothing is
+    /// signed over it; `guardian audit verify` walks the log to tell which.
+    #[error(
+        "the merkle state beside the log gives root {state_root} for its first {size} entries, but the \
+         checkpoint signed {checkpoint_root}: the state file or the log was changed"
+    )]
+    TreeStateMismatch { size: u64, checkpoint_root: Sha256Hash, state_root: Sha256Hash },
+    /// The Merkle state records more entries than the log holds. State is
+    /// written only after its entries are synced, so committed entries were
+    /// cut from the log (or the state of a longer log was put beside it).
+    #[error(
+        "the merkle state beside the log records {state_entries} entries but the log holds {log_entries}: \
+         committed entries were cut"
+    )]
+    TreeStateAhead { log_entries: u64, state_entries: u64 },
     /// No signature line of the checkpoint belongs to the trusted key.
     #[error("checkpoint is signed by unknown keys only: {}", signers.join(", "))]
     UnknownCheckpointKey { signers: Vec<String> },

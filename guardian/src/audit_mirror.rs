@@ -20,8 +20,17 @@
 //!   sign the Merkle root of the entries it covers.
 //!
 //! If all hold, the new lines are appended to the mirror and the checkpoint
-//! copied, so a check costs one comparison pass plus work proportional to
-//! what was appended. Otherwise the finding is returned and
+//! copied. A check after a file event compares, of the already-mirrored
+//! bytes, only the last line (the chain head the appended lines must link
+//! to), so it costs O(appended bytes) however long the log is; the whole
+//! prefix is compared byte for byte when the live log is a new file (another
+//! inode: replaced, restored, rewritten by an editor) and on every full scan
+//! ([`AuditMirror::require_full_comparison`]: at start-up and each rescan
+//! interval). So an edit in place of already-mirrored bytes is found at the
+//! next full scan at the latest; anything that shortens, replaces or
+//! appends to the log, and any change of the checkpoint, at once. (A writer
+//! never signs over such an edit meanwhile: its roots come from the Merkle
+//! state the last checkpoint vouched for, see `audit::tree`.) Otherwise the finding is returned and
 //! [`AuditMirror::restore`] quarantines the tampered live file(s) and puts
 //! the mirror back (copy beside, fsync, rename, under the log's write lock
 //! so no writer is mid-append). The mirror itself is verified in full with
@@ -133,13 +142,19 @@ pub struct AuditMirror {
     dir: PathBuf,
     key: Option<VerifyingKey>,
     seen: Option<Fingerprint>,
-    /// Length, entry count, chain head and Merkle tree of the mirror log.
+    /// Length, entry count, chain head and Merkle tree of the mirror log,
+    /// and where its last line starts.
     mirror_len: u64,
+    last_line_start: u64,
     mirror_entries: u64,
     last_hash: Sha256Hash,
     tree: CompactTree,
     /// The mirrored checkpoint's bytes (only with a trusted key).
     mirror_checkpoint: Option<Vec<u8>>,
+    /// The live log's inode at the last good check, and whether the next
+    /// check must compare the whole mirrored prefix anyway.
+    verified_inode: Option<u64>,
+    compare_whole_prefix: bool,
 }
 
 impl AuditMirror {
@@ -156,10 +171,13 @@ impl AuditMirror {
             key,
             seen: None,
             mirror_len: 0,
+            last_line_start: 0,
             mirror_entries: 0,
             last_hash: Sha256Hash::default(),
             tree: CompactTree::new(),
             mirror_checkpoint: None,
+            verified_inode: None,
+            compare_whole_prefix: true,
         };
         let mirror_log = mirror.dir.join(MIRROR_LOG);
         if !mirror_log.exists() {
@@ -204,20 +222,21 @@ impl AuditMirror {
         // Streamed: the mirror is as large as the log.
         let mut reader = io::BufReader::with_capacity(256 * 1024, File::open(&path).map_err(io_err(&path))?);
         let mut tree = CompactTree::new();
-        let (mut line, mut last, mut length) = (Vec::new(), Vec::new(), 0u64);
+        let (mut line, mut last, mut length, mut last_start) = (Vec::new(), Vec::new(), 0u64, 0u64);
         loop {
             line.clear();
             let n = reader.read_until(b'\n', &mut line).map_err(io_err(&path))?;
             if n == 0 {
                 break;
             }
-            length += n as u64;
             let content = line.strip_suffix(b"\n").unwrap_or(&line);
             if !content.is_empty() {
                 tree.push(leaf_hash(content));
                 last.clear();
                 last.extend_from_slice(content);
+                last_start = length;
             }
+            length += n as u64;
         }
         self.last_hash = if last.is_empty() {
             Sha256Hash::default()
@@ -227,6 +246,7 @@ impl AuditMirror {
                 .hash
         };
         self.mirror_len = length;
+        self.last_line_start = last_start;
         self.mirror_entries = tree.size();
         self.tree = tree;
         let checkpoint = self.dir.join(MIRROR_CHECKPOINT);
@@ -242,6 +262,13 @@ impl AuditMirror {
 
     pub fn mirror_entries(&self) -> u64 {
         self.mirror_entries
+    }
+
+    /// Makes the next [`AuditMirror::check`] compare every mirrored byte with
+    /// the live log, not only the last line: what a full scan does.
+    pub fn require_full_comparison(&mut self) {
+        self.compare_whole_prefix = true;
+        self.seen = None;
     }
 
     fn fingerprint(&self) -> Fingerprint {
@@ -286,10 +313,15 @@ impl AuditMirror {
             }
             Live::NotRegular(detail) => return Ok(self.tampered(TamperedFile::Log, "not_a_regular_file", detail)),
         };
-        let live_len = live.metadata().map_err(io_err(&self.log))?.len();
+        let live_meta = live.metadata().map_err(io_err(&self.log))?;
+        let live_len = live_meta.len();
         let mirror_log = self.dir.join(MIRROR_LOG);
         let compared = self.mirror_len.min(live_len);
-        let difference = first_difference(&mirror_log, &self.log, compared)?;
+        // The same file as last time: only its last mirrored line needs
+        // comparing (see the module docs); otherwise all of it.
+        let same_file = self.verified_inode == Some(live_meta.ino()) && !self.compare_whole_prefix;
+        let from = if same_file { self.last_line_start.min(compared) } else { 0 };
+        let difference = first_difference(&mirror_log, &self.log, from, compared)?;
         if difference.is_some() || live_len < self.mirror_len {
             let (reason, at) = match difference {
                 Some(offset) => ("rewritten", offset),
@@ -318,6 +350,7 @@ impl AuditMirror {
         let mut reader = io::BufReader::with_capacity(256 * 1024, (&live).take(live_len - self.mirror_len));
         let mut tail_hash = sha2::Sha256::new();
         let mut tail_len = 0u64;
+        let mut last_line_start = self.last_line_start;
         let mut line = Vec::new();
         let mut tree = self.tree.clone();
         let (mut next_seq, mut last_hash) = (self.mirror_entries, self.last_hash);
@@ -337,11 +370,13 @@ impl AuditMirror {
                 break;
             }
             tail_hash.update(&line);
+            let line_start = self.mirror_len + tail_len;
             tail_len += line.len() as u64;
             let line = &line[..line.len() - 1];
             if line.is_empty() {
                 continue;
             }
+            last_line_start = line_start;
             let at = format!("entry {next_seq} appended after the verified {}", self.mirror_entries);
             let entry = match Entry::from_line(line) {
                 Ok(entry) => entry,
@@ -388,6 +423,9 @@ impl AuditMirror {
             self.mirror_checkpoint = live_checkpoint;
         }
         self.mirror_len += tail_len;
+        self.last_line_start = last_line_start;
+        self.verified_inode = Some(live_meta.ino());
+        self.compare_whole_prefix = false;
         self.mirror_entries = next_seq;
         self.last_hash = last_hash;
         self.tree = tree;
@@ -554,10 +592,25 @@ impl AuditMirror {
                 quarantined.push(quarantine.take(&live, label)?);
             }
         }
+        if tamper.file == TamperedFile::Log {
+            // The Merkle state beside the log describes the log just
+            // replaced: kept as evidence, and rebuilt from the restored log by
+            // its next writer (recorded there as `audit.tree_rebuilt`).
+            let state = [
+                (audit::tree::hashes_path(&self.log), "audit-tree-hashes"),
+                (audit::tree::index_path(&self.log), "audit-tree-index"),
+            ];
+            for (live, label) in state {
+                if fs::symlink_metadata(&live).is_ok() {
+                    quarantined.push(quarantine.take(&live, label)?);
+                }
+            }
+        }
         let dir = live_parent(&self.log);
         sync_dir(&dir).map_err(io_err(&dir))?;
         drop(lock);
         self.seen = None;
+        self.compare_whole_prefix = true;
         Ok(quarantined)
     }
 }
@@ -670,16 +723,19 @@ fn copy_if_exists(from: &Path, to: &Path, extent: CopyExtent) -> Result<bool, Mi
     Ok(true)
 }
 
-/// The first offset below `len` where `a` and `b` differ, if any.
-fn first_difference(a: &Path, b: &Path, len: u64) -> Result<Option<u64>, MirrorError> {
+/// The first offset in `from..len` where `a` and `b` differ, if any.
+fn first_difference(a: &Path, b: &Path, from: u64, len: u64) -> Result<Option<u64>, MirrorError> {
     let open = |path: &Path| match open_live(path)? {
-        Live::File(file) => Ok(file.take(len)),
+        Live::File(mut file) => {
+            file.seek(SeekFrom::Start(from)).map_err(io_err(path))?;
+            Ok(file.take(len.saturating_sub(from)))
+        }
         Live::Missing => Err(io_err(path)(io::ErrorKind::NotFound.into())),
         Live::NotRegular(detail) => Err(io_err(path)(io::Error::new(io::ErrorKind::InvalidInput, detail))),
     };
     let (mut fa, mut fb) = (open(a)?, open(b)?);
     let (mut ba, mut bb) = (vec![0u8; 256 * 1024], vec![0u8; 256 * 1024]);
-    let mut offset = 0u64;
+    let mut offset = from;
     loop {
         let na = read_full(&mut fa, &mut ba).map_err(io_err(a))?;
         let nb = read_full(&mut fb, &mut bb).map_err(io_err(b))?;
@@ -711,7 +767,7 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 
 fn files_equal(a: &Path, b: &Path) -> Result<bool, MirrorError> {
     let (la, lb) = (fs::metadata(a).map_err(io_err(a))?.len(), fs::metadata(b).map_err(io_err(b))?.len());
-    Ok(la == lb && first_difference(a, b, la)?.is_none())
+    Ok(la == lb && first_difference(a, b, 0, la)?.is_none())
 }
 
 #[cfg(test)]
@@ -786,11 +842,48 @@ mod tests {
         assert!(t.detail.contains("edited_entry"), "{}", t.detail);
         let q = f.quarantine();
         let kept = m.restore(&t, &q).unwrap();
-        assert_eq!(kept.len(), 1);
+        // The log, and the Merkle state that described it.
+        assert_eq!(kept.len(), 3, "{kept:?}");
+        assert!(!audit::tree::hashes_path(&f.log()).exists() && !audit::tree::index_path(&f.log()).exists());
         assert_eq!(fs::read(f.log()).unwrap(), good);
         assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 4 }));
+        // The next writer rebuilds the state from the restored log and says so.
         f.append(1);
-        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 5 }));
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 6 }));
+        let lines = fs::read_to_string(f.log()).unwrap();
+        let rebuilt = Entry::from_line(lines.lines().nth(4).unwrap().as_bytes()).unwrap();
+        assert_eq!(
+            (rebuilt.kind.as_str(), &rebuilt.data["reason"]),
+            (audit::kinds::AUDIT_TREE_REBUILT, &"missing".into())
+        );
+    }
+
+    /// A check after a file event compares only the last mirrored line and
+    /// what was appended; an edit in place further back (same file, same
+    /// length) waits for the next full comparison, which finds it.
+    #[test]
+    fn an_edit_in_place_is_found_by_the_next_full_comparison() {
+        use std::os::unix::fs::FileExt;
+        let f = Fixture::new();
+        f.append(20);
+        let mut m = f.mirror();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 20 }));
+        let text = fs::read_to_string(f.log()).unwrap();
+        let at = text.find("\"i\":3").unwrap() as u64 + 4;
+        let live = OpenOptions::new().write(true).open(f.log()).unwrap();
+        live.write_all_at(b"8", at).unwrap();
+        f.append(1);
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 21 }));
+        // The last line is always compared.
+        let len = live.metadata().unwrap().len();
+        live.write_all_at(b" ", len - 3).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("an edit of the last line not found") };
+        assert_eq!((t.reason.as_str(), t.file), ("rewritten", TamperedFile::Log));
+        assert!(t.detail.contains(&format!("at byte {}", len - 3)), "{}", t.detail);
+        // A full comparison finds the earlier edit too.
+        m.require_full_comparison();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("an edit in place not found") };
+        assert!(t.detail.contains(&format!("at byte {at}")), "{}", t.detail);
     }
 
     #[test]

@@ -444,6 +444,13 @@ impl Recorder {
         Ok(())
     }
 
+    /// As [`Recorder::check_audit`], comparing every mirrored byte of the
+    /// log, not only what was appended: for full scans.
+    pub fn check_audit_full(&mut self) -> Result<Option<AuditTamper>, EventsError> {
+        self.mirror.require_full_comparison();
+        self.check_audit()
+    }
+
     /// Checks the live audit files against the mirror. Tampering is
     /// restored (in repair mode) and recorded as `audit.tampered`.
     pub fn check_audit(&mut self) -> Result<Option<AuditTamper>, EventsError> {

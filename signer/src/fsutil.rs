@@ -38,7 +38,23 @@ impl FileMode {
 /// on the command line, which may well be `/dev/stdout`, use [`write_output`].
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
     refuse_non_regular_destination(path)?;
-    write_then_place(path, bytes, mode, |tmp| fs::rename(tmp, path))
+    write_then_place(path, bytes, mode, DirSync::Flush, |tmp| fs::rename(tmp, path))
+}
+
+/// As [`atomic_write`], but the directory is not flushed after the rename,
+/// which saves an fsync: after a crash `path` holds the old contents or the
+/// new, each complete (the new file's data is flushed before the rename).
+/// Only for files where getting the previous version back is safe, such as
+/// the audit checkpoint.
+pub fn atomic_write_unflushed_rename(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    refuse_non_regular_destination(path)?;
+    write_then_place(path, bytes, mode, DirSync::Skip, |tmp| fs::rename(tmp, path))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DirSync {
+    Flush,
+    Skip,
 }
 
 /// Writes a file the user named (`--html`, `--receipt`): a regular
@@ -150,7 +166,7 @@ pub enum PrivateDirError {
 /// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
 /// window for another writer to fall into).
 pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    write_then_place(path, bytes, mode, |tmp| {
+    write_then_place(path, bytes, mode, DirSync::Flush, |tmp| {
         fs::hard_link(tmp, path)?;
         // The temp name is now a second name of the placed file; a stray
         // one left by a failure here is harmless.
@@ -160,11 +176,13 @@ pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result
 }
 
 /// Writes a flushed temp file beside `path`, puts it in place with `place`
-/// and flushes the directory; the temp file is removed on failure.
+/// and flushes the directory (unless told not to); the temp file is removed
+/// on failure.
 fn write_then_place(
     path: &Path,
     bytes: &[u8],
     mode: FileMode,
+    dir_sync: DirSync,
     place: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = parent_dir(path);
@@ -177,7 +195,10 @@ fn write_then_place(
         file.sync_all()?;
         drop(file);
         place(&tmp)?;
-        sync_dir(&dir)
+        match dir_sync {
+            DirSync::Flush => sync_dir(&dir),
+            DirSync::Skip => Ok(()),
+        }
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

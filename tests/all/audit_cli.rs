@@ -120,8 +120,14 @@ fn another_nodes_log_key_cannot_vouch_for_this_nodes_log() {
     let toml = fs::read_to_string(node.trust.join("trust.toml")).unwrap();
     fs::write(node.trust.join("trust.toml"), format!("{toml}\"{}\" = [\"nightcore.test/node-a\"]\n", node_a.key_id()))
         .unwrap();
-    fs::remove_file(&node.log).unwrap();
-    fs::remove_file(audit::default_checkpoint_path(&node.log)).unwrap();
+    for path in [
+        node.log.clone(),
+        audit::default_checkpoint_path(&node.log),
+        audit::tree::hashes_path(&node.log),
+        audit::tree::index_path(&node.log),
+    ] {
+        fs::remove_file(path).unwrap();
+    }
     let mut forger = HostLog { log: node.log.clone(), host_key: node_a_key, origin: ORIGIN.into() }.open().unwrap();
     forger.append(&Event::new("run.finished", Actor::new("runtime", "node-b"), serde_json::Map::new())).unwrap();
 

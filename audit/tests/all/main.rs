@@ -13,3 +13,4 @@ mod recovery;
 mod show;
 mod support;
 mod tamper;
+mod tree;

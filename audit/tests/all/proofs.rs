@@ -103,6 +103,8 @@ fn rewritten_history_fails_consistency_with_a_kept_checkpoint() {
     // The key holder rewrites the log from scratch and re-signs it.
     std::fs::remove_file(&f.log).unwrap();
     std::fs::remove_file(&f.checkpoint).unwrap();
+    std::fs::remove_file(audit::tree::hashes_path(&f.log)).unwrap();
+    std::fs::remove_file(audit::tree::index_path(&f.log)).unwrap();
     let mut log = f.open_signed();
     for i in 100..110 {
         log.append(&event(i)).unwrap();
@@ -115,19 +117,33 @@ fn rewritten_history_fails_consistency_with_a_kept_checkpoint() {
     ));
 }
 
+/// A proof reads only what it depends on: the proved entry's line (checked
+/// against the Merkle state) and the state (checked against the signed
+/// root). A changed or missing entry is refused with the log's own reason;
+/// an intact entry of a log tampered elsewhere still gets a proof that
+/// verifies, since it is in the signed tree (`verify` is what finds the rest).
 #[test]
 fn proofs_are_refused_over_a_tampered_log() {
     let f = Fixture::with_entries(8);
+    let key = signer(1).verifying_key();
     let checkpoint = load_checkpoint(&f.checkpoint).unwrap();
     let original = f.lines();
     let mut swapped = original.clone();
     swapped.swap(2, 3);
     f.set_lines(&swapped);
-    match prove_inclusion(&f.log, &checkpoint, 6) {
+    match prove_inclusion(&f.log, &checkpoint, 2) {
         Err(ProofError::Tampered(t)) => assert_eq!(t.reason, TamperReason::Reordered { found_seq: 3 }),
         other => panic!("{other:?}"),
     }
+    let intact = prove_inclusion(&f.log, &checkpoint, 6).unwrap();
+    assert_eq!(audit::verify_inclusion_proof(&intact, &key).unwrap().entry.seq, 6);
     f.set_lines(&original[..5]);
+    assert!(matches!(
+        prove_inclusion(&f.log, &checkpoint, 6),
+        Err(ProofError::LogShorterThanCheckpoint { entries: 5, tree_size: 8 })
+    ));
+    // Without the state every proof walks the log and refuses it whole.
+    std::fs::remove_file(audit::tree::hashes_path(&f.log)).unwrap();
     assert!(matches!(
         prove_inclusion(&f.log, &checkpoint, 1),
         Err(ProofError::LogShorterThanCheckpoint { entries: 5, tree_size: 8 })
