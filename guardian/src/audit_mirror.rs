@@ -20,15 +20,15 @@
 //!   sign the Merkle root of the entries it covers.
 //!
 //! If all hold, the new lines are appended to the mirror and the checkpoint
-//! copied. A check after a file event compares, of the already-mirrored
+//! copied. When the log grew, a check compares, of the already-mirrored
 //! bytes, only the last line (the chain head the appended lines must link
-//! to), so it costs O(appended bytes) however long the log is; the whole
-//! prefix is compared byte for byte when the live log is a new file (another
+//! to), so it costs O(appended bytes) however long the log is. The whole
+//! prefix is compared byte for byte when the log was written without growing
+//! (writers only append: an edit in place), when it is another file (another
 //! inode: replaced, restored, rewritten by an editor) and on every full scan
 //! ([`AuditMirror::require_full_comparison`]: at start-up and each rescan
-//! interval). So an edit in place of already-mirrored bytes is found at the
-//! next full scan at the latest; anything that shortens, replaces or
-//! appends to the log, and any change of the checkpoint, at once. (A writer
+//! interval). So only an edit in place that lands together with an append is
+//! left to the next full scan; every other change is found at once. (A writer
 //! never signs over such an edit meanwhile: its roots come from the Merkle
 //! state the last checkpoint vouched for, see `audit::tree`.) Otherwise the finding is returned and
 //! [`AuditMirror::restore`] quarantines the tampered live file(s) and puts
@@ -317,10 +317,17 @@ impl AuditMirror {
         let live_len = live_meta.len();
         let mirror_log = self.dir.join(MIRROR_LOG);
         let compared = self.mirror_len.min(live_len);
-        // The same file as last time: only its last mirrored line needs
-        // comparing (see the module docs); otherwise all of it.
+        // How much of the mirrored prefix to compare (see the module docs):
+        // for the same file grown by appends, its last mirrored line; for the
+        // same file not written since, nothing; otherwise (another file, a
+        // write that did not grow it, a full scan) all of it.
         let same_file = self.verified_inode == Some(live_meta.ino()) && !self.compare_whole_prefix;
-        let from = if same_file { self.last_line_start.min(compared) } else { 0 };
+        let log_unwritten = self.seen.as_ref().is_some_and(|seen| seen.0 == fingerprint.0);
+        let from = match (same_file, live_len > self.mirror_len, log_unwritten) {
+            (true, true, _) => self.last_line_start.min(compared),
+            (true, false, true) => compared,
+            _ => 0,
+        };
         let difference = first_difference(&mirror_log, &self.log, from, compared)?;
         if difference.is_some() || live_len < self.mirror_len {
             let (reason, at) = match difference {
@@ -858,11 +865,11 @@ mod tests {
         );
     }
 
-    /// A check after a file event compares only the last mirrored line and
-    /// what was appended; an edit in place further back (same file, same
-    /// length) waits for the next full comparison, which finds it.
+    /// An edit in place that does not grow the log is compared in full at
+    /// once. One that lands together with an append is compared only as far
+    /// as the last mirrored line, and waits for the next full comparison.
     #[test]
-    fn an_edit_in_place_is_found_by_the_next_full_comparison() {
+    fn an_edit_in_place_is_found_at_once_or_by_the_next_full_comparison() {
         use std::os::unix::fs::FileExt;
         let f = Fixture::new();
         f.append(20);
@@ -872,14 +879,25 @@ mod tests {
         let at = text.find("\"i\":3").unwrap() as u64 + 4;
         let live = OpenOptions::new().write(true).open(f.log()).unwrap();
         live.write_all_at(b"8", at).unwrap();
+        let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("an edit in place not found") };
+        assert!(t.detail.contains(&format!("at byte {at}")), "{}", t.detail);
+
+        let f = Fixture::new();
+        f.append(20);
+        let mut m = f.mirror();
+        assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 20 }));
+        let live = OpenOptions::new().write(true).open(f.log()).unwrap();
+        live.write_all_at(b"8", at).unwrap();
         f.append(1);
         assert!(matches!(m.check().unwrap(), AuditCheck::Extended { entries: 21 }));
-        // The last line is always compared.
-        let len = live.metadata().unwrap().len();
-        live.write_all_at(b" ", len - 3).unwrap();
+        // The last mirrored line is always compared, even as the log grows.
+        let text = fs::read_to_string(f.log()).unwrap();
+        let last = text.rfind("\"i\":0").unwrap() as u64 + 4;
+        live.write_all_at(b"9", last).unwrap();
+        OpenOptions::new().append(true).open(f.log()).unwrap().write_all(b"{}\n").unwrap();
         let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("an edit of the last line not found") };
         assert_eq!((t.reason.as_str(), t.file), ("rewritten", TamperedFile::Log));
-        assert!(t.detail.contains(&format!("at byte {}", len - 3)), "{}", t.detail);
+        assert!(t.detail.contains(&format!("at byte {last}")), "{}", t.detail);
         // A full comparison finds the earlier edit too.
         m.require_full_comparison();
         let AuditCheck::Tampered(t) = m.check().unwrap() else { panic!("an edit in place not found") };

@@ -41,13 +41,17 @@ fn scratch_dir() -> tempfile::TempDir {
 #[test]
 fn sigkill_mid_append_always_recovers_to_an_intact_log() {
     let dir = scratch_dir();
-    let log_path = dir.path().join("audit.jsonl");
-    let checkpoint = default_checkpoint_path(&log_path);
     let key = signer(1).verifying_key();
     let binary = append_loop_binary();
-    let rounds: u64 = std::env::var("AUDIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(16);
+    let rounds: u64 = std::env::var("AUDIT_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(200);
     let (mut recovered, mut simulated) = (0, 0);
+    // A fresh log every ROUNDS_PER_LOG kills, so that the full verification
+    // after each one stays cheap; each log takes that many kills in a row.
+    const ROUNDS_PER_LOG: u64 = 20;
+    let log_of = |round: u64| dir.path().join(format!("audit-{}.jsonl", round / ROUNDS_PER_LOG));
     for round in 0..rounds {
+        let log_path = log_of(round);
+        let checkpoint = default_checkpoint_path(&log_path);
         let mut child = Command::new(&binary)
             .arg(&log_path)
             .arg("forever")
@@ -76,18 +80,30 @@ fn sigkill_mid_append_always_recovers_to_an_intact_log() {
             simulated += 1;
         }
 
-        let log =
+        let mut log =
             AuditLog::open_with(&log_path, LogOptions { checkpoint_signer: Some(signer(1)), checkpoint_path: None })
                 .unwrap();
         recovered += log.recoveries().len();
+        // The Merkle state the kill left (never flushed by the writer) must
+        // check out against the checkpoint, or be extended from the log.
+        let signed = log.write_checkpoint(&signer(1)).unwrap();
         drop(log);
+        let hashes = std::fs::metadata(audit::tree::hashes_path(&log_path)).unwrap().len();
+        assert_eq!(hashes, audit::tree::stored_hash_count(signed.checkpoint.size) * 32, "round {round}");
         let report = intact(verify_log(&log_path, &checkpoint, &key).unwrap());
         assert_eq!(report.uncommitted_tail_bytes, 0, "round {round}");
+        let last = signed.checkpoint.size - 1;
+        let proof = audit::prove_inclusion(&log_path, &signed, last).unwrap();
+        assert_eq!(audit::verify_inclusion_proof(&proof, &key).unwrap().entry.seq, last, "round {round}");
     }
-    let recorded = lines_of(&log_path)
-        .iter()
-        .filter(|line| Entry::from_line(line).unwrap().kind == kinds::AUDIT_RECOVERED)
-        .count();
+    let recorded: usize = (0..rounds.div_ceil(ROUNDS_PER_LOG))
+        .map(|segment| {
+            lines_of(&log_of(segment * ROUNDS_PER_LOG))
+                .iter()
+                .filter(|line| Entry::from_line(line).unwrap().kind == kinds::AUDIT_RECOVERED)
+                .count()
+        })
+        .sum();
     assert_eq!(recorded, recovered);
     assert!(recovered >= simulated);
     eprintln!(
