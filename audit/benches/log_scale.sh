@@ -8,6 +8,9 @@
 #     process: the proof itself is O(log n) reads of the Merkle state);
 #   - `guardian audit verify` of the 1,000,000 entries (every entry, streamed).
 #
+#   - where a cached run's time goes, and `wasmtime run` of the same module
+#     with its cache on, when a wasmtime CLI is found ($WASMTIME or PATH).
+#
 # Run: bash audit/benches/log_scale.sh [ENTRIES]   (needs hyperfine: apt-get install hyperfine)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -58,6 +61,36 @@ import json, sys
 r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
 names = list(r)
 print(f"medians: {names[0]} {r[names[0]]*1e3:.2f} ms, {names[1]} {r[names[1]]*1e3:.2f} ms, ratio {r[names[1]]/r[names[0]]:.3f}x")
+PY
+
+# Where a cached run's time goes, by difference, side by side: process start
+# (`runtime --version`), + read and verify (`signer verify`), + cache load,
+# instantiate and run (`runtime exec` without a log), + the two appends
+# (run.started, run.finished; the empty-log run above), and a cold compile.
+noaudit=(--trust "$work/trust" --state "$work/empty/state" --host-key "$work/empty/state/host.key"
+    --cache-dir "$work/empty/cache" --cache-key "$work/empty/state/cache.key" --json "$work/bundle")
+wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
+wasmtime_cmds=()
+if [ -n "$wasmtime" ]; then
+    "$wasmtime" run -C cache=y "$work/m.wasm"
+    wasmtime_cmds=(-n "wasmtime run (cache on)" "$wasmtime run -C cache=y $work/m.wasm")
+fi
+echo "== breakdown of a cached run"
+hyperfine -N --warmup 20 --runs 300 --export-json "$work/breakdown.json" \
+    -n "runtime --version" "$bin/runtime --version" \
+    -n "signer verify" "$bin/signer verify --trust $work/trust $work/bundle" \
+    -n "exec, no log" "$bin/runtime exec ${noaudit[*]}" \
+    -n "exec --audit" "$(exec_cmd empty)" \
+    "${wasmtime_cmds[@]}"
+python3 - "$work/breakdown.json" <<'PY'
+import json, sys
+r = {x["command"]: x["median"] * 1e3 for x in json.load(open(sys.argv[1]))["results"]}
+print("medians (ms): " + ", ".join(f"{k} {v:.2f}" for k, v in r.items()))
+print(f"process start {r['runtime --version']:.2f}; read + verify {r['signer verify'] - r['runtime --version']:.2f}; "
+      f"cache load + instantiate + run {r['exec, no log'] - r['signer verify']:.2f}; two appends {r['exec --audit'] - r['exec, no log']:.2f}")
+w = r.get("wasmtime run (cache on)")
+if w:
+    print(f"exec --audit / wasmtime run = {r['exec --audit'] / w:.2f}x; exec without a log / wasmtime run = {r['exec, no log'] / w:.2f}x")
 PY
 
 size=$(head -2 "$work/big/audit.log.checkpoint" | tail -1)

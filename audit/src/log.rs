@@ -44,7 +44,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
@@ -352,7 +352,8 @@ impl AuditLog {
             let path = path.to_path_buf();
             move |e| AuditError::io("use the merkle state of", &path, e)
         };
-        let (mut tree, found) = StoredTree::open_for_append(&self.path).map_err(state_error(&self.path))?;
+        let mode = self.file.metadata().map_err(state_error(&self.path))?.permissions().mode() & 0o666;
+        let (mut tree, found) = StoredTree::open_for_append(&self.path, mode).map_err(state_error(&self.path))?;
         let log_entries = self.cursor.next_seq;
         if tree.size() > log_entries {
             return Err(self.tampered(

@@ -21,7 +21,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::hash::Sha256Hash;
@@ -123,12 +123,14 @@ impl StoredTree {
         Self::from_files(hashes, index, hashes_path, index_path).map(Some)
     }
 
-    /// Opens (creating if needed) the tree files for appending. Called under
-    /// the log's lock, so no other writer races the creation.
-    pub(crate) fn open_for_append(log: &Path) -> io::Result<(StoredTree, Found)> {
+    /// Opens (creating if needed, with permission bits `mode`: the log's, so
+    /// that whoever may append to the log may extend its state) the tree
+    /// files for appending. Called under the log's lock, so no other writer
+    /// races the creation.
+    pub(crate) fn open_for_append(log: &Path, mode: u32) -> io::Result<(StoredTree, Found)> {
         let (hashes_path, index_path) = (hashes_path(log), index_path(log));
-        let (hashes, hashes_found) = open_or_create(&hashes_path)?;
-        let (index, index_found) = open_or_create(&index_path)?;
+        let (hashes, hashes_found) = open_or_create(&hashes_path, mode)?;
+        let (index, index_found) = open_or_create(&index_path, mode)?;
         let mut tree = Self::from_files(hashes, index, hashes_path, index_path)?;
         if hashes_found == Found::Created || index_found == Found::Created {
             // Half a pair is worth nothing: start both from empty.
@@ -323,7 +325,7 @@ fn open_regular(path: &Path, write: bool) -> io::Result<File> {
     Ok(file)
 }
 
-fn open_or_create(path: &Path) -> io::Result<(File, Found)> {
+fn open_or_create(path: &Path, mode: u32) -> io::Result<(File, Found)> {
     match open_regular(path, true) {
         Ok(file) => return Ok((file, Found::Existing)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -334,9 +336,11 @@ fn open_or_create(path: &Path) -> io::Result<(File, Found)> {
         .read(true)
         .write(true)
         .create_new(true)
-        .mode(0o644)
+        .mode(mode)
         .custom_flags(flags.bits() as i32)
         .open(path)?;
+    // The umask may have narrowed the mode; set it exactly.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     Ok((file, Found::Created))
 }
 
@@ -398,7 +402,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
         let all = leaves(300);
-        let (mut tree, found) = StoredTree::open_for_append(&log).unwrap();
+        let (mut tree, found) = StoredTree::open_for_append(&log, 0o644).unwrap();
         assert_eq!(found, Found::Created);
         for (i, leaf) in all.iter().enumerate() {
             tree.push(*leaf, i as u64 * 10);
@@ -439,7 +443,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
         let all = leaves(20);
-        let (mut tree, _) = StoredTree::open_for_append(&log).unwrap();
+        let (mut tree, _) = StoredTree::open_for_append(&log, 0o644).unwrap();
         for (i, leaf) in all.iter().enumerate() {
             tree.push(*leaf, i as u64);
         }
@@ -450,7 +454,7 @@ mod tests {
         index.set_len(17 * OFFSET_BYTES).unwrap();
         let hashes = OpenOptions::new().write(true).open(hashes_path(&log)).unwrap();
         hashes.set_len(stored_hash_count(19) * HASH_BYTES + 16).unwrap();
-        let (mut tree, found) = StoredTree::open_for_append(&log).unwrap();
+        let (mut tree, found) = StoredTree::open_for_append(&log, 0o644).unwrap();
         assert_eq!((tree.size(), found), (17, Found::Existing));
         assert_eq!(tree.root(), root(&all[..17]));
         tree.truncate(12).unwrap();
@@ -466,7 +470,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
         rustix::fs::mkfifoat(rustix::fs::CWD, &hashes_path(&log), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
-        let error = StoredTree::open_for_append(&log).unwrap_err();
+        let error = StoredTree::open_for_append(&log, 0o644).unwrap_err();
         assert!(error.to_string().contains("is a FIFO, not a regular file"), "{error}");
         std::fs::remove_file(hashes_path(&log)).unwrap();
         std::os::unix::fs::symlink("/dev/zero", hashes_path(&log)).unwrap();

@@ -152,3 +152,15 @@ fn an_entry_edited_after_it_was_checkpointed_is_never_signed_over() {
     assert_eq!(tamper_reason(error), TamperReason::ChainBroken);
     assert_eq!(f.lines().len(), 10);
 }
+
+#[test]
+fn the_state_gets_the_logs_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = crate::support::Fixture::new();
+    std::fs::write(&f.log, b"").unwrap();
+    std::fs::set_permissions(&f.log, std::fs::Permissions::from_mode(0o660)).unwrap();
+    f.open_signed().append(&event(0)).unwrap();
+    for path in [hashes_path(&f.log), index_path(&f.log)] {
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o660, "{}", path.display());
+    }
+}
