@@ -376,12 +376,15 @@ impl Recorder {
     }
 
     fn reopen(&mut self) -> Result<(), EventsError> {
-        let options = LogOptions {
+        self.log = Some(AuditLog::open_with(&self.setup.log, self.log_options())?);
+        Ok(())
+    }
+
+    fn log_options(&self) -> LogOptions {
+        LogOptions {
             checkpoint_signer: self.setup.signer.clone(),
             checkpoint_path: Some(self.setup.checkpoint.clone()),
-        };
-        self.log = Some(AuditLog::open_with(&self.setup.log, options)?);
-        Ok(())
+        }
     }
 
     /// Audit tampering found since the last call.
@@ -420,12 +423,16 @@ impl Recorder {
         let actor = Actor::on_this_host("guardian");
         let batch: Vec<Event> = events.iter().map(|e| Event::new(e.kind, actor.clone(), e.data.clone())).collect();
         for attempt in 0..2 {
-            if self.log.is_none() {
-                self.reopen()?;
-            }
-            let Some(log) = self.log.as_mut() else { continue };
-            match log.append_batch(&batch) {
-                Ok(_) => break,
+            let appended = match self.log.as_mut() {
+                Some(log) => log.append_batch(&batch).map(drop),
+                None => {
+                    // Opening reads the last line, so it meets tampering too.
+                    AuditLog::open_with(&self.setup.log, self.log_options())
+                        .and_then(|log| self.log.insert(log).append_batch(&batch).map(drop))
+                }
+            };
+            match appended {
+                Ok(()) => break,
                 // Changed behind the handle's back: find out how, repair, retry once.
                 Err(AuditError::Tampered { .. } | AuditError::LogShrank { .. } | AuditError::CorruptTail { .. })
                     if attempt == 0 =>

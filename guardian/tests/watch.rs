@@ -526,3 +526,74 @@ fn sighup_reloads_the_trust_store_and_a_broken_one_keeps_the_old() {
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(node.audit_kinds().iter().any(|k| k == "trust.reloaded"));
 }
+
+/// Peak resident memory of a process so far (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Every attack of a deploy- or audit-directory writer at once: junk tenants
+/// with large modules waiting at start-up (256 MiB if a scan held them at
+/// once), then, while the daemon runs, a FIFO as a tenant's module, the
+/// checkpoint linked to `/dev/zero` and a 24 MiB junk line appended to the
+/// log. The daemon still rolls back a drifted tenant, undoes the audit
+/// tampering, stays within its memory bound, and stops at a SIGTERM. (The
+/// time a stop takes is measured by `guardian/benches/memory_attacks.sh`;
+/// here it only has to happen.)
+#[test]
+fn under_every_attack_at_once_the_daemon_keeps_repairing_and_stops_on_sigterm() {
+    let node = Node::new("threshold = 1\n");
+    let alpha = node.deploy_bundle("alpha", 1, &[0]);
+    node.deploy_bundle("beta", 1, &[0]);
+    let (code, _, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{stderr}");
+    let original = node.files("alpha");
+    for i in 0..8u8 {
+        let junk = node.deploy().join(format!("junk-{i}"));
+        fs::create_dir(&junk).unwrap();
+        fs::write(junk.join("module.wasm"), vec![i + 1; 32 << 20]).unwrap();
+    }
+    let mut d = Daemon::start(&node, WATCH, &[]);
+    d.wait_until("guardian.started in the audit log", || {
+        node.audit_kinds().last().map(String::as_str) == Some("guardian.started")
+    });
+    for junk in (0..8).map(|i| format!("junk-{i}")) {
+        assert!(!node.deploy().join(&junk).exists(), "{junk} is out of the deploy tree once the daemon is ready");
+    }
+    let from = d.count();
+
+    let fifo_tenant = node.deploy().join("fifo");
+    fs::create_dir(&fifo_tenant).unwrap();
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo_tenant.join("module.wasm"), rustix::fs::Mode::from_raw_mode(0o644))
+        .unwrap();
+    let log = node.audit_log();
+    let checkpoint = audit::default_checkpoint_path(&log);
+    fs::rename(&checkpoint, log.with_extension("saved")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &checkpoint).unwrap();
+    // One line of 24 MiB: committed-looking, far over the entry cap.
+    let mut junk_line = vec![b'x'; 24 << 20];
+    junk_line.push(b'\n');
+    fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(&junk_line).unwrap();
+    drop(junk_line);
+    fs::set_permissions(alpha.join("module.wasm"), fs::Permissions::from_mode(0o666)).unwrap();
+
+    let done = d.wait_kind(from, "rollback.completed", "alpha");
+    assert_eq!(done["reverified"], true, "{done:#}");
+    assert_eq!(node.files("alpha"), original);
+    let restored = d.wait_event(from, "the checkpoint restored", |e| {
+        e["kind"] == "audit.tampered" && e["data"]["file"] == "checkpoint" && e["data"]["restored"] == true
+    });
+    assert_eq!(restored["data"]["reason"], "malformed_checkpoint", "{restored:#}");
+    // The junk line is undone from the mirror (`malformed_line`) or, if a
+    // writer met it while it was still being written, moved aside as a torn
+    // tail (`audit.recovered`): either way the log verifies again.
+    d.wait_until("the audit log to verify again", || matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+    d.wait_until("fifo out of the deploy tree", || !fifo_tenant.exists());
+    let peak = peak_rss_kib(d.pid());
+    assert!(peak < 200 * 1024, "peak RSS {peak} KiB under attack");
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.lines().last().unwrap_or_default().contains("guardian stopped"), "{stderr}");
+}
