@@ -67,7 +67,7 @@ PY
 # (`runtime --version`), + read and verify (`signer verify`), + cache load,
 # instantiate and run (`runtime exec` without a log), + the two appends
 # (run.started, run.finished; the empty-log run above), and a cold compile.
-noaudit=(--trust "$work/trust" --state "$work/empty/state" --host-key "$work/empty/state/host.key"
+noaudit=(--trust "$work/trust" --state "$work/empty/state"
     --cache-dir "$work/empty/cache" --cache-key "$work/empty/state/cache.key" --json "$work/bundle")
 wasmtime=${WASMTIME:-$(command -v wasmtime || true)}
 wasmtime_cmds=()

@@ -179,16 +179,24 @@ impl CacheSecret {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|e| error(format!("cannot create its directory: {e}")))?;
         }
-        let fresh = Self::generate();
-        // Created whole under a temporary name and linked into place, so a
-        // reader never sees a partly written secret and a second process
-        // racing this one keeps the first secret.
-        match signer::fsutil::atomic_write_new(path, &fresh.0[..], FileMode::OwnerOnly) {
-            Ok(()) => return Ok(fresh),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(error(format!("cannot create it: {e}"))),
-        }
-        let (file, meta) = signer::fsutil::open_regular(path).map_err(|e| error(e.to_string()))?;
+        // Every run but the first finds it: read it without writing anything
+        // (creating a candidate first would cost every run an fsync).
+        let (file, meta) = match signer::fsutil::open_regular(path) {
+            Ok(opened) => opened,
+            Err(signer::fsutil::ReadCappedError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                let fresh = Self::generate();
+                // Created whole under a temporary name and linked into place,
+                // so a reader never sees a partly written secret and a second
+                // process racing this one keeps the first secret.
+                match signer::fsutil::atomic_write_new(path, &fresh.0[..], FileMode::OwnerOnly) {
+                    Ok(()) => return Ok(fresh),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(error(format!("cannot create it: {e}"))),
+                }
+                signer::fsutil::open_regular(path).map_err(|e| error(e.to_string()))?
+            }
+            Err(e) => return Err(error(e.to_string())),
+        };
         let euid = rustix::process::geteuid().as_raw();
         if meta.uid() != euid {
             return Err(error(format!("owned by uid {}, not by this user (uid {euid})", meta.uid())));

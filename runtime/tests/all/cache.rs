@@ -232,7 +232,13 @@ fn a_cache_secret_others_can_read_or_replace_is_refused() {
     let engine = NightEngine::new(EngineOptions::default()).unwrap();
     let hello = verified(fixture("hello"));
     CompileCache::open(dir.path().join("cache"), first).unwrap().load_or_compile(&engine, &hello).unwrap();
+    // Loading an existing secret writes nothing (no candidate, no fsync):
+    // the directory is not touched. (Compiling above took far longer than
+    // one tick of the file system clock.)
+    let state_dir = path.parent().unwrap();
+    let before = std::fs::metadata(state_dir).unwrap().modified().unwrap();
     let again = CacheSecret::load_or_create(&path).unwrap();
+    assert_eq!(std::fs::metadata(state_dir).unwrap().modified().unwrap(), before, "loading wrote to the directory");
     let (_, status) =
         CompileCache::open(dir.path().join("cache"), again).unwrap().load_or_compile(&engine, &hello).unwrap();
     assert_eq!(status, CacheStatus::Hit);
