@@ -221,6 +221,7 @@ mod tests {
             files: accepted.files.records(),
             signers: Vec::new(),
             accepted_at: String::new(),
+            previous: Vec::new(),
         }
     }
 

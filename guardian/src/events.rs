@@ -49,6 +49,7 @@ pub const ROLLBACK_COMPLETED: &str = audit::kinds::ROLLBACK_COMPLETED;
 pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
 pub const ROLLBACK_FAILED: &str = "rollback.failed";
 pub const TRUST_RELOADED: &str = "trust.reloaded";
+pub const GC_COMPLETED: &str = "gc.completed";
 pub const TRUST_RELOAD_FAILED: &str = "trust.reload_failed";
 
 /// Changes listed per event at most; `changes_total` gives the full count.
@@ -286,6 +287,25 @@ pub fn audit_tampered(tamper: &AuditTamper, quarantined: &[PathBuf], restored: b
 
 pub fn guardian_started(tenants: usize) -> GuardianEvent {
     GuardianEvent::new(GUARDIAN_STARTED, json!({ "tenants": tenants, "pid": std::process::id() }))
+}
+
+/// A retention pass: what it kept and removed (lists capped at 100 names;
+/// the counts and bytes cover everything).
+pub fn gc_completed(report: &crate::gc::GcReport) -> GuardianEvent {
+    let names = |removed: &[crate::gc::Removed]| removed.iter().take(100).map(|r| r.name.clone()).collect::<Vec<_>>();
+    GuardianEvent::new(
+        GC_COMPLETED,
+        json!({
+            "keep_versions": report.keep_versions,
+            "quarantine_max_age_days": report.quarantine_max_age_days,
+            "versions_forgotten": report.versions_forgotten,
+            "store_removed": report.store_removed.len(),
+            "store_removed_digests": names(&report.store_removed),
+            "quarantine_removed": report.quarantine_removed.len(),
+            "quarantine_removed_names": names(&report.quarantine_removed),
+            "bytes_freed": report.bytes_freed,
+        }),
+    )
 }
 
 pub fn guardian_stopped() -> GuardianEvent {

@@ -451,6 +451,50 @@ impl Guardian {
         Ok(report)
     }
 
+    /// Applies `retention` (see [`crate::gc`]): trims the tenants' histories
+    /// and writes the state first, then removes the store entries it no
+    /// longer names and old quarantine entries, and records `gc.completed`.
+    pub fn gc(&mut self, retention: &crate::gc::Retention) -> Result<crate::gc::GcReport, GuardianError> {
+        let keep_previous = retention.keep_versions.max(1) - 1;
+        let mut report = crate::gc::GcReport {
+            keep_versions: keep_previous + 1,
+            quarantine_max_age_days: retention.quarantine_max_age.as_secs() / 86_400,
+            ..Default::default()
+        };
+        for record in self.state.tenants.values_mut() {
+            let excess = record.previous.len().saturating_sub(keep_previous);
+            if excess > 0 {
+                record.previous.drain(..excess);
+                report.versions_forgotten += excess;
+                self.tenants_changed = true;
+            }
+        }
+        // The state must never name a removed entry, even after a crash.
+        self.save()?;
+        let referenced: std::collections::BTreeSet<String> = self
+            .state
+            .tenants
+            .values()
+            .flat_map(|r| std::iter::once(r.digest.clone()).chain(r.previous.iter().map(|p| p.digest.clone())))
+            .collect();
+        let store_dir = self.state_dir.store_dir();
+        report.store_removed = crate::gc::prune_store(&store_dir, &referenced).map_err(io_error(&store_dir))?;
+        let quarantine_dir = self.quarantine.root().to_path_buf();
+        report.quarantine_removed =
+            crate::gc::prune_quarantine(&quarantine_dir, retention.quarantine_max_age, std::time::SystemTime::now())
+                .map_err(io_error(&quarantine_dir))?;
+        report.bytes_freed = report.store_removed.iter().chain(&report.quarantine_removed).map(|r| r.bytes).sum();
+        tracing::info!(
+            store_removed = report.store_removed.len(),
+            quarantine_removed = report.quarantine_removed.len(),
+            bytes_freed = report.bytes_freed,
+            "retention pass"
+        );
+        self.record_now(vec![events::gc_completed(&report)])?;
+        self.save()?;
+        Ok(report)
+    }
+
     /// Checks the audit log against its mirror (and repairs it in repair mode).
     pub fn check_audit(&mut self) -> Result<Option<AuditTamper>, GuardianError> {
         self.recorder.check_audit()?;
@@ -535,6 +579,7 @@ impl Guardian {
             Ok(accepted) => {
                 let digest = self.store.put(&accepted.files)?;
                 let v = &accepted.verified;
+                let previous = current.as_ref().map(|c| c.history_for_successor(&digest)).unwrap_or_default();
                 let record = TenantRecord {
                     version: v.manifest.version,
                     version_label: v.manifest.version_label.clone(),
@@ -545,6 +590,7 @@ impl Guardian {
                     files: accepted.files.records(),
                     signers: v.signers.iter().map(ToString::to_string).collect(),
                     accepted_at: signer::manifest::format_rfc3339(now),
+                    previous,
                 };
                 self.state.tenants.insert(tenant.to_string(), record.clone());
                 self.tenants_changed = true;

@@ -47,6 +47,7 @@ pub mod decide;
 pub mod digest;
 pub mod drift;
 pub mod events;
+pub mod gc;
 mod guardian;
 pub mod quarantine;
 pub mod report;

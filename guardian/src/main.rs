@@ -26,6 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     Audit(cmd::audit::Args),
+    Gc(cmd::gc::Args),
     Report(cmd::report::Args),
     Scan(cmd::scan::Args),
     Status(cmd::status::Args),
@@ -53,6 +54,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             });
         }
+        Command::Gc(args) => cmd::gc::run(args),
         Command::Report(args) => cmd::report::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Status(args) => cmd::status::run(args),

@@ -76,6 +76,42 @@ pub struct TenantRecord {
     pub signers: Vec<String>,
     /// When this version was accepted (RFC 3339 UTC).
     pub accepted_at: String,
+    /// The versions accepted before this one, oldest first, at most
+    /// [`MAX_PREVIOUS`]: what `guardian gc` keeps the newest of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<PreviousVersion>,
+}
+
+/// How many earlier versions a tenant record remembers; older store entries
+/// are no longer named by the state and `guardian gc` removes them.
+pub const MAX_PREVIOUS: usize = 32;
+
+/// A version a tenant had before its current one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PreviousVersion {
+    pub version: u64,
+    /// Its store entry.
+    pub digest: String,
+    pub accepted_at: String,
+}
+
+impl TenantRecord {
+    /// The history of a record that replaces `self`: `self` appended to its
+    /// own history (unless the bytes are the same), at most [`MAX_PREVIOUS`].
+    pub fn history_for_successor(&self, successor_digest: &str) -> Vec<PreviousVersion> {
+        let mut previous = self.previous.clone();
+        if self.digest != successor_digest {
+            previous.push(PreviousVersion {
+                version: self.version,
+                digest: self.digest.clone(),
+                accepted_at: self.accepted_at.clone(),
+            });
+        }
+        let excess = previous.len().saturating_sub(MAX_PREVIOUS);
+        previous.drain(..excess);
+        previous
+    }
 }
 
 /// A line of history for `guardian status`.
@@ -427,6 +463,7 @@ mod tests {
             files,
             signers: vec!["K".into()],
             accepted_at: "2026-01-01T00:00:00Z".into(),
+            previous: Vec::new(),
         };
         let mut state = State::default();
         state.tenants.insert("alpha".into(), record);

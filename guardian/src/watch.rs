@@ -48,6 +48,8 @@ pub struct WatchOptions {
     pub settle: Duration,
     /// Written atomically once the initial verification is done.
     pub ready_file: Option<PathBuf>,
+    /// Applied after every full rescan (not the first), when set.
+    pub retention: Option<crate::gc::Retention>,
 }
 
 /// Counters reported when the daemon stops.
@@ -259,6 +261,11 @@ impl Daemon {
                 match self.guardian.scan() {
                     Ok(report) => log_report("full rescan", &report),
                     Err(e) => tracing::error!(error = %e, "full rescan failed"),
+                }
+                if let Some(retention) = &self.options.retention
+                    && let Err(e) = self.guardian.gc(retention)
+                {
+                    tracing::error!(error = %e, "retention pass failed");
                 }
                 next_rescan = Instant::now() + self.options.rescan_interval;
                 continue;

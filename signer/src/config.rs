@@ -23,6 +23,10 @@
 //! cache_key = "state/cache.key"  # default: <state_dir>/cache.key (never inside cache_dir)
 //! origin = "nightcore.example/node-1"  # checkpoint origin line; default: nightcore/<hostname>
 //!
+//! [retention]                    # what `guardian gc` keeps (and the daemon, every rescan)
+//! keep_versions = 3              # verified versions per tenant, the current one included
+//! quarantine_days = 90           # quarantine evidence younger than this stays
+//!
 //! [tenants.hello]                # host policy: may only tighten the signed capabilities
 //! fuel = 50000000
 //! memory_mib = 32
@@ -75,6 +79,18 @@ struct ConfigFile {
     origin: Option<String>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantPolicy>,
+    retention: Option<Retention>,
+}
+
+/// `[retention]`: what `guardian gc` (and the daemon, at each full rescan,
+/// when this table is present) keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retention {
+    /// Verified versions kept per tenant, the current one included.
+    pub keep_versions: Option<usize>,
+    /// Quarantine evidence younger than this many days is kept.
+    pub quarantine_days: Option<u64>,
 }
 
 /// The resolved configuration: every path absolute or relative to the working
@@ -92,6 +108,8 @@ pub struct NodeConfig {
     pub cache_key: PathBuf,
     pub origin: String,
     pub tenants: BTreeMap<String, TenantPolicy>,
+    /// `[retention]`, if the file has one.
+    pub retention: Option<Retention>,
     /// The file this was loaded from; `None` when the defaults are used.
     pub file: Option<PathBuf>,
 }
@@ -157,6 +175,7 @@ impl NodeConfig {
             cache_dir,
             cache_key,
             tenants,
+            retention: file.retention,
             file: source,
         })
     }

@@ -2,6 +2,7 @@
 //! trust store, state and audit log are, and how events are printed.
 
 pub mod audit;
+pub mod gc;
 pub mod report;
 pub mod scan;
 pub mod status;

@@ -38,12 +38,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let options = args.node.guardian_options(args.deploy.clone(), args.new_tenants.into())?;
+    let retention = args.node.config()?.retention.as_ref().map(|r| super::gc::retention(Some(r)));
     let guardian = Guardian::open(options, RepairMode::Repair, printing_observer(args.json))
         .with_context(|| format!("cannot start guarding {}", args.deploy.display()))?;
     let watch = WatchOptions {
         rescan_interval: Duration::from_secs(args.rescan_secs),
         settle: Duration::from_millis(args.settle_ms),
         ready_file: args.ready_file,
+        retention,
     };
     let daemon = Daemon::new(guardian, watch)?;
     let stop = daemon.stop_handle();

@@ -379,6 +379,7 @@ fn guardian_state_signed_by(
         files,
         signers: Vec::new(),
         accepted_at: "2026-12-01T00:00:00Z".into(),
+        previous: Vec::new(),
     };
     let mut all = guardian::state::State::default();
     all.tenants.insert(tenant.into(), record);
