@@ -57,3 +57,31 @@ scan dev-zero
 
 head -c $((600 * 1000 * 1000)) /dev/zero | tr '\0' 'x' >>"$work/audit/audit.log"
 scan append
+
+# The daemon under all of them at once: junk tenants waiting at start-up, then
+# a FIFO as a module, the checkpoint linked to /dev/zero and 600 MB appended
+# while it runs, and a legitimate tenant drifting. Reports whether the drift
+# was repaired, the peak RSS, and how long a SIGTERM took to stop it.
+for i in $(seq 1 8); do
+    mkdir -p "$work/deploy/junk-$i"
+    head -c $((64 * 1024 * 1024)) /dev/urandom >"$work/deploy/junk-$i/module.wasm"
+done
+rm -f "$work/ready"
+NIGHTCORE_LOG=info "$guardian" watch "$work/deploy" "${node_args[@]}" --settle-ms 100 --ready-file "$work/ready" >/dev/null 2>"$work/watch.log" &
+pid=$!
+until [ -e "$work/ready" ]; do sleep 0.05; done
+mkdir -p "$work/deploy/fifo" && mkfifo "$work/deploy/fifo/module.wasm"
+rm -f "$checkpoint" && ln -s /dev/zero "$checkpoint"
+head -c $((600 * 1000 * 1000)) /dev/zero | tr '\0' 'x' >>"$work/audit/audit.log"
+chmod 0666 "$work/deploy/alpha/module.wasm"
+for _ in $(seq 1 200); do
+    grep -q 'rollback completed tenant="alpha"' "$work/watch.log" && break
+    sleep 0.05
+done
+repaired=$(grep -c 'rollback completed tenant="alpha"' "$work/watch.log" || true)
+peak=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+start=$(date +%s%N)
+kill -TERM "$pid"
+wait "$pid" && code=0 || code=$?
+end=$(date +%s%N)
+printf '%-10s max_rss_kib=%-8s exit=%s alpha_repaired=%s sigterm_ms=%s\n' daemon "$peak" "$code" "$repaired" $(((end - start) / 1000000))
