@@ -469,7 +469,7 @@ mod tests {
     fn a_fifo_or_a_symlink_in_place_of_a_tree_file_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("audit.log");
-        rustix::fs::mkfifoat(rustix::fs::CWD, &hashes_path(&log), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
+        rustix::fs::mkfifoat(rustix::fs::CWD, hashes_path(&log), rustix::fs::Mode::from_raw_mode(0o644)).unwrap();
         let error = StoredTree::open_for_append(&log, 0o644).unwrap_err();
         assert!(error.to_string().contains("is a FIFO, not a regular file"), "{error}");
         std::fs::remove_file(hashes_path(&log)).unwrap();

@@ -566,7 +566,7 @@ fn under_every_attack_at_once_the_daemon_keeps_repairing_and_stops_on_sigterm() 
 
     let fifo_tenant = node.deploy().join("fifo");
     fs::create_dir(&fifo_tenant).unwrap();
-    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo_tenant.join("module.wasm"), rustix::fs::Mode::from_raw_mode(0o644))
+    rustix::fs::mkfifoat(rustix::fs::CWD, fifo_tenant.join("module.wasm"), rustix::fs::Mode::from_raw_mode(0o644))
         .unwrap();
     let log = node.audit_log();
     let checkpoint = audit::default_checkpoint_path(&log);
