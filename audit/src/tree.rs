@@ -172,11 +172,7 @@ impl StoredTree {
 
     /// The root of the whole tree, from the frontier (no reads).
     pub(crate) fn root(&self) -> Sha256Hash {
-        let mut hashes = self.frontier.iter().rev().map(|(_, hash)| *hash);
-        match hashes.next() {
-            None => merkle::empty_root(),
-            Some(last) => hashes.fold(last, |right, left| node_hash(&left, &right)),
-        }
+        fold_subtree_roots(self.frontier.iter().map(|(_, hash)| *hash))
     }
 
     /// The root of the first `size` leaves (`size <= self.size()`).
@@ -297,11 +293,17 @@ impl SubtreeRoots for StoredTree {
             roots.push(self.stored(stored_hash_index(level, start >> level))?);
             start += 1 << level;
         }
-        let mut roots = roots.into_iter().rev();
-        Ok(match roots.next() {
-            None => merkle::empty_root(),
-            Some(last) => roots.fold(last, |right, left| node_hash(&left, &right)),
-        })
+        Ok(fold_subtree_roots(roots.into_iter()))
+    }
+}
+
+/// The root of a tree from the roots of its complete subtrees, largest
+/// (leftmost) first: folded from the right, as RFC 6962's MTH splits.
+fn fold_subtree_roots(roots: impl DoubleEndedIterator<Item = Sha256Hash>) -> Sha256Hash {
+    let mut from_right = roots.rev();
+    match from_right.next() {
+        None => merkle::empty_root(),
+        Some(last) => from_right.fold(last, |right, left| node_hash(&left, &right)),
     }
 }
 

@@ -65,10 +65,7 @@ pub(crate) fn prune_store(root: &Path, referenced: &BTreeSet<String>) -> io::Res
         if !ours || referenced.contains(&name) {
             continue;
         }
-        let path = entry.path();
-        let bytes = size_of(&path)?;
-        remove(&path)?;
-        removed.push(Removed { name, bytes });
+        removed.push(remove(&entry.path(), name)?);
     }
     Ok(removed)
 }
@@ -86,10 +83,7 @@ pub(crate) fn prune_quarantine(root: &Path, max_age: Duration, now: SystemTime) 
         if taken >= cutoff {
             continue;
         }
-        let path = entry.path();
-        let bytes = size_of(&path)?;
-        remove(&path)?;
-        removed.push(Removed { name, bytes });
+        removed.push(remove(&entry.path(), name)?);
     }
     Ok(removed)
 }
@@ -113,8 +107,16 @@ fn size_of(path: &Path) -> io::Result<u64> {
     Ok(total)
 }
 
-fn remove(path: &Path) -> io::Result<()> {
-    if fs::symlink_metadata(path)?.is_dir() { fs::remove_dir_all(path) } else { fs::remove_file(path) }
+/// Removes `path` (a link itself, never what it points to) and says how
+/// many bytes that freed.
+fn remove(path: &Path, name: String) -> io::Result<Removed> {
+    let bytes = size_of(path)?;
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)?
+    } else {
+        fs::remove_file(path)?
+    }
+    Ok(Removed { name, bytes })
 }
 
 #[cfg(test)]
