@@ -280,8 +280,9 @@ fn runs_and_refusals_are_audited() {
 
 #[test]
 fn no_guest_runs_when_the_log_it_would_be_recorded_in_is_tampered() {
-    // With one byte of entry 0 changed, the run is refused before the guest
-    // starts (it would write a file), not reported unrecorded afterwards.
+    // With one byte of the log's last entry changed (the chain head every
+    // writer checks), the run is refused before the guest starts (it would
+    // write a file), not reported unrecorded afterwards.
     let node = Node::new();
     let audit = node.path("state/audit.log");
     let out = node.path("out");
@@ -289,15 +290,48 @@ fn no_guest_runs_when_the_log_it_would_be_recorded_in_is_tampered() {
     let writer = node.bundle("w", "writer", &fixture("fs_probe"), data_caps(PreopenMode::ReadWrite));
     let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
     assert_eq!(node.exec(&["--audit", s(&audit), s(&hello)]).status.code(), Some(0));
-    let text = std::fs::read_to_string(&audit).unwrap().replacen("\"tenant\":\"hello\"", "\"tenant\":\"hellp\"", 1);
-    std::fs::write(&audit, text).unwrap();
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let last = text.trim_end().rfind('\n').map_or(0, |i| i + 1);
+    let edited = format!("{}{}", &text[..last], text[last..].replacen("\"exited\"", "\"exitex\"", 1));
+    assert_ne!(edited, text);
+    std::fs::write(&audit, edited).unwrap();
     let data = format!("/data={}", s(&out));
     let output = node.exec(&["--audit", s(&audit), "--dir", &data, s(&writer), "--", "w", "proof.txt"]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("refusing to run unrecorded"), "{stderr}");
+    // The head is checked when the log is opened, before anything runs.
+    assert!(stderr.contains("cannot open the audit log") && stderr.contains("refusing to extend"), "{stderr}");
     assert!(stderr.contains("entry edited"), "{stderr}");
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "the guest never ran");
+}
+
+/// A writer reads O(log n) of the log, so an entry edited in place further
+/// back does not stop a run; but the run is recorded under a checkpoint
+/// whose root comes from the Merkle state the previous checkpoint vouched
+/// for, so it commits to the original entry, and `verify` names the edit.
+#[test]
+fn a_run_on_a_log_edited_further_back_is_recorded_under_a_checkpoint_of_the_original() {
+    let node = Node::new();
+    let audit = node.path("state/audit.log");
+    let hello = node.bundle("hello", "hello", &fixture("hello"), Capabilities::default());
+    assert_eq!(node.exec(&["--audit", s(&audit), s(&hello)]).status.code(), Some(0));
+    let original = std::fs::read_to_string(&audit).unwrap();
+    // Same length, so every offset in the index still holds.
+    let edited = original.replacen("\"tenant\":\"hello\"", "\"tenant\":\"hellp\"", 1);
+    std::fs::write(&audit, &edited).unwrap();
+    assert_eq!(node.exec(&["--audit", s(&audit), s(&hello)]).status.code(), Some(0));
+    let lines: Vec<String> = std::fs::read_to_string(&audit).unwrap().lines().map(str::to_string).collect();
+    let mut honest: Vec<String> = original.lines().map(str::to_string).collect();
+    honest.extend(lines[honest.len()..].iter().cloned());
+    let leaves: Vec<_> = honest.iter().map(|l| audit::merkle::leaf_hash(l.as_bytes())).collect();
+    let checkpoint = audit::load_checkpoint(&audit::default_checkpoint_path(&audit)).unwrap().checkpoint;
+    assert_eq!((checkpoint.size, checkpoint.root), (leaves.len() as u64, audit::merkle::root(&leaves)));
+    let host = signer::keyfile::load_or_create_host_key(&node.path("xdg-state/nightcore/host.key")).unwrap();
+    let key = *host.public_key().verifying_key();
+    match audit::verify_log(&audit, &audit::default_checkpoint_path(&audit), &key) {
+        Ok(audit::VerifyReport::Tampered(t)) => assert_eq!(t.first_bad_seq, Some(0), "{t}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]
@@ -466,7 +500,11 @@ fn without_a_config_the_host_key_and_state_stay_out_of_the_log_dir_and_the_cwd()
     let mut beside: Vec<String> =
         std::fs::read_dir(&shipped).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     beside.sort();
-    assert_eq!(beside, ["audit.log", "audit.log.checkpoint"], "no secret key beside the log");
+    assert_eq!(
+        beside,
+        ["audit.log", "audit.log.checkpoint", "audit.log.hashes", "audit.log.index"],
+        "no secret key beside the log (only the log, its checkpoint and its Merkle state)"
+    );
     assert!(node.path("xdg-state/nightcore/host.key").is_file());
     assert!(!node.path("state").exists(), "nothing in the working directory");
     // The receipt is signed with that same key, which checks out as this
