@@ -212,13 +212,16 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// A temporary path in the same directory as `path` (so a rename stays on one
-/// file system), unique to this process and call.
+/// file system), unique to this process and call, and unpredictable: in a
+/// directory others may write (the audit log's), a name they could guess is
+/// one they could create first, failing every write that needs it.
 pub fn temp_path_beside(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let random = rand_core::RngCore::next_u64(&mut rand_core::OsRng);
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    parent_dir(path).join(format!(".{name}.tmp-{}-{n}", std::process::id()))
+    parent_dir(path).join(format!(".{name}.tmp-{}-{n}-{random:016x}", std::process::id()))
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -287,6 +290,21 @@ pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadCappedError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn temp_names_cannot_be_taken_first() {
+        // Whoever can write the directory creates every name the old scheme
+        // (pid and a counter) would pick next: the write still goes through.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log.checkpoint");
+        for n in 0..2000 {
+            fs::write(dir.path().join(format!(".audit.log.checkpoint.tmp-{}-{n}", std::process::id())), b"x").unwrap();
+        }
+        atomic_write(&path, b"new", FileMode::Public).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let (a, b) = (temp_path_beside(&path), temp_path_beside(&path));
+        assert_ne!(a, b);
+    }
 
     #[test]
     fn atomic_write_new_never_replaces() {
