@@ -26,7 +26,7 @@ use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
 
 use crate::snapshot::{EntryKind, TenantSnapshot, is_bundle_file};
-use crate::state::TenantRecord;
+use crate::state::{RetiredTenant, TenantRecord};
 use crate::store::BundleFiles;
 
 /// Why changed bytes were not accepted.
@@ -37,6 +37,8 @@ pub enum Refusal {
     BundleMissing,
     #[error("version {found} is a downgrade: version {floor} was accepted already")]
     DowngradeRefused { found: u64, floor: u64 },
+    #[error("the tenant was retired at version {floor}: version {found} cannot bring it back, only a newer one")]
+    Retired { found: u64, floor: u64 },
     #[error("{path} is missing")]
     FileMissing { path: String },
     #[error("{name:?} is not a valid tenant name")]
@@ -70,6 +72,7 @@ impl Refusal {
         match self {
             Refusal::BundleMissing => "bundle_missing",
             Refusal::DowngradeRefused { .. } => "downgrade",
+            Refusal::Retired { .. } => "tenant_retired",
             Refusal::FileMissing { .. } => "file_missing",
             Refusal::InvalidTenantName { .. } => "invalid_tenant_name",
             Refusal::NewTenantRefused { .. } => "new_tenant_refused",
@@ -104,12 +107,32 @@ pub struct Accepted {
     pub verified: VerifiedBundle,
 }
 
+/// What the state knows of a tenant: the floor a bundle is judged against.
+#[derive(Debug, Clone, Copy)]
+pub enum Known<'a> {
+    /// In service at this verified version.
+    Current(&'a TenantRecord),
+    /// Retired: versions up to and including the floor are refused.
+    Retired(&'a RetiredTenant),
+    /// Never seen.
+    New,
+}
+
+impl<'a> Known<'a> {
+    pub fn current(&self) -> Option<&'a TenantRecord> {
+        match self {
+            Known::Current(record) => Some(record),
+            _ => None,
+        }
+    }
+}
+
 /// Judges the bundle files of `snapshot`, deployed as `tenant`, against the
-/// trust store and the tenant's last verified version `current`.
+/// trust store and what the state knows of the tenant.
 pub fn evaluate(
     tenant: &str,
     snapshot: &TenantSnapshot,
-    current: Option<&TenantRecord>,
+    known: Known<'_>,
     admission: Admission,
     trust: &TrustStore,
     limits: &ReadLimits,
@@ -128,7 +151,7 @@ pub fn evaluate(
     if signer::manifest::validate_name(tenant).is_err() {
         return Err(Refusal::InvalidTenantName { name: tenant.to_string() });
     }
-    if current.is_none() && admission == Admission::Refuse {
+    if known.current().is_none() && admission == Admission::Refuse {
         return Err(Refusal::NewTenantRefused { name: tenant.to_string() });
     }
     let mut files = BTreeMap::new();
@@ -178,14 +201,20 @@ pub fn evaluate(
             manifest_name: verified.manifest.name.clone(),
         });
     }
-    if let Some(current) = current {
-        let found = verified.manifest.version;
-        if found < current.floor {
-            return Err(Refusal::DowngradeRefused { found, floor: current.floor });
+    let found = verified.manifest.version;
+    match known {
+        Known::Current(current) => {
+            if found < current.floor {
+                return Err(Refusal::DowngradeRefused { found, floor: current.floor });
+            }
+            if found == current.floor && files.digest() != current.digest {
+                return Err(Refusal::SameVersionDifferentBytes { version: found });
+            }
         }
-        if found == current.floor && files.digest() != current.digest {
-            return Err(Refusal::SameVersionDifferentBytes { version: found });
+        Known::Retired(retired) if found <= retired.floor => {
+            return Err(Refusal::Retired { found, floor: retired.floor });
         }
+        Known::Retired(_) | Known::New => {}
     }
     Ok(Accepted { files, verified })
 }
@@ -197,12 +226,16 @@ mod tests {
     use signer::minisign::SignatureError;
 
     fn judge(kit: &Kit, tenant: &str, current: Option<&TenantRecord>) -> Result<Accepted, Refusal> {
+        judge_known(kit, tenant, current.map_or(Known::New, Known::Current))
+    }
+
+    fn judge_known(kit: &Kit, tenant: &str, known: Known<'_>) -> Result<Accepted, Refusal> {
         let trust = TrustStore::load(&kit.trust()).unwrap();
         let snapshot = TenantSnapshot::take(&kit.deploy().join(tenant), &ReadLimits::default()).unwrap();
         evaluate(
             tenant,
             &snapshot,
-            current,
+            known,
             Admission::AcceptSigned,
             &trust,
             &ReadLimits::default(),
@@ -223,6 +256,20 @@ mod tests {
             accepted_at: String::new(),
             previous: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_retired_tenant_comes_back_only_above_its_floor() {
+        let kit = Kit::new("threshold = 1\n");
+        let retired = RetiredTenant { version: 2, floor: 3, retired_at: String::new() };
+        for old in [1, 3] {
+            kit.replace_bundle("alpha", old, &[0]);
+            let refusal = judge_known(&kit, "alpha", Known::Retired(&retired)).unwrap_err();
+            assert_eq!(refusal, Refusal::Retired { found: old, floor: 3 });
+            assert_eq!(refusal.reason_code(), "tenant_retired");
+        }
+        kit.replace_bundle("alpha", 4, &[0]);
+        assert_eq!(judge_known(&kit, "alpha", Known::Retired(&retired)).unwrap().verified.manifest.version, 4);
     }
 
     #[test]

@@ -36,7 +36,7 @@ use crate::audit_mirror::{AuditCheck, AuditMirror, AuditTamper, MirrorError};
 use crate::decide::Refusal;
 use crate::drift::DriftItem;
 use crate::quarantine::Quarantine;
-use crate::state::{RecentEvent, TenantRecord};
+use crate::state::{RecentEvent, RetiredTenant, TenantRecord};
 
 pub const AUDIT_TAMPERED: &str = "audit.tampered";
 pub const DRIFT_DETECTED: &str = audit::kinds::DRIFT_DETECTED;
@@ -50,6 +50,7 @@ pub const ROLLBACK_RECOVERED: &str = "rollback.recovered";
 pub const ROLLBACK_FAILED: &str = "rollback.failed";
 pub const TRUST_RELOADED: &str = "trust.reloaded";
 pub const GC_COMPLETED: &str = "gc.completed";
+pub const TENANT_RETIRED: &str = "tenant.retired";
 pub const TRUST_RELOAD_FAILED: &str = "trust.reload_failed";
 
 /// Changes listed per event at most; `changes_total` gives the full count.
@@ -304,8 +305,21 @@ pub fn gc_completed(report: &crate::gc::GcReport) -> GuardianEvent {
             "quarantine_removed": report.quarantine_removed.len(),
             "quarantine_removed_names": names(&report.quarantine_removed),
             "bytes_freed": report.bytes_freed,
+            "skipped": report.skipped.iter().take(100).collect::<Vec<_>>(),
         }),
     )
+}
+
+/// `guardian retire`: the tenant's floor kept as a tombstone, its deploy
+/// directory moved to `quarantined_to` (none when it was gone already).
+pub fn tenant_retired(tenant: &str, retired: &RetiredTenant, quarantined_to: Option<&Path>) -> GuardianEvent {
+    let data = json!({
+        "tenant": tenant,
+        "version": retired.version,
+        "floor": retired.floor,
+        "quarantined_to": quarantined_to.map(|p| p.display().to_string()),
+    });
+    GuardianEvent::new(TENANT_RETIRED, data)
 }
 
 pub fn guardian_stopped() -> GuardianEvent {

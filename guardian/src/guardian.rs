@@ -32,7 +32,7 @@ use signer::verify::{VerifyError, verify_bundle};
 
 use crate::RepairMode;
 use crate::audit_mirror::AuditTamper;
-use crate::decide::{Admission, Refusal, evaluate};
+use crate::decide::{Admission, Known, Refusal, evaluate};
 use crate::drift::{DriftItem, Expected, compare};
 use crate::events::{
     self, Admitted, AuditSetup, DriftAction, EventsError, GuardianEvent, Observer, Recorder, RollbackTimings,
@@ -40,7 +40,7 @@ use crate::events::{
 use crate::quarantine::{Quarantine, QuarantineError};
 use crate::restore::{self, Swapped};
 use crate::snapshot::TenantSnapshot;
-use crate::state::{State, StateDir, StateError, TenantRecord};
+use crate::state::{RetiredTenant, State, StateDir, StateError, TenantRecord};
 use crate::store::{Store, StoreError};
 
 /// Where the audit log is and which key signs its checkpoints.
@@ -105,6 +105,8 @@ pub enum GuardianError {
     Overlap { state: PathBuf, deploy: PathBuf },
     #[error("cannot watch {path}: {source}")]
     Watch { path: PathBuf, source: notify::Error },
+    #[error("tenant {tenant} is not in service on this node (the state knows no such tenant)")]
+    UnknownTenant { tenant: String },
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> GuardianError + '_ {
@@ -478,21 +480,64 @@ impl Guardian {
             .flat_map(|r| std::iter::once(r.digest.clone()).chain(r.previous.iter().map(|p| p.digest.clone())))
             .collect();
         let store_dir = self.state_dir.store_dir();
-        report.store_removed = crate::gc::prune_store(&store_dir, &referenced).map_err(io_error(&store_dir))?;
+        let store = crate::gc::prune_store(&store_dir, &referenced).map_err(io_error(&store_dir))?;
         let quarantine_dir = self.quarantine.root().to_path_buf();
-        report.quarantine_removed =
+        let quarantine =
             crate::gc::prune_quarantine(&quarantine_dir, retention.quarantine_max_age, std::time::SystemTime::now())
                 .map_err(io_error(&quarantine_dir))?;
+        report.store_removed = store.removed;
+        report.quarantine_removed = quarantine.removed;
+        report.skipped = [store.skipped, quarantine.skipped].concat();
         report.bytes_freed = report.store_removed.iter().chain(&report.quarantine_removed).map(|r| r.bytes).sum();
         tracing::info!(
             store_removed = report.store_removed.len(),
             quarantine_removed = report.quarantine_removed.len(),
             bytes_freed = report.bytes_freed,
+            skipped = report.skipped.len(),
             "retention pass"
         );
         self.record_now(vec![events::gc_completed(&report)])?;
         self.save()?;
         Ok(report)
+    }
+
+    /// Takes `tenant` out of service for good: the state forgets its record
+    /// but keeps its floor as a tombstone ([`RetiredTenant`]), so neither
+    /// `runtime exec` nor the guardian accepts any version it ever had; its
+    /// deploy directory is moved into the quarantine; `tenant.retired`
+    /// records both. The tombstone is written first, so a crash part way
+    /// leaves a tenant that nothing runs, and retiring it again (allowed)
+    /// finishes the job.
+    pub fn retire(&mut self, tenant: &str) -> Result<RetiredTenant, GuardianError> {
+        let retired = match self.state.tenants.remove(tenant) {
+            Some(record) => {
+                let retired = RetiredTenant {
+                    version: record.version,
+                    floor: record.floor,
+                    retired_at: signer::manifest::format_rfc3339(time::OffsetDateTime::now_utc()),
+                };
+                self.state.retired.insert(tenant.to_string(), retired.clone());
+                self.tenants_changed = true;
+                self.save()?;
+                retired
+            }
+            None => self
+                .state
+                .retired
+                .get(tenant)
+                .cloned()
+                .ok_or_else(|| GuardianError::UnknownTenant { tenant: tenant.to_string() })?,
+        };
+        let path = self.options.deploy_dir.join(tenant);
+        let quarantined = match fs::symlink_metadata(&path) {
+            Ok(_) => Some(self.quarantine.take(&path, tenant)?),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_error(&path)(e)),
+        };
+        tracing::info!(tenant, version = retired.version, floor = retired.floor, "tenant retired");
+        self.record_now(vec![events::tenant_retired(tenant, &retired, quarantined.as_deref())])?;
+        self.save()?;
+        Ok(retired)
     }
 
     /// Checks the audit log against its mirror (and repairs it in repair mode).
@@ -568,14 +613,19 @@ impl Guardian {
         if let Some(current) = current.as_ref().filter(|c| snapshot.content_records() == c.files) {
             return self.repair_layout(tenant, current, &items, detected, event_at);
         }
-        let admitted = if self.initial_scan_done || !self.state.tenants.is_empty() {
+        let admitted = if self.initial_scan_done || !self.state.tenants.is_empty() || !self.state.retired.is_empty() {
             Admitted::NewTenant
         } else {
             Admitted::FirstRun
         };
         let admission = if admitted == Admitted::FirstRun { Admission::AcceptSigned } else { self.options.admission };
         let now = time::OffsetDateTime::now_utc();
-        match evaluate(tenant, &snapshot, current.as_ref(), admission, &self.trust, &self.options.limits, now) {
+        let known = match (&current, self.state.retired.get(tenant)) {
+            (Some(record), _) => Known::Current(record),
+            (None, Some(retired)) => Known::Retired(retired),
+            (None, None) => Known::New,
+        };
+        match evaluate(tenant, &snapshot, known, admission, &self.trust, &self.options.limits, now) {
             Ok(accepted) => {
                 let digest = self.store.put(&accepted.files)?;
                 let v = &accepted.verified;
@@ -593,6 +643,8 @@ impl Guardian {
                     previous,
                 };
                 self.state.tenants.insert(tenant.to_string(), record.clone());
+                // Above its retirement floor, a retired name is a new tenant.
+                self.state.retired.remove(tenant);
                 self.tenants_changed = true;
                 let (event, action) = match &current {
                     Some(from) => (events::module_upgraded(tenant, from, &record, &items), Action::Upgraded),
@@ -742,9 +794,17 @@ impl Guardian {
             Err("changed_again".to_string())
         } else {
             let now = time::OffsetDateTime::now_utc();
-            evaluate(tenant, &snapshot, Some(record), Admission::AcceptSigned, &self.trust, &self.options.limits, now)
-                .map(|_| ())
-                .map_err(|r| r.reason_code().to_string())
+            evaluate(
+                tenant,
+                &snapshot,
+                Known::Current(record),
+                Admission::AcceptSigned,
+                &self.trust,
+                &self.options.limits,
+                now,
+            )
+            .map(|_| ())
+            .map_err(|r| r.reason_code().to_string())
         };
         let done = Instant::now();
         let timings = RollbackTimings {

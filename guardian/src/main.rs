@@ -10,7 +10,7 @@ mod cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-const AFTER_HELP: &str = "Exit codes: scan: 0 = clean (accepted signed upgrades count as clean), 1 = drift found (repaired or not, as --repair says) or the audit log tampered, 2 = usage or I/O error, or a state that fails its integrity check. watch: 0 after SIGTERM or SIGINT, 2 on error. status: 0, or 2 on error. report: 0 = page written and the log intact, 1 = page written but the log is tampered, 2 = error. audit: see `guardian audit --help`.
+const AFTER_HELP: &str = "Exit codes: scan: 0 = clean (accepted signed upgrades count as clean), 1 = drift found (repaired or not, as --repair says) or the audit log tampered, 2 = usage or I/O error, or a state that fails its integrity check. watch: 0 after SIGTERM or SIGINT, 2 on error. status: 0, or 2 on error. gc, retire: 0, or 2 on error (an unknown tenant for retire; `locked` while the daemon holds the state). report: 0 = page written and the log intact, 1 = page written but the log is tampered, 2 = error. audit: see `guardian audit --help`.
 
 Environment: NIGHTCORE_LOG sets the log level on stderr (error, warn, info, debug, trace; default info for watch, warn otherwise). NIGHTCORE_TEST_ROLLBACK_PAUSE_MS is a test hook: it pauses every rollback for that long after staging and again after the swap; never set it in production.";
 
@@ -28,6 +28,7 @@ enum Command {
     Audit(cmd::audit::Args),
     Gc(cmd::gc::Args),
     Report(cmd::report::Args),
+    Retire(cmd::retire::Args),
     Scan(cmd::scan::Args),
     Status(cmd::status::Args),
     Watch(cmd::watch::Args),
@@ -56,6 +57,7 @@ fn main() -> ExitCode {
         }
         Command::Gc(args) => cmd::gc::run(args),
         Command::Report(args) => cmd::report::run(args),
+        Command::Retire(args) => cmd::retire::run(args),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Status(args) => cmd::status::run(args),
         Command::Watch(args) => cmd::watch::run(args),

@@ -114,6 +114,23 @@ impl TenantRecord {
     }
 }
 
+/// A tenant taken out of service by `guardian retire`: its record is gone
+/// (so nothing restores it and `guardian gc` frees its store entries), but
+/// its floor stays, so none of the versions it ever had can be run or
+/// deployed again. Only a signed bundle above `floor` brings the name back,
+/// as a new tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetiredTenant {
+    /// The version it had when retired.
+    pub version: u64,
+    /// Its rollback floor when retired: every version up to and including
+    /// it is refused.
+    pub floor: u64,
+    /// When it was retired (RFC 3339 UTC).
+    pub retired_at: String,
+}
+
 /// A line of history for `guardian status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +146,7 @@ pub struct RecentEvent {
 #[serde(deny_unknown_fields)]
 pub struct State {
     pub tenants: BTreeMap<String, TenantRecord>,
+    pub retired: BTreeMap<String, RetiredTenant>,
     /// Oldest first, at most [`RECENT_EVENTS`].
     pub recent_events: Vec<RecentEvent>,
 }
@@ -141,11 +159,13 @@ impl State {
     }
 }
 
-/// The body of `state.json`.
-#[derive(Serialize, Deserialize)]
+/// The body of `state.json`: what `runtime exec` holds runs to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TenantsBody {
-    tenants: BTreeMap<String, TenantRecord>,
+pub struct Tenants {
+    pub tenants: BTreeMap<String, TenantRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retired: BTreeMap<String, RetiredTenant>,
 }
 
 /// The body of `recent.json`.
@@ -333,19 +353,24 @@ fn unseal<T: Serialize + serde::de::DeserializeOwned>(
 /// the lock (for `guardian status` and `runtime exec`), accepting only
 /// signatures by `verifier`'s keys; missing files are an empty state.
 pub fn read_state(root: &Path, verifier: &StateVerifier) -> Result<State, StateError> {
-    let tenants = read_tenants(root, verifier)?;
+    let Tenants { tenants, retired } = read_tenants(root, verifier)?;
     let recent_events =
         unseal::<RecentBody>(&root.join(RECENT_FILE), RECENT_SCHEMA, verifier)?.map(|b| b.events).unwrap_or_default();
-    Ok(State { tenants, recent_events })
+    Ok(State { tenants, retired, recent_events })
 }
 
 /// The tenant records of `ROOT/state.json` alone, checked as by
 /// [`read_state`] (what `runtime exec` needs for rollback floors, without
 /// reading and verifying `recent.json` on every run).
-pub fn read_tenants(root: &Path, verifier: &StateVerifier) -> Result<BTreeMap<String, TenantRecord>, StateError> {
-    let tenants =
-        unseal::<TenantsBody>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?.map(|b| b.tenants).unwrap_or_default();
-    for (name, tenant) in &tenants {
+pub fn read_tenants(root: &Path, verifier: &StateVerifier) -> Result<Tenants, StateError> {
+    let body = unseal::<Tenants>(&root.join(STATE_FILE), STATE_SCHEMA, verifier)?.unwrap_or_default();
+    for (name, tenant) in &body.tenants {
+        if body.retired.contains_key(name) {
+            return Err(StateError::Inconsistent {
+                tenant: name.clone(),
+                reason: "it is both in service and retired".into(),
+            });
+        }
         if tenant.floor < tenant.version {
             return Err(StateError::Inconsistent {
                 tenant: name.clone(),
@@ -359,7 +384,7 @@ pub fn read_tenants(root: &Path, verifier: &StateVerifier) -> Result<BTreeMap<St
             });
         }
     }
-    Ok(tenants)
+    Ok(body)
 }
 
 /// The state directory, locked for this process, with the host key that
@@ -411,7 +436,7 @@ impl StateDir {
     /// with their hash. Its size grows with the number of tenants, so it is
     /// written only when a record changed.
     pub fn save_tenants(&self, state: &State) -> Result<(), StateError> {
-        let body = TenantsBody { tenants: state.tenants.clone() };
+        let body = Tenants { tenants: state.tenants.clone(), retired: state.retired.clone() };
         self.write_sealed(STATE_FILE, STATE_SCHEMA, &body)
     }
 
@@ -477,9 +502,22 @@ mod tests {
         assert_eq!(sd.load().unwrap(), State::default());
         let mut state = sample();
         state.push_event(RecentEvent { time: "t".into(), kind: "k".into(), tenant: None, summary: String::new() });
+        state.retired.insert("beta".into(), RetiredTenant { version: 4, floor: 5, retired_at: "t".into() });
         sd.save_tenants(&state).unwrap();
         sd.save_recent(&state).unwrap();
         assert_eq!(sd.load().unwrap(), state);
+    }
+
+    #[test]
+    fn a_tenant_both_in_service_and_retired_is_inconsistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_locked(dir.path(), key()).unwrap();
+        let mut state = sample();
+        state.retired.insert("alpha".into(), RetiredTenant { version: 2, floor: 2, retired_at: "t".into() });
+        sd.save_tenants(&state).unwrap();
+        let err = sd.load().unwrap_err();
+        assert_eq!(err.reason_code(), "state_inconsistent");
+        assert!(err.to_string().contains("alpha: it is both in service and retired"), "{err}");
     }
 
     #[test]
@@ -526,7 +564,11 @@ mod tests {
         assert_eq!(sd.load().unwrap_err().reason_code(), "state_unsigned");
         // Re-signed by another key, it names the signer it does not trust.
         let other = SecretKey::from_seed(&[3; 32], signer::minisign::KeyId([3; 8]));
-        fs::write(&path, seal(STATE_SCHEMA, &TenantsBody { tenants: sample().tenants }, &other).unwrap()).unwrap();
+        fs::write(
+            &path,
+            seal(STATE_SCHEMA, &Tenants { tenants: sample().tenants, retired: BTreeMap::new() }, &other).unwrap(),
+        )
+        .unwrap();
         let err = sd.load().unwrap_err();
         assert_eq!(err.reason_code(), "state_signer_untrusted", "{err}");
     }

@@ -411,3 +411,78 @@ fn gc_keeps_the_newest_versions_and_recent_evidence_and_records_what_it_removed(
         (0, Some(0))
     );
 }
+
+/// `guardian retire` takes a tenant out of service: its directory goes to
+/// the quarantine, the state keeps only its floor, a redeploy of any version
+/// it ever had is refused and quarantined, a newer signed version brings
+/// the name back, and `guardian gc` then frees the old store entries.
+#[test]
+fn a_retired_tenant_stays_out_of_service_until_a_newer_signed_version() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    node.deploy_bundle("beta", 1, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+    node.swap_in("alpha", 2, &[0]);
+    assert_eq!(node.scan(true).0, 0);
+
+    let out = node.guardian("retire").args(["alpha", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let retired: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (retired["tenant"].as_str(), retired["version"].as_u64(), retired["floor"].as_u64()),
+        (Some("alpha"), Some(2), Some(2))
+    );
+    assert!(!node.tenant("alpha").exists(), "the deploy directory is out of the deploy tree");
+    let evidence: Vec<String> = fs::read_dir(node.state().join("quarantine"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with("-alpha"))
+        .collect();
+    assert_eq!(evidence.len(), 1, "{evidence:?}");
+    let status: Value =
+        serde_json::from_slice(&node.guardian("status").arg("--json").output().unwrap().stdout).unwrap();
+    let in_service: Vec<&str> =
+        status["tenants"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap()).collect();
+    assert_eq!(in_service, ["beta"]);
+    assert_eq!(
+        (status["retired"][0]["tenant"].as_str(), status["retired"][0]["floor"].as_u64()),
+        (Some("alpha"), Some(2))
+    );
+    assert_eq!(node.audit_kinds().last().map(String::as_str), Some("tenant.retired"));
+
+    // A scan does not bring it back from the store, and neither does a
+    // deployer with any version it had.
+    assert_eq!(node.scan(true).0, 0, "nothing in service drifted");
+    assert!(!node.tenant("alpha").exists());
+    for old in [1, 2] {
+        node.deploy_bundle("alpha", old, &[0]);
+        let (code, json, stderr) = node.scan(true);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(outcomes(&json), [("alpha".into(), "quarantined".into(), Some("tenant_retired".into()))], "{json}");
+        assert!(!node.tenant("alpha").exists(), "v{old} was taken out of the deploy tree");
+    }
+
+    // Retiring it again is allowed (it finishes a cut-short retirement);
+    // a tenant the state never knew is an error naming it.
+    assert!(node.guardian("retire").arg("alpha").output().unwrap().status.success());
+    let out = node.guardian("retire").arg("gamma").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tenant gamma is not in service on this node"), "{stderr}");
+
+    // The old versions are no longer named by the state: gc frees them.
+    let out = node.guardian("gc").args(["--json"]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["store_removed"].as_array().unwrap().len(), 2, "{report}");
+
+    // A newer signed version is a new tenant again.
+    node.deploy_bundle("alpha", 3, &[0]);
+    let (code, json, stderr) = node.scan(true);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(outcomes(&json), [("alpha".into(), "trusted".into(), None)], "{json}");
+    assert_eq!(json["outcomes"][0]["version"], 3);
+    let status: Value =
+        serde_json::from_slice(&node.guardian("status").arg("--json").output().unwrap().stdout).unwrap();
+    assert_eq!(status["retired"].as_array().unwrap().len(), 0);
+    assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
+}

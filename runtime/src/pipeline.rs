@@ -70,6 +70,9 @@ pub struct ExecOptions<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RollbackFloors {
     pub tenants: BTreeMap<String, TenantFloor>,
+    /// Retired tenants (`guardian retire`) and their floors: no version up
+    /// to and including the floor may run.
+    pub retired: BTreeMap<String, u64>,
 }
 
 /// One tenant's rollback floor.
@@ -114,6 +117,10 @@ pub enum Refusal {
     #[error("{tenant} v{version} is below the rollback floor v{floor}: a newer version has been accepted on this node")]
     BelowFloor { tenant: String, version: u64, floor: u64 },
     #[error(
+        "{tenant} was retired on this node at v{floor}: v{version} may not run (only a newer version, once the guardian accepts it)"
+    )]
+    TenantRetired { tenant: String, version: u64, floor: u64 },
+    #[error(
         "{tenant} v{version} is not the v{version} accepted on this node: manifest sha256 {found}, accepted {accepted}"
     )]
     SameVersionDifferentBytes { tenant: String, version: u64, found: String, accepted: String },
@@ -136,6 +143,7 @@ impl Refusal {
             Refusal::Manifest(_) => "malformed_manifest",
             Refusal::TenantMismatch { .. } => "tenant_mismatch",
             Refusal::BelowFloor { .. } => "below_floor",
+            Refusal::TenantRetired { .. } => "tenant_retired",
             Refusal::SameVersionDifferentBytes { .. } => "same_version_different_bytes",
             Refusal::Policy(e) => e.reason_code(),
             Refusal::Validation(e) => e.reason_code(),
@@ -154,6 +162,7 @@ impl Refusal {
             | Refusal::Manifest(_)
             | Refusal::TenantMismatch { .. }
             | Refusal::BelowFloor { .. }
+            | Refusal::TenantRetired { .. }
             | Refusal::SameVersionDifferentBytes { .. } => "verify",
             Refusal::Policy(_) => "policy",
             Refusal::Validation(_) => "validate",
@@ -243,8 +252,8 @@ pub fn prepare_bundle(
     {
         return Err(Refusal::TenantMismatch { directory: expected.to_string(), manifest: manifest.name.clone() });
     }
-    if let Some(accepted) = options.floors.and_then(|floors| floors.tenants.get(&manifest.name)) {
-        check_floor(manifest, &verified.manifest_sha256, accepted)?;
+    if let Some(floors) = options.floors {
+        check_floors(manifest, &verified.manifest_sha256, floors)?;
     }
 
     let host = options.policies.for_tenant(&manifest.name);
@@ -270,9 +279,15 @@ pub fn prepare_bundle(
     Ok(ReadyBundle { facts, policy, summary, cache, pre })
 }
 
-/// Refuses a verified manifest below its tenant's floor, or at the accepted
-/// version with other bytes.
-fn check_floor(manifest: &Manifest, manifest_sha256: &str, accepted: &TenantFloor) -> Result<(), Refusal> {
+/// Refuses a verified manifest below its tenant's floor, at the accepted
+/// version with other bytes, or of a retired tenant at or below its floor.
+fn check_floors(manifest: &Manifest, manifest_sha256: &str, floors: &RollbackFloors) -> Result<(), Refusal> {
+    if let Some(&floor) = floors.retired.get(&manifest.name)
+        && manifest.version <= floor
+    {
+        return Err(Refusal::TenantRetired { tenant: manifest.name.clone(), version: manifest.version, floor });
+    }
+    let Some(accepted) = floors.tenants.get(&manifest.name) else { return Ok(()) };
     if manifest.version < accepted.floor {
         return Err(Refusal::BelowFloor {
             tenant: manifest.name.clone(),

@@ -67,6 +67,9 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             report.quarantine_removed.len(),
             report.bytes_freed
         );
+        for skipped in &report.skipped {
+            println!("could not remove {} (left for the next pass): {}", skipped.name, skipped.reason);
+        }
     }
     Ok(Outcome::Clean)
 }

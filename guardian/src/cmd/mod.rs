@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod gc;
 pub mod report;
+pub mod retire;
 pub mod scan;
 pub mod status;
 pub mod watch;

@@ -1,6 +1,6 @@
 //! `guardian status`: what the state says, read without taking the lock.
 
-use guardian::state::{RecentEvent, TenantRecord};
+use guardian::state::{RecentEvent, RetiredTenant, TenantRecord};
 use serde::Serialize;
 use signer::text::escape;
 
@@ -22,7 +22,17 @@ pub struct Args {
 struct StatusJson<'a> {
     state_dir: String,
     tenants: Vec<TenantJson<'a>>,
+    /// Tenants taken out of service by `guardian retire`, with the floor
+    /// every version up to which is refused.
+    retired: Vec<RetiredJson<'a>>,
     recent_events: &'a [RecentEvent],
+}
+
+#[derive(Serialize)]
+struct RetiredJson<'a> {
+    tenant: &'a str,
+    #[serde(flatten)]
+    retired: &'a RetiredTenant,
 }
 
 #[derive(Serialize)]
@@ -62,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let out = StatusJson {
         state_dir: config.state_dir.display().to_string(),
         tenants: state.tenants.iter().map(|(t, r)| TenantJson::new(t, r)).collect(),
+        retired: state.retired.iter().map(|(tenant, retired)| RetiredJson { tenant, retired }).collect(),
         recent_events: &state.recent_events,
     };
     if args.json {
@@ -81,6 +92,18 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             &t.manifest_sha256[..12.min(t.manifest_sha256.len())],
             t.accepted_at
         );
+    }
+    if !out.retired.is_empty() {
+        println!("retired:");
+        for t in &out.retired {
+            println!(
+                "  {:<24} v{:<6} floor {:<6} since {}",
+                escape(t.tenant),
+                t.retired.version,
+                t.retired.floor,
+                escape(&t.retired.retired_at)
+            );
+        }
     }
     if !out.recent_events.is_empty() {
         println!("recent events:");

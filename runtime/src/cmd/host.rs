@@ -124,9 +124,10 @@ impl HostArgs {
             return Ok(None);
         }
         let verifier = guardian::state::StateVerifier::for_node(trust, &config.origin, &config.host_key);
-        let tenants = guardian::state::read_tenants(state_dir, &verifier)
+        let state = guardian::state::read_tenants(state_dir, &verifier)
             .with_context(|| format!("cannot check bundles against the guardian state in {}", state_dir.display()))?;
-        let tenants = tenants
+        let tenants = state
+            .tenants
             .into_iter()
             .map(|(name, record)| {
                 let floor = TenantFloor {
@@ -137,7 +138,8 @@ impl HostArgs {
                 (name, floor)
             })
             .collect();
-        Ok(Some(RollbackFloors { tenants }))
+        let retired = state.retired.into_iter().map(|(name, retired)| (name, retired.floor)).collect();
+        Ok(Some(RollbackFloors { tenants, retired }))
     }
 
     /// Loads the trust store named by `--trust` or the configuration.

@@ -451,6 +451,34 @@ fn an_old_signed_version_is_refused_below_the_rollback_floor() {
     assert_refused(&json, code, "verify", "same_version_different_bytes", "is not the v2 accepted on this node");
 }
 
+/// `guardian retire` leaves a tombstone: no version up to its floor runs,
+/// whether or not it is the one that was in service; a newer one is not
+/// held back by the runtime (the guardian decides whether to admit it).
+#[test]
+fn a_retired_tenant_runs_at_no_version_up_to_its_floor() {
+    let node = Node::new();
+    let state = node.path("guardian-state");
+    let key = signer::keyfile::load_or_create_host_key(&node.path("xdg-state/nightcore/host.key")).unwrap();
+    let dir = guardian::state::StateDir::open_locked(&state, key).unwrap();
+    let mut all = guardian::state::State::default();
+    all.retired.insert(
+        "hello".into(),
+        guardian::state::RetiredTenant { version: 2, floor: 3, retired_at: "2026-12-01T00:00:00Z".into() },
+    );
+    dir.save_tenants(&all).unwrap();
+    drop(dir);
+    for version in [1, 2, 3] {
+        let bundle =
+            node.signer.bundle_version(&node.path(&format!("hello-v{version}")), "hello", version, &fixture("hello"));
+        let (code, json) = node.exec_json(&["--state", s(&state), s(&bundle)]);
+        let message = format!("hello was retired on this node at v3: v{version} may not run");
+        assert_refused(&json, code, "verify", "tenant_retired", &message);
+    }
+    let newer = node.signer.bundle_version(&node.path("hello-v4"), "hello", 4, &fixture("hello"));
+    let (code, json) = node.exec_json(&["--state", s(&state), s(&newer)]);
+    assert_eq!(code, 0, "{json}");
+}
+
 #[test]
 fn an_edited_guardian_state_stops_runs_instead_of_lowering_floors() {
     let node = Node::new();
