@@ -118,15 +118,6 @@ pub enum Known<'a> {
     New,
 }
 
-impl<'a> Known<'a> {
-    pub fn current(&self) -> Option<&'a TenantRecord> {
-        match self {
-            Known::Current(record) => Some(record),
-            _ => None,
-        }
-    }
-}
-
 /// Judges the bundle files of `snapshot`, deployed as `tenant`, against the
 /// trust store and what the state knows of the tenant.
 pub fn evaluate(
@@ -151,7 +142,8 @@ pub fn evaluate(
     if signer::manifest::validate_name(tenant).is_err() {
         return Err(Refusal::InvalidTenantName { name: tenant.to_string() });
     }
-    if known.current().is_none() && admission == Admission::Refuse {
+    // A retired name coming back is a new tenant to the admission rule.
+    if !matches!(known, Known::Current(_)) && admission == Admission::Refuse {
         return Err(Refusal::NewTenantRefused { name: tenant.to_string() });
     }
     let mut files = BTreeMap::new();

@@ -363,8 +363,7 @@ fn gc_keeps_the_newest_versions_and_recent_evidence_and_records_what_it_removed(
         }
         let (code, _, stderr) = node.scan(true);
         assert_eq!(code, 0, "{stderr}");
-        let status = node.guardian("status").arg("--json").output().unwrap();
-        let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+        let status = node.status();
         let alpha = status["tenants"].as_array().unwrap().iter().find(|t| t["tenant"] == "alpha").unwrap().clone();
         digests.push(alpha["digest"].as_str().unwrap().to_string());
     }
@@ -439,8 +438,7 @@ fn a_retired_tenant_stays_out_of_service_until_a_newer_signed_version() {
         .filter(|n| n.ends_with("-alpha"))
         .collect();
     assert_eq!(evidence.len(), 1, "{evidence:?}");
-    let status: Value =
-        serde_json::from_slice(&node.guardian("status").arg("--json").output().unwrap().stdout).unwrap();
+    let status = node.status();
     let in_service: Vec<&str> =
         status["tenants"].as_array().unwrap().iter().map(|t| t["tenant"].as_str().unwrap()).collect();
     assert_eq!(in_service, ["beta"]);
@@ -481,8 +479,7 @@ fn a_retired_tenant_stays_out_of_service_until_a_newer_signed_version() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(outcomes(&json), [("alpha".into(), "trusted".into(), None)], "{json}");
     assert_eq!(json["outcomes"][0]["version"], 3);
-    let status: Value =
-        serde_json::from_slice(&node.guardian("status").arg("--json").output().unwrap().stdout).unwrap();
+    let status = node.status();
     assert_eq!(status["retired"].as_array().unwrap().len(), 0);
     assert!(matches!(node.audit_report(), audit::VerifyReport::Intact(_)));
 }

@@ -186,6 +186,13 @@ impl Node {
         (out.status.code().unwrap_or(-1), json, stderr)
     }
 
+    /// `guardian status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let out = self.guardian("status").arg("--json").output().expect("run guardian status");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
     /// Every file below a tenant path, with bytes and mode; links as `->target`.
     pub fn files(&self, tenant: &str) -> BTreeMap<String, (Vec<u8>, u32)> {
         let mut out = BTreeMap::new();
