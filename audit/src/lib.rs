@@ -39,6 +39,9 @@
 //! names the first bad seq and a precise [`TamperReason`]. The library never
 //! prints; it logs recoveries through `tracing`.
 #![forbid(unsafe_code)]
+// Libraries never print: what reaches stdout and stderr is the binaries' choice
+// (ARCHITECTURE.md, "Libraries do the work").
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod checkpoint;
 mod entry;

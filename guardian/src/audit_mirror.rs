@@ -187,7 +187,7 @@ impl AuditMirror {
             let has_checkpoint =
                 mirror.key.is_some() && copy_if_exists(&mirror.checkpoint, &candidate_checkpoint, CopyExtent::Whole)?;
             if !copy_if_exists(&mirror.log, &candidate_log, CopyExtent::CommittedLines)? {
-                File::create(&candidate_log).map_err(io_err(&candidate_log))?;
+                atomic_write(&candidate_log, b"", FileMode::OwnerOnly).map_err(io_err(&candidate_log))?;
             }
             if let Judgement::Bad { reason, detail } =
                 mirror.judge(&candidate_log, has_checkpoint.then_some(candidate_checkpoint.as_path()))?

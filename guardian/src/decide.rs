@@ -187,13 +187,13 @@ pub fn evaluate(
         AssembleError::SingleFile(source) => Refusal::SingleFile { path: module_path.clone(), source },
     })?;
     let verified = verify_bundle(bytes, trust, now).map_err(Refusal::Verify)?;
-    if verified.manifest.name != tenant {
+    if verified.manifest().name != tenant {
         return Err(Refusal::TenantMismatch {
             directory: tenant.to_string(),
-            manifest_name: verified.manifest.name.clone(),
+            manifest_name: verified.manifest().name.clone(),
         });
     }
-    let found = verified.manifest.version;
+    let found = verified.manifest().version;
     match known {
         Known::Current(current) => {
             if found < current.floor {
@@ -237,12 +237,12 @@ mod tests {
 
     fn record(accepted: &Accepted) -> TenantRecord {
         TenantRecord {
-            version: accepted.verified.manifest.version,
+            version: accepted.verified.manifest().version,
             version_label: String::new(),
-            floor: accepted.verified.manifest.version,
+            floor: accepted.verified.manifest().version,
             digest: accepted.files.digest(),
-            manifest_sha256: accepted.verified.manifest_sha256.clone(),
-            module_sha256: accepted.verified.module_sha256.clone(),
+            manifest_sha256: accepted.verified.manifest_sha256().to_string(),
+            module_sha256: accepted.verified.module_sha256().to_string(),
             files: accepted.files.records(),
             signers: Vec::new(),
             accepted_at: String::new(),
@@ -261,7 +261,7 @@ mod tests {
             assert_eq!(refusal.reason_code(), "tenant_retired");
         }
         kit.replace_bundle("alpha", 4, &[0]);
-        assert_eq!(judge_known(&kit, "alpha", Known::Retired(&retired)).unwrap().verified.manifest.version, 4);
+        assert_eq!(judge_known(&kit, "alpha", Known::Retired(&retired)).unwrap().verified.manifest().version, 4);
     }
 
     #[test]
@@ -270,7 +270,7 @@ mod tests {
         kit.deploy_bundle("alpha", 2, &[0, 1]);
         let v2 = record(&judge(&kit, "alpha", None).unwrap());
         kit.replace_bundle("alpha", 3, &[0, 2]);
-        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap().verified.manifest.version, 3);
+        assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap().verified.manifest().version, 3);
         kit.replace_bundle("alpha", 1, &[0, 1]);
         assert_eq!(judge(&kit, "alpha", Some(&v2)).unwrap_err(), Refusal::DowngradeRefused { found: 1, floor: 2 });
         kit.replace_bundle("alpha", 2, &[0, 2]);

@@ -631,14 +631,14 @@ impl Guardian {
                 let v = &accepted.verified;
                 let previous = current.as_ref().map(|c| c.history_for_successor(&digest)).unwrap_or_default();
                 let record = TenantRecord {
-                    version: v.manifest.version,
-                    version_label: v.manifest.version_label.clone(),
-                    floor: current.as_ref().map_or(v.manifest.version, |c| c.floor.max(v.manifest.version)),
+                    version: v.manifest().version,
+                    version_label: v.manifest().version_label.clone(),
+                    floor: current.as_ref().map_or(v.manifest().version, |c| c.floor.max(v.manifest().version)),
                     digest,
-                    manifest_sha256: v.manifest_sha256.clone(),
-                    module_sha256: v.module_sha256.clone(),
+                    manifest_sha256: v.manifest_sha256().to_string(),
+                    module_sha256: v.module_sha256().to_string(),
                     files: accepted.files.records(),
-                    signers: v.signers.iter().map(ToString::to_string).collect(),
+                    signers: v.signers().iter().map(ToString::to_string).collect(),
                     accepted_at: signer::manifest::format_rfc3339(now),
                     previous,
                 };
@@ -994,10 +994,10 @@ fn check_tenant_integrity(
     let manifest_bytes = bytes.manifest.clone();
     let manifest = match verify_bundle(bytes, trust, now) {
         Ok(verified) => {
-            if verified.manifest_sha256 != record.manifest_sha256 {
+            if verified.manifest_sha256() != record.manifest_sha256 {
                 return Err(inconsistent("the stored manifest does not have the recorded hash".into()));
             }
-            verified.manifest
+            verified.manifest().clone()
         }
         Err(
             e @ (VerifyError::Expired { .. }
@@ -1114,11 +1114,14 @@ mod tests {
         g.scan().unwrap();
         drop(g);
         fs::write(alpha.join("README"), b"hi").unwrap();
+        let drifted = tree(&alpha);
         let (mut g, seen) = open(&kit, RepairMode::ReportOnly).unwrap();
         let report = g.scan().unwrap();
         assert_eq!(report.outcomes[0].action, Action::DriftReported);
         assert_eq!(report.outcomes[0].reason_code.as_deref(), Some("layout"));
-        assert!(alpha.join("README").exists());
+        // Not one file added, removed or rewritten, the README included.
+        assert_eq!(tree(&alpha), drifted);
+        assert_eq!(fs::read_dir(kit.deploy()).unwrap().count(), 1, "nothing staged beside the tenant");
         let events = seen.lock().unwrap();
         assert_eq!(events[0].data["kind"], "file_added");
         assert_eq!(events[0].data["path"], "alpha/README");

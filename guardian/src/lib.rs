@@ -41,6 +41,9 @@
 //!   quarantined and must be deployed again. Deploy by renaming a complete
 //!   bundle directory into place (or `renameat2` exchange) to avoid this.
 #![forbid(unsafe_code)]
+// Libraries never print: what reaches stdout and stderr is the binaries' choice
+// (ARCHITECTURE.md, "Libraries do the work").
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod audit_mirror;
 pub mod decide;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::RenameFlags;
-use signer::fsutil::sync_dir;
+use signer::fsutil::{FileMode, atomic_write_new, copy_new, sync_dir};
 
 /// Why something could not be quarantined.
 #[derive(Debug, thiserror::Error)]
@@ -117,11 +117,11 @@ fn copy_tree(source: &Path, dest: &Path) -> io::Result<()> {
         }
         sync_dir(dest)
     } else if file_type.is_file() {
-        fs::copy(source, dest)?;
-        fs::File::open(dest)?.sync_all()
+        copy_new(source, dest, FileMode::OwnerOnly)
     } else {
         // A FIFO or device is evidence only by its name: record that it was there.
-        fs::write(dest, format!("special file of mode {:o}\n", std::os::unix::fs::MetadataExt::mode(&meta)))
+        let note = format!("special file of mode {:o}\n", std::os::unix::fs::MetadataExt::mode(&meta));
+        atomic_write_new(dest, note.as_bytes(), FileMode::OwnerOnly)
     }
 }
 

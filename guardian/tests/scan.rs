@@ -59,10 +59,12 @@ fn first_run_then_report_only_then_repair() {
     assert_eq!(json["clean"], true);
 
     fs::set_permissions(alpha.join("signatures"), fs::Permissions::from_mode(0o777)).unwrap();
+    let drifted = node.deploy_tree();
     let (code, json, _) = node.scan(false);
     assert_eq!(code, 1);
     assert_eq!(outcomes(&json), vec![("alpha".into(), "drift_reported".into(), Some("layout".into()))]);
-    assert_ne!(node.files("alpha"), original, "report-only must not touch the deploy tree");
+    // Every byte, mode and name of every tenant is as the setup left it.
+    assert_eq!(node.deploy_tree(), drifted, "report-only must not touch the deploy tree");
     let (code, json, _) = node.scan(true);
     assert_eq!(code, 1);
     assert_eq!(outcomes(&json), vec![("alpha".into(), "rolled_back".into(), Some("layout".into()))]);

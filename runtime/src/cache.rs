@@ -267,7 +267,7 @@ impl CompileCache {
     pub fn artifact_path(&self, engine: &NightEngine, verified: &VerifiedBundle) -> PathBuf {
         let mut key = Sha256::new();
         key.update(KEY_DOMAIN);
-        key.update(verified.module_sha256.as_bytes());
+        key.update(verified.module_sha256().as_bytes());
         key.update([0]);
         key.update(engine.fingerprint().as_bytes());
         key.update([0]);
@@ -294,7 +294,7 @@ impl CompileCache {
                 Some(rejection)
             }
         };
-        let module = compile(engine, &verified.module)?;
+        let module = compile(engine, verified.module())?;
         let status = match self.store(engine, verified, &path, &module) {
             Ok(()) => match rejection {
                 Some(rejection) => CacheStatus::Rebuilt { rejection },
@@ -312,7 +312,7 @@ impl CompileCache {
     fn tag(&self, engine: &NightEngine, verified: &VerifiedBundle, artifact: &[u8]) -> HmacSha256 {
         let mut mac = self.secret.mac();
         mac.update(TAG_DOMAIN);
-        mac.update(verified.module_sha256.as_bytes());
+        mac.update(verified.module_sha256().as_bytes());
         mac.update(&[0]);
         mac.update(engine.fingerprint().as_bytes());
         mac.update(&[0]);
@@ -346,7 +346,7 @@ impl CompileCache {
                 RejectReason::TagMismatch,
                 format!(
                     "the tag does not verify for module sha256 {} under this host's secret",
-                    verified.module_sha256
+                    verified.module_sha256()
                 ),
             ));
         }

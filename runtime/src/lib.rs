@@ -22,6 +22,9 @@
 //! and there is exactly one `unsafe` block, the loading of a hash-checked
 //! precompiled artifact in [`cache`].
 #![deny(unsafe_code)]
+// Libraries never print: what reaches stdout and stderr is the binaries' choice
+// (ARCHITECTURE.md, "Libraries do the work").
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod cache;
 pub mod deploy;

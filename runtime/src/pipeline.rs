@@ -14,11 +14,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
 use signer::bundle::{BundleBytes, BundleError, ReadLimits};
 use signer::manifest::{Manifest, ManifestError};
 use signer::trust::TrustStore;
-use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
+use signer::verify::{VerifyError, danger_accept_unsigned, verify_bundle};
 use wasmtime::{InstancePre, Linker};
 
 use crate::cache::{CacheStatus, CompileCache, CompileError, compile};
@@ -238,27 +237,27 @@ pub fn prepare_bundle(
     let (verified, verification) = match options.verification {
         Verification::Required(trust) => {
             let verified = verify_bundle(bytes, trust, options.now).map_err(Refusal::Verify)?;
-            let signers = verified.signers.iter().map(ToString::to_string).collect();
+            let signers = verified.signers().iter().map(ToString::to_string).collect();
             (verified, VerificationStatus::Verified { signers })
         }
         Verification::DangerAllowUnsigned => {
             tracing::warn!(bundle = %dir.display(), "running an unverified bundle (--danger-allow-unsigned)");
-            (unverified(bytes)?, VerificationStatus::DangerUnverified)
+            (danger_accept_unsigned(bytes).map_err(Refusal::Manifest)?, VerificationStatus::DangerUnverified)
         }
     };
-    let manifest = &verified.manifest;
+    let manifest = verified.manifest();
     if let Some(expected) = options.expected_tenant
         && expected != manifest.name
     {
         return Err(Refusal::TenantMismatch { directory: expected.to_string(), manifest: manifest.name.clone() });
     }
     if let Some(floors) = options.floors {
-        check_floors(manifest, &verified.manifest_sha256, floors)?;
+        check_floors(manifest, verified.manifest_sha256(), floors)?;
     }
 
     let host = options.policies.for_tenant(&manifest.name);
     let policy = narrow(&manifest.name, &manifest.capabilities, &host).map_err(Refusal::Policy)?;
-    let summary = validate_module(&verified.module, policy.import_policy(), options.max_module_bytes)
+    let summary = validate_module(verified.module(), policy.import_policy(), options.max_module_bytes)
         .map_err(Refusal::Validation)?;
 
     let (module, cache) = match (options.cache, &verification) {
@@ -266,14 +265,14 @@ pub fn prepare_bundle(
             cache.load_or_compile(engine, &verified).map_err(Refusal::Compile)?
         }
         // The cache only ever holds artifacts of verified modules.
-        _ => (compile(engine, &verified.module).map_err(Refusal::Compile)?, CacheStatus::Bypassed),
+        _ => (compile(engine, verified.module()).map_err(Refusal::Compile)?, CacheStatus::Bypassed),
     };
     let pre = prepare(linker, &module).map_err(Refusal::Exec)?;
     let facts = BundleFacts {
         tenant: manifest.name.clone(),
         version: manifest.version,
-        module_sha256: verified.module_sha256.clone(),
-        manifest_sha256: verified.manifest_sha256.clone(),
+        module_sha256: verified.module_sha256().to_string(),
+        manifest_sha256: verified.manifest_sha256().to_string(),
         verification,
     };
     Ok(ReadyBundle { facts, policy, summary, cache, pre })
@@ -334,20 +333,4 @@ pub fn exec_bundle(
 ) -> Result<ExecReport, Refusal> {
     let ready = prepare_bundle(engine, linker, dir, options)?;
     run_ready(engine, &ready, args, options.determinism)
-}
-
-/// The unverified equivalent of [`VerifiedBundle`] for
-/// `--danger-allow-unsigned`: the manifest is parsed (its capabilities still
-/// bound the run) and the hashes are computed here, but no signature is
-/// checked.
-fn unverified(bytes: BundleBytes) -> Result<VerifiedBundle, Refusal> {
-    let manifest = Manifest::from_bytes(&bytes.manifest).map_err(Refusal::Manifest)?;
-    Ok(VerifiedBundle {
-        module_sha256: hex::encode(Sha256::digest(&bytes.module)),
-        manifest_sha256: hex::encode(Sha256::digest(&bytes.manifest)),
-        module: bytes.module,
-        manifest,
-        manifest_bytes: bytes.manifest,
-        signers: Vec::new(),
-    })
 }

@@ -277,8 +277,21 @@ mod tests {
         assert_eq!(extract(b"nope".to_vec(), &ReadLimits::default()).unwrap_err(), EmbedError::NotWasm);
         assert_eq!(extract(bundle().module.clone(), &ReadLimits::default()).unwrap_err(), EmbedError::NoSection);
         let file = embed(&bundle()).unwrap();
-        for cut in 8..file.len() {
-            let _ = extract(file[..cut].to_vec(), &ReadLimits::default());
+        // Every cut loses part of the last section, or all of it: a cut
+        // between two sections leaves a module without ours, any other cut a
+        // section that runs past the end.
+        let mut ends: Vec<usize> = crate::sections::section_ranges(&file).into_iter().map(|(_, r)| r.end).collect();
+        ends.push(8);
+        for cut in 0..file.len() {
+            let err = extract(file[..cut].to_vec(), &ReadLimits::default()).unwrap_err();
+            let expected = match cut {
+                0..4 => "not_wasm",
+                // `\0asm` without a whole version.
+                4..8 => "malformed_module",
+                _ if ends.contains(&cut) => "no_bundle_section",
+                _ => "malformed_module",
+            };
+            assert_eq!(err.reason_code(), expected, "cut at byte {cut}: {err}");
         }
         let mut bad_size = bundle().module;
         bad_size.extend_from_slice(b"\x00\xff\xff\xff\xff\x7f");

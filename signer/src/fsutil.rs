@@ -38,7 +38,7 @@ impl FileMode {
 /// on the command line, which may well be `/dev/stdout`, use [`write_output`].
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
     refuse_non_regular_destination(path)?;
-    write_then_place(path, bytes, mode, DirSync::Flush, |tmp| fs::rename(tmp, path))
+    write_then_place(path, mode, DirSync::Flush, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
 }
 
 /// As [`atomic_write`], but the directory is not flushed after the rename,
@@ -48,7 +48,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()>
 /// the audit checkpoint.
 pub fn atomic_write_unflushed_rename(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
     refuse_non_regular_destination(path)?;
-    write_then_place(path, bytes, mode, DirSync::Skip, |tmp| fs::rename(tmp, path))
+    write_then_place(path, mode, DirSync::Skip, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -166,23 +166,39 @@ pub enum PrivateDirError {
 /// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
 /// window for another writer to fall into).
 pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    write_then_place(path, bytes, mode, DirSync::Flush, |tmp| {
-        fs::hard_link(tmp, path)?;
-        // The temp name is now a second name of the placed file; a stray
-        // one left by a failure here is harmless.
-        let _ = fs::remove_file(tmp);
-        Ok(())
-    })
+    write_then_place(path, mode, DirSync::Flush, |file| file.write_all(bytes), |tmp| link_new(tmp, path))
 }
 
-/// Writes a flushed temp file beside `path`, puts it in place with `place`
-/// and flushes the directory (unless told not to); the temp file is removed
-/// on failure.
+/// Copies the regular file `source` to the new name `dest`, as
+/// [`atomic_write_new`] writes: `source` is opened as [`open_regular`] opens
+/// (no symlink followed, a FIFO or device swapped in after a check refused
+/// rather than waited on or read without end) and streamed, so its size does
+/// not matter; `dest` never replaces anything.
+pub fn copy_new(source: &Path, dest: &Path, mode: FileMode) -> io::Result<()> {
+    let (mut from, _) = open_regular(source).map_err(|e| match e {
+        ReadCappedError::Io { source, .. } => source,
+        other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+    })?;
+    write_then_place(dest, mode, DirSync::Flush, |file| io::copy(&mut from, file).map(drop), |tmp| link_new(tmp, dest))
+}
+
+/// Puts the complete temp file `tmp` at `path` unless `path` exists.
+fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
+    fs::hard_link(tmp, path)?;
+    // The temp name is now a second name of the placed file; a stray one
+    // left by a failure here is harmless.
+    let _ = fs::remove_file(tmp);
+    Ok(())
+}
+
+/// Writes a flushed temp file beside `path` with `fill`, puts it in place
+/// with `place` and flushes the directory (unless told not to); the temp
+/// file is removed on failure.
 fn write_then_place(
     path: &Path,
-    bytes: &[u8],
     mode: FileMode,
     dir_sync: DirSync,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
     place: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
     let dir = parent_dir(path);
@@ -191,7 +207,7 @@ fn write_then_place(
         let mut file = OpenOptions::new().write(true).create_new(true).mode(mode.bits()).open(&tmp)?;
         // The umask may have narrowed the mode further; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
-        file.write_all(bytes)?;
+        fill(&mut file)?;
         file.sync_all()?;
         drop(file);
         place(&tmp)?;
@@ -290,6 +306,7 @@ pub fn open_regular(path: &Path) -> Result<(File, fs::Metadata), ReadCappedError
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn temp_names_cannot_be_taken_first() {
@@ -322,11 +339,41 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         atomic_write(&path, b"one", FileMode::Public).unwrap();
+        let before = fs::metadata(&path).unwrap().ino();
         atomic_write(&path, b"two", FileMode::OwnerOnly).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        // A new file renamed over the old one, not the old one rewritten in place.
+        assert_ne!(fs::metadata(&path).unwrap().ino(), before);
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_concurrent_reader_sees_the_old_file_or_the_new_never_a_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        // Large enough that an in-place write is seen half done.
+        let versions = [vec![b'a'; 1 << 20], vec![b'b'; 1 << 20]];
+        atomic_write(&path, &versions[0], FileMode::Public).unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let reads = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut reads = 0u32;
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let seen = fs::read(&path).unwrap();
+                    assert!(versions.contains(&seen), "a reader saw {} bytes of a write in progress", seen.len());
+                    reads += 1;
+                }
+                reads
+            });
+            for round in 0..200 {
+                atomic_write(&path, &versions[round % 2], FileMode::Public).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            reader.join().unwrap()
+        });
+        assert!(reads > 0, "the reader never ran");
     }
 
     #[test]

@@ -239,8 +239,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state/host.key");
         let first = load_or_create_host_key(&path).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "created owner-only");
         let second = load_or_create_host_key(&path).unwrap();
         assert_eq!(first.public_key(), second.public_key());
         assert_eq!(load_public_key(&path.with_extension("pub")).unwrap(), first.public_key());
+        // A host key others can read is refused, not used (and not replaced).
+        for mode in [0o640, 0o604] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+            let err = load_or_create_host_key(&path).map(|k| k.public_key()).unwrap_err();
+            assert!(matches!(err, KeyFileError::PermissionsTooOpen { mode: m, .. } if m == mode), "{err}");
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load_or_create_host_key(&path).unwrap().public_key(), first.public_key(), "the same key is kept");
     }
 }

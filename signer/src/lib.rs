@@ -5,6 +5,9 @@
 //! here, so that the runtime, the guardian and the build pipeline share one
 //! verifier and one set of error kinds.
 #![forbid(unsafe_code)]
+// Libraries never print: what reaches stdout and stderr is the binaries' choice
+// (ARCHITECTURE.md, "Libraries do the work").
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod bundle;
 pub mod canonical;

@@ -102,6 +102,21 @@ pub fn read_leb_u32(bytes: &[u8]) -> Option<(u32, usize)> {
     None
 }
 
+/// The id and byte range of each section of a well-formed `file`, for the
+/// truncation tests of the formats built on this walker.
+#[cfg(test)]
+pub(crate) fn section_ranges(file: &[u8]) -> Vec<(u8, Range<usize>)> {
+    let mut sections = Vec::new();
+    let mut at = 8;
+    while at < file.len() {
+        let (size, leb) = read_leb_u32(&file[at + 1..]).expect("a well-formed section size");
+        let end = at + 1 + leb + size as usize;
+        sections.push((file[at], at..end));
+        at = end;
+    }
+    sections
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

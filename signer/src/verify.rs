@@ -21,17 +21,73 @@ use crate::trust::{Shortfall, TrustStore};
 
 /// A bundle that passed every check. Holds the very bytes that were verified, so
 /// that callers execute or store exactly those.
+///
+/// Its fields are private and only this module makes one ([`verify_bundle`],
+/// and [`danger_accept_unsigned`] for the explicit no-signature mode), so no
+/// other code can pair a manifest with bytes or hashes that were not checked
+/// together.
 #[derive(Debug, Clone)]
 pub struct VerifiedBundle {
-    pub module: Vec<u8>,
-    pub manifest: Manifest,
-    pub manifest_bytes: Vec<u8>,
-    /// Lower-case hex SHA-256 of `module`.
-    pub module_sha256: String,
-    /// Lower-case hex SHA-256 of `manifest_bytes`.
-    pub manifest_sha256: String,
-    /// The distinct trusted keys whose signatures counted, sorted.
-    pub signers: Vec<KeyId>,
+    module: Vec<u8>,
+    manifest: Manifest,
+    manifest_bytes: Vec<u8>,
+    module_sha256: String,
+    manifest_sha256: String,
+    signers: Vec<KeyId>,
+}
+
+impl VerifiedBundle {
+    /// The module bytes whose hash the manifest states.
+    pub fn module(&self) -> &[u8] {
+        &self.module
+    }
+
+    /// The manifest, parsed from [`Self::manifest_bytes`].
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// The manifest exactly as signed.
+    pub fn manifest_bytes(&self) -> &[u8] {
+        &self.manifest_bytes
+    }
+
+    /// Lower-case hex SHA-256 of [`Self::module`].
+    pub fn module_sha256(&self) -> &str {
+        &self.module_sha256
+    }
+
+    /// Lower-case hex SHA-256 of [`Self::manifest_bytes`].
+    pub fn manifest_sha256(&self) -> &str {
+        &self.manifest_sha256
+    }
+
+    /// The distinct trusted keys whose signatures counted, sorted; empty for
+    /// [`danger_accept_unsigned`].
+    pub fn signers(&self) -> &[KeyId] {
+        &self.signers
+    }
+
+    fn new(bundle: BundleBytes, manifest: Manifest, module_sha256: String, signers: Vec<KeyId>) -> Self {
+        VerifiedBundle {
+            module: bundle.module,
+            manifest_sha256: hex::encode(Sha256::digest(&bundle.manifest)),
+            manifest_bytes: bundle.manifest,
+            manifest,
+            module_sha256,
+            signers,
+        }
+    }
+}
+
+/// The no-signature mode (`runtime exec --danger-allow-unsigned`): no
+/// signature, trust rule, size, hash or expiry is checked, but the manifest is
+/// parsed from these bytes (its capabilities still bound the run) and the
+/// hashes are computed from them, so the result describes exactly these bytes.
+pub fn danger_accept_unsigned(bundle: BundleBytes) -> Result<VerifiedBundle, ManifestError> {
+    let manifest = Manifest::from_bytes(&bundle.manifest)?;
+    let module_sha256 = hex::encode(Sha256::digest(&bundle.module));
+    Ok(VerifiedBundle::new(bundle, manifest, module_sha256, Vec::new()))
 }
 
 /// Why a bundle was refused.
@@ -134,12 +190,5 @@ pub fn verify_bundle(
     if now >= expires {
         return Err(VerifyError::Expired { expires: manifest.expires.clone(), now: format_rfc3339(now) });
     }
-    Ok(VerifiedBundle {
-        module: bundle.module,
-        manifest_sha256: hex::encode(Sha256::digest(&bundle.manifest)),
-        manifest_bytes: bundle.manifest,
-        manifest,
-        module_sha256,
-        signers: counted.into_iter().collect(),
-    })
+    Ok(VerifiedBundle::new(bundle, manifest, module_sha256, counted.into_iter().collect()))
 }

@@ -976,11 +976,32 @@ mod tests {
         let trust = store(&[&wasmsign2_key()], "threshold = 1\n");
         let both = store(&[&wasmsign2_key(), &import_public_key(WASMSIGN2_PK_2).unwrap()], "threshold = 2\n");
         let key = SecretKey::generate();
+        let ours = store(&[&key.public_key()], "threshold = 1\n");
         for (file, trust) in [(SIGNED, &trust), (SIGNED_TWICE, &both)] {
+            // A prefix of whole sections is a module, except one that has the
+            // function section but not yet the code section (their counts must match).
+            let sections = crate::sections::section_ranges(file);
+            let end_of = |id: u8| sections.iter().find(|(i, _)| *i == id).map(|(_, r)| r.end).unwrap();
+            let (functions_end, code_end) = (end_of(3), end_of(10));
+            let whole: Vec<usize> = std::iter::once(WASM_HEADER.len())
+                .chain(sections.iter().map(|(_, r)| r.end))
+                .filter(|&end| !(functions_end..code_end).contains(&end))
+                .collect();
+            let name_end = file.windows(SECTION_NAME.len()).position(|w| w == SECTION_NAME.as_bytes()).unwrap()
+                + SECTION_NAME.len();
             for cut in 0..file.len() {
-                let _ = verify_module(&file[..cut], trust);
-                let _ = sign(&file[..cut], &key);
-                let _ = starts_with_signature_section(&file[..cut]);
+                let prefix = &file[..cut];
+                assert!(verify_module(prefix, trust).is_err(), "a cut at byte {cut} still verifies");
+                assert_eq!(starts_with_signature_section(prefix), cut >= name_end, "cut at byte {cut}");
+                // Signing needs a module: a cut inside a section is refused, a cut
+                // that leaves a module signs what is left, and that verifies.
+                match sign(prefix, &key) {
+                    Ok(signed) => {
+                        assert!(whole.contains(&cut), "signed a module cut inside a section at byte {cut}");
+                        assert!(verify_module(&signed, &ours).is_ok(), "cut at byte {cut}");
+                    }
+                    Err(e) => assert!(!whole.contains(&cut), "cut at byte {cut} is a module, refused: {e}"),
+                }
             }
             for at in 0..file.len() {
                 for bit in [0x01, 0x80] {

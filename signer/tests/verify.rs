@@ -78,9 +78,9 @@ fn two_of_three_verifies_and_reports_signers() {
     let v = f.verify(&b).unwrap();
     let mut expected = vec![f.keys[0].key_id(), f.keys[2].key_id()];
     expected.sort();
-    assert_eq!(v.signers, expected);
-    assert_eq!(v.module, MODULE);
-    assert_eq!(v.manifest.version, 3);
+    assert_eq!(v.signers(), expected);
+    assert_eq!(v.module(), MODULE);
+    assert_eq!(v.manifest().version, 3);
 }
 
 #[test]
@@ -210,7 +210,7 @@ fn tenant_key_sets_restrict_who_may_approve() {
         VerifyError::KeyNotAllowedForTenant { key_id: f.keys[1].key_id(), tenant: "hello".into() }
     );
     f.sign(&b, 0);
-    assert_eq!(f.verify(&b).unwrap().signers, vec![allowed]);
+    assert_eq!(f.verify(&b).unwrap().signers(), [allowed]);
 }
 
 #[test]
@@ -329,7 +329,7 @@ fn a_key_scoped_to_one_tenant_cannot_take_over_another() {
     // The unscoped key still approves hello on its own.
     let ok = f.bundle("ok", FUTURE);
     f.sign(&ok, 0);
-    assert_eq!(f.verify(&ok).unwrap().signers, [f.keys[0].key_id()]);
+    assert_eq!(f.verify(&ok).unwrap().signers(), [f.keys[0].key_id()]);
     let trust = f.trust();
     assert!(trust.may_approve(billing[0], "billing") && !trust.may_approve(billing[0], "hello"));
     assert!(!trust.may_approve(f.keys[0].key_id(), "billing"), "billing has its own set");

@@ -103,6 +103,9 @@ fn checkpoint_by_a_key_outside_the_trust_store_is_reported() {
     let other = node.log.parent().unwrap().join("other.key");
     let mut writer = HostLog { log: node.log.clone(), host_key: other, origin: "evil/node".into() }.open().unwrap();
     writer.append(&Event::new("run.finished", Actor::new("runtime", "evil"), serde_json::Map::new())).unwrap();
+    // And put the forging key's public half beside the log, where the node's
+    // own is: keys come from the trust store, never from beside what they verify.
+    fs::copy(node.log.parent().unwrap().join("other.pub"), &node.host_pub).unwrap();
     let (code, json) = verify(&node);
     assert_eq!(code, 1, "{json}");
     assert_eq!(json["reason"]["reason"], "unknown_checkpoint_key");
@@ -183,11 +186,26 @@ fn inclusion_and_consistency_proofs_verify_offline_and_detect_tampering() {
 #[test]
 fn show_filters_by_kind() {
     let node = node(3);
-    let r = run(cmd("guardian").args(["audit", "show", "--json", "--kind", "run", "--audit"]).arg(&node.log));
-    assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_eq!(r.stdout.lines().count(), 3);
-    let r = run(cmd("guardian").args(["audit", "show", "--json", "--kind", "drift", "--audit"]).arg(&node.log));
-    assert_eq!(r.stdout.lines().count(), 0);
+    // Kinds that share the prefix's letters but not its dotted segment must not match.
+    let state = node.log.parent().unwrap();
+    let mut writer =
+        HostLog { log: node.log.clone(), host_key: state.join("host.key"), origin: ORIGIN.into() }.open().unwrap();
+    for kind in ["runner.started", "drift.detected", "run.started"] {
+        writer.append(&Event::new(kind, Actor::new("runtime", "test"), serde_json::Map::new())).unwrap();
+    }
+    drop(writer);
+    let show = |kind: &str| {
+        let r = run(cmd("guardian").args(["audit", "show", "--json", "--kind", kind, "--audit"]).arg(&node.log));
+        assert_eq!(r.code, 0, "--kind {kind}: {}", r.stderr);
+        r.stdout
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap()["kind"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(show("run"), ["run.finished", "run.finished", "run.finished", "run.started"]);
+    assert_eq!(show("run.started"), ["run.started"]);
+    assert_eq!(show("drift"), ["drift.detected"]);
+    assert_eq!(show("policy"), Vec::<String>::new());
 }
 
 #[test]

@@ -12,6 +12,7 @@ mod audit_cli;
 mod dashboard;
 mod help;
 mod pipeline;
+mod reason_codes;
 mod signer_cli;
 mod support;
 mod tidy;

@@ -97,7 +97,9 @@ fn encrypted_key_signs_and_minisign_cli_verifies() {
     let tampered = fs::read_to_string(&manifest).unwrap().replace("\"version\":7", "\"version\":8");
     fs::write(&manifest, tampered).unwrap();
     let v = run(minisign().arg("-Vm").arg(&manifest).arg("-x").arg(&sig).arg("-p").arg(dir.path().join("cold.pub")));
-    assert_ne!(v.code, 0);
+    // Refused as a bad signature, not for a missing file or a bad argument.
+    assert_eq!(v.code, 1, "{}{}", v.stdout, v.stderr);
+    assert!(v.stderr.contains("Signature verification failed"), "{}", v.stderr);
 }
 
 #[test]
@@ -175,6 +177,95 @@ fn verify_exit_codes_and_reasons() {
     let missing = run(cmd("signer").arg("verify").arg("--trust").arg(&trust).arg(dir.path().join("nope")));
     assert_eq!(missing.code, 2);
     assert!(missing.stderr.contains("nope is missing"), "{}", missing.stderr);
+}
+
+/// `signer verify --json` names each way a bundle fails with its own code:
+/// the cases pipelines branch on, each built the way an attacker or a mistake
+/// would produce it.
+#[test]
+fn verify_names_each_refusal_by_its_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for name in ["a", "host", "other"] {
+        keygen_unencrypted(d, name);
+    }
+    let id = |name: &str| signer::keyfile::load_public_key(&d.join(format!("{name}.pub"))).unwrap().key_id();
+    let secret = |name: &str| {
+        signer::keyfile::load_secret_key(
+            &d.join(format!("{name}.key")),
+            signer::keyfile::PasswordSource::EnvironmentOnly,
+        )
+        .unwrap()
+    };
+    // `a` approves only tenant `billing`; `host` is a log key of the node.
+    let trust = trust_store(d, &[&d.join("a.pub"), &d.join("host.pub")], 1);
+    fs::write(
+        trust.join("trust.toml"),
+        format!(
+            "threshold = 1\n[log_keys]\n\"{}\" = [\"nightcore.test/node\"]\n[tenants.billing]\nkeys = [\"{}\"]\n",
+            id("host"),
+            id("a")
+        ),
+    )
+    .unwrap();
+    let verify = |bundle: &Path| {
+        let r = run(cmd("signer").arg("verify").arg("--json").arg("--trust").arg(&trust).arg(bundle));
+        let json: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|e| panic!("{e}: stdout {:?} stderr {:?}", r.stdout, r.stderr));
+        assert_eq!(json["verified"], r.code == 0, "{json}");
+        (r.code, json["reason"].as_str().unwrap_or("").to_string())
+    };
+    // A fresh copy of the bundle `hello`, its manifest replaced by `manifest`
+    // (if given) and signed by `signers`.
+    let fresh = |name: &str, manifest: Option<&[u8]>, signers: &[&str]| {
+        let bundle = make_bundle(&d.join(name));
+        if let Some(bytes) = manifest {
+            fs::write(bundle.join("manifest.json"), bytes).unwrap();
+        }
+        let manifest = fs::read(bundle.join("manifest.json")).unwrap();
+        for signer in signers {
+            signer::bundle::write_signature(&bundle, &secret(signer).sign(&manifest, "test").unwrap()).unwrap();
+        }
+        bundle
+    };
+    for name in ["a", "b", "c", "e", "f", "g", "h"] {
+        fs::create_dir_all(d.join(name)).unwrap();
+    }
+
+    // Signed by a key scoped to another tenant.
+    assert_eq!(verify(&fresh("a", None, &["a"])), (1, "key_not_allowed_for_tenant".into()));
+    // Signed by the node's log key, which never approves modules.
+    assert_eq!(verify(&fresh("b", None, &["host"])), (1, "log_key_cannot_approve".into()));
+    // Signed by a key the trust store does not hold.
+    assert_eq!(verify(&fresh("c", None, &["other"])), (1, "untrusted_key".into()));
+
+    // Signed bytes that are not a manifest: the signature holds, the parse does not.
+    let hello_manifest = fs::read_to_string(make_bundle(&d.join("e")).join("manifest.json")).unwrap();
+    assert!(hello_manifest.contains("\"name\":\"hello\""), "{hello_manifest}");
+    let billing = hello_manifest.replace("\"name\":\"hello\"", "\"name\":\"billing\"");
+    let not_a_manifest = fresh("f", Some(b"{\"schema\":\"not a manifest\"}"), &["a"]);
+    assert_eq!(verify(&not_a_manifest), (1, "malformed_manifest".into()));
+
+    // A manifest for `billing`, correctly signed, whose module was then swapped:
+    // for a longer one (size is checked first), then for one of the same size.
+    let signed = fresh("g", Some(billing.as_bytes()), &["a"]);
+    let module = signed.join("module.wasm");
+    let original = fs::read(&module).unwrap();
+    let mut longer = original.clone();
+    longer.extend_from_slice(&signer::sections::custom_section("pad", b"x"));
+    fs::write(&module, &longer).unwrap();
+    assert_eq!(verify(&signed), (1, "size_mismatch".into()));
+    let mut same_size = original.clone();
+    *same_size.last_mut().unwrap() ^= 0x01;
+    fs::write(&module, &same_size).unwrap();
+    assert_eq!(verify(&signed), (1, "hash_mismatch".into()));
+    fs::write(&module, &original).unwrap();
+    assert_eq!(verify(&signed).0, 0, "the unmodified bundle verifies: the refusals above are the edits'");
+
+    // A manifest over the size cap is refused before it is parsed or checked.
+    let huge = fresh("h", None, &[]);
+    fs::write(huge.join("manifest.json"), vec![b' '; signer::manifest::MAX_MANIFEST_BYTES + 1]).unwrap();
+    assert_eq!(verify(&huge), (1, "file_too_large".into()));
 }
 
 #[test]

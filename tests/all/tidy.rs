@@ -46,3 +46,36 @@ fn unsafe_blocks_live_only_in_the_compile_cache() {
         .collect();
     assert!(offenders.is_empty(), "unsafe blocks outside runtime/src/cache.rs: {offenders:#?}");
 }
+
+/// The part of a source file before its unit tests (by house style, one
+/// `#[cfg(test)] mod tests` block at the end).
+fn before_unit_tests(text: &str) -> &str {
+    text.find("#[cfg(test)]\nmod tests").map_or(text, |at| &text[..at])
+}
+
+#[test]
+fn product_code_writes_files_only_through_fsutil() {
+    // Each of these writes through whatever the name points at, or rewrites a
+    // file in place: the ways a write stops being atomic, or replaces a FIFO,
+    // device or link. `signer::fsutil` is the one place that may use them,
+    // behind its checks; creating a new name (`create_new`) or appending to a
+    // log is not among them.
+    const IN_PLACE: [&str; 4] = ["fs::write(", "File::create(", "fs::copy(", ".truncate(true)"];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut files = Vec::new();
+    for product in ["signer", "audit", "runtime", "guardian"] {
+        rust_files(&root.join(product).join("src"), &mut files);
+    }
+    assert!(files.len() > 40, "the walk found only {} files", files.len());
+    let allowed = [root.join("signer/src/fsutil.rs")];
+    let mut offenders = Vec::new();
+    for file in files.iter().filter(|f| !allowed.contains(f)) {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in before_unit_tests(&text).lines().enumerate() {
+            if !line.trim_start().starts_with("//") && IN_PLACE.iter().any(|call| line.contains(call)) {
+                offenders.push(format!("{}:{}: {}", file.strip_prefix(root).unwrap().display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offenders.is_empty(), "writes that bypass signer::fsutil: {offenders:#?}");
+}

@@ -88,6 +88,14 @@ fn flipped(dir: &Path, name: &str, file: &Path, at: isize) -> PathBuf {
     out
 }
 
+/// wasmsign2 refuses `file` under `key` because no signature verifies: its
+/// verification error (exit 1), not a usage error (2) or a file it could not read.
+fn assert_wasmsign2_refuses(file: &Path, key: &Path) {
+    let v = run(wasmsign2().arg("verify").arg("-i").arg(file).arg("-K").arg(key));
+    assert_eq!(v.code, 1, "wasmsign2 on {}: {}{}", file.display(), v.stdout, v.stderr);
+    assert!(v.stderr.contains("No valid signatures"), "wasmsign2 on {}: {}", file.display(), v.stderr);
+}
+
 /// The key id `wasmsign2 -v show` prints for the (first) signature of `file`.
 fn wasmsign2_shown_key_id(file: &Path) -> String {
     let r = run(wasmsign2().arg("-v").arg("show").arg("-i").arg(file));
@@ -122,15 +130,13 @@ fn our_export_is_verified_by_wasmsign2() {
 
     // A changed byte in the module (the data segment, last) is caught by wasmsign2 too.
     let tampered = flipped(d, "tampered.wasm", &signed, -1);
-    let v = run(wasmsign2().arg("verify").arg("-i").arg(&tampered).arg("-K").arg(&pk));
-    assert_ne!(v.code, 0, "wasmsign2 accepted a tampered module: {}", v.stdout);
-    assert!(v.stderr.contains("No valid signatures"), "{}", v.stderr);
+    assert_wasmsign2_refuses(&tampered, &pk);
     // So is a signature checked against another key.
     keygen(d, "b");
     let other = d.join("b.wasmsign2.pk");
     let r = run(cmd("signer").arg("export-wasmsig-key").arg(d.join("b.pub")).arg("--out").arg(&other));
     assert_eq!(r.code, 0, "{}", r.stderr);
-    assert_ne!(run(wasmsign2().arg("verify").arg("-i").arg(&signed).arg("-K").arg(&other)).code, 0);
+    assert_wasmsign2_refuses(&signed, &other);
     // `export-wasmsig-key` writes what `--public-key-out` wrote.
     let again = d.join("a.again.pk");
     assert_eq!(run(cmd("signer").arg("export-wasmsig-key").arg(d.join("a.pub")).arg("--out").arg(&again)).code, 0);
@@ -235,7 +241,7 @@ fn wasmsign2_signed_modules_verify_against_the_trust_store() {
     assert_eq!(reason(&trust, &flipped(d, "sig.wasm", &signed, section_end - 10)), (1, "bad_signature".into()));
     // Whatever is flipped, wasmsign2 agrees that the file is no longer valid.
     for bad in ["code.wasm", "sig.wasm"] {
-        assert_ne!(run(wasmsign2().arg("verify").arg("-i").arg(d.join(bad)).arg("-K").arg(&pk)).code, 0);
+        assert_wasmsign2_refuses(&d.join(bad), &pk);
     }
 
     // Ed25519 is deterministic and we write wasmsign2's key id, so our signer
@@ -286,7 +292,7 @@ fn k_of_n_counts_signatures_from_both_tools() {
     let r = export_wasmsig(&both, &d.join("c.key"), &replaced, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(reason(&trust, &replaced), (1, "threshold_not_met".into()));
-    assert_ne!(run(wasmsign2().arg("verify").arg("-i").arg(&replaced).arg("-K").arg(&pk)).code, 0);
+    assert_wasmsign2_refuses(&replaced, &pk);
 }
 
 #[test]

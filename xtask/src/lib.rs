@@ -5,6 +5,9 @@
 //! and later subcommands (`sign`, `demo`) call the same functions the command
 //! line does.
 #![forbid(unsafe_code)]
+// Libraries never print: what reaches stdout and stderr is the binaries' choice
+// (ARCHITECTURE.md, "Libraries do the work").
+#![warn(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod build;
 pub mod events;

@@ -18,6 +18,9 @@ pub enum Progress {
     Steps,
 }
 
+// The one place in a library crate that writes to stderr: the binary chose
+// this destination by choosing the mode.
+#[allow(clippy::print_stderr)]
 impl Progress {
     /// `Steps` when stderr is a terminal, `Notices` otherwise.
     pub fn for_stderr() -> Self {

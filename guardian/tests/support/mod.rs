@@ -200,6 +200,14 @@ impl Node {
         out
     }
 
+    /// Every path, byte and mode under the deploy directory, every tenant's
+    /// included: what a scan that must not write is compared against.
+    pub fn deploy_tree(&self) -> BTreeMap<String, (Vec<u8>, u32)> {
+        let mut out = BTreeMap::new();
+        collect(&self.deploy(), "", &mut out);
+        out
+    }
+
     /// Verifies the live audit log with the host key.
     pub fn audit_report(&self) -> audit::VerifyReport {
         let key = signer::keyfile::load_or_create_host_key(&self.host_key()).expect("host key");

@@ -9,38 +9,38 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use runtime::cache::{CacheRejection, CacheSecret, RejectReason};
 use runtime::{CacheStatus, CompileCache, EngineOptions, NightEngine, Outcome, wasi_linker};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
+use signer::bundle::{BundleBytes, SignatureFile};
 use signer::manifest::Manifest;
-use signer::verify::VerifiedBundle;
+use signer::minisign::SecretKey;
+use signer::trust::TrustStore;
+use signer::verify::{VerifiedBundle, verify_bundle};
 
 use crate::support::{fixture, policy};
 
+/// `module` signed with a throwaway key and verified: the cache takes only
+/// what the verifier hands back.
 fn verified(module: Vec<u8>) -> VerifiedBundle {
-    // The cache takes a `VerifiedBundle`; the fields are what verification
-    // would hand back for this module.
-    let sha = hex::encode(Sha256::digest(&module));
-    let manifest_bytes = b"{}".to_vec();
-    VerifiedBundle {
-        module,
-        manifest: dummy_manifest(),
-        manifest_sha256: hex::encode(Sha256::digest(&manifest_bytes)),
-        manifest_bytes,
-        module_sha256: sha,
-        signers: Vec::new(),
-    }
-}
-
-fn dummy_manifest() -> Manifest {
-    Manifest {
+    let key = SecretKey::generate();
+    let manifest = Manifest {
         schema: signer::manifest::MANIFEST_SCHEMA.into(),
         name: "t".into(),
         version: 1,
         version_label: "1".into(),
-        module: signer::manifest::ModuleDigest::of(b""),
-        expires: "2099-01-01T00:00:00Z".into(),
+        module: signer::manifest::ModuleDigest::of(&module),
+        expires: "2999-01-01T00:00:00Z".into(),
         provenance: Default::default(),
         capabilities: Default::default(),
     }
+    .to_canonical_bytes()
+    .unwrap();
+    let signature = key.sign(&manifest, "file:manifest.json").unwrap();
+    let signatures = vec![SignatureFile {
+        file_name: format!("{}.minisig", signature.key_id),
+        bytes: signature.to_file_text().into_bytes(),
+    }];
+    let trust = TrustStore::from_keys_and_toml(vec![key.public_key()], "threshold = 1\n").unwrap();
+    verify_bundle(BundleBytes { module, manifest, signatures }, &trust, time::OffsetDateTime::now_utc()).unwrap()
 }
 
 fn run_hello(engine: &NightEngine, module: &wasmtime::Module) -> Outcome {
@@ -97,7 +97,7 @@ fn second_load_is_a_hit_and_runs_the_same() {
     let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&[7u8; 32]).unwrap();
     for part in [
         &b"nightcore-compile-cache-tag-v2\0"[..],
-        bundle.module_sha256.as_bytes(),
+        bundle.module_sha256().as_bytes(),
         b"\0",
         engine.fingerprint().as_bytes(),
         b"\0",
@@ -129,7 +129,7 @@ fn another_modules_valid_entry_under_this_key_runs_the_verified_code_instead() {
     let rejection = rejection(status);
     assert_eq!(rejection.reason, RejectReason::TagMismatch, "{rejection}");
     assert_eq!(rejection.reason.code(), "tag_mismatch");
-    assert!(rejection.detail.contains(&hello.module_sha256), "{rejection}");
+    assert!(rejection.detail.contains(hello.module_sha256()), "{rejection}");
     // What runs is hello, compiled from the verified bytes, not the loop.
     assert_eq!(run_hello(&engine, &module), Outcome::Exited { code: 0 });
     // The planted entry is kept aside as evidence, byte for byte.

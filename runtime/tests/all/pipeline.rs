@@ -73,3 +73,42 @@ fn an_expired_bundle_is_refused_with_the_signer_reason() {
     assert_eq!(refusal.reason_code(), "expired");
     assert_eq!(refusal.stage(), "verify");
 }
+
+#[test]
+fn what_runs_is_what_was_verified_not_what_is_on_disk_later() {
+    // The attack: between verification and the run, whoever can write the
+    // bundle directory swaps in another signed tenant module. The run must
+    // execute the verified bytes, so nothing may read the module again.
+    let dir = tempfile::tempdir().unwrap();
+    let signer = Signer::new(dir.path());
+    let bundle = signer.bundle(&dir.path().join("b"), "t", &fixture("hello"), Capabilities::default());
+    let other =
+        signer.bundle(&dir.path().join("other"), "t", &crate::support::exit_module(42), Capabilities::default());
+    let trust = TrustStore::load(&signer.trust_dir).unwrap();
+    let cache = CompileCache::open(dir.path().join("cache"), runtime::cache::CacheSecret::generate()).unwrap();
+    let policies = HostPolicies::default();
+    let mut options = ExecOptions::new(Verification::Required(&trust), &policies);
+    options.cache = Some(&cache);
+    let engine = NightEngine::new(EngineOptions::default()).unwrap();
+    let linker = wasi_linker(&engine).unwrap();
+    let hello_sha256 = signer::manifest::ModuleDigest::of(&fixture("hello")).sha256;
+    for round in ["compiled", "cached"] {
+        let ready = runtime::prepare_bundle(&engine, &linker, &bundle, &options).unwrap();
+        // Every file of the directory becomes the other, validly signed, bundle's.
+        let signature = format!("signatures/{}.minisig", signer.key.key_id());
+        let saved: Vec<(std::path::PathBuf, Vec<u8>)> = ["module.wasm", "manifest.json", signature.as_str()]
+            .iter()
+            .map(|f| (bundle.join(f), std::fs::read(bundle.join(f)).unwrap()))
+            .collect();
+        for (f, (path, _)) in ["module.wasm", "manifest.json", signature.as_str()].iter().zip(&saved) {
+            std::fs::write(path, std::fs::read(other.join(f)).unwrap()).unwrap();
+        }
+        let report = runtime::run_ready(&engine, &ready, &[], options.determinism).unwrap();
+        assert_eq!(report.run.outcome, Outcome::Exited { code: 0 }, "{round}");
+        assert_eq!(report.run.stdout, b"hello\n", "{round}");
+        assert_eq!(report.facts.module_sha256, hello_sha256, "{round}");
+        for (path, bytes) in saved {
+            std::fs::write(path, bytes).unwrap();
+        }
+    }
+}

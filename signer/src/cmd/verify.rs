@@ -89,17 +89,17 @@ pub fn run(args: Args) -> anyhow::Result<Outcome> {
             if !args.json {
                 println!(
                     "verified {} v{} (module sha256 {}) signed by {}",
-                    verified.manifest.name,
-                    verified.manifest.version,
-                    verified.module_sha256,
-                    verified.signers.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+                    verified.manifest().name,
+                    verified.manifest().version,
+                    verified.module_sha256(),
+                    verified.signers().iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
                 );
             }
-            out.name = Some(verified.manifest.name);
-            out.version = Some(verified.manifest.version);
-            out.module_sha256 = Some(verified.module_sha256);
-            out.manifest_sha256 = Some(verified.manifest_sha256);
-            out.signers = Some(verified.signers.iter().map(ToString::to_string).collect());
+            out.name = Some(verified.manifest().name.clone());
+            out.version = Some(verified.manifest().version);
+            out.module_sha256 = Some(verified.module_sha256().to_string());
+            out.manifest_sha256 = Some(verified.manifest_sha256().to_string());
+            out.signers = Some(verified.signers().iter().map(ToString::to_string).collect());
         }
         Err((reason, message)) => {
             if !args.json {

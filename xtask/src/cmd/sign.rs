@@ -112,14 +112,14 @@ fn attach(args: &Args, dist: &std::path::Path) -> Result<ExitCode> {
         let dir = xtask::verify::bundle_dir(dist, &module.name, module.metadata.version);
         match check_attached(&dir, &trust) {
             Ok(v) => {
-                let signers: Vec<String> = v.signers.iter().map(ToString::to_string).collect();
+                let signers: Vec<String> = v.signers().iter().map(ToString::to_string).collect();
                 text += &format!(
                     "{} v{}  verified, signed by {}\n",
                     module.name,
                     module.metadata.version,
                     signers.join(", ")
                 );
-                let statement = check_statement(&dir, &v.manifest, Some(&trust))?;
+                let statement = check_statement(&dir, v.manifest(), Some(&trust))?;
                 failed |= statement.failure(StatementRequirement::Optional).is_some();
                 text += &match statement.status {
                     StatementStatus::Unsigned => format!(
