@@ -2,7 +2,9 @@
 //! crash and concurrency tests (`cargo test` builds it), and a small load
 //! generator by hand.
 //!
-//! Usage: `append_loop LOG COUNT|forever PAYLOAD_BYTES [CHECKPOINT_SEED]`.
+//! Usage: `append_loop LOG COUNT|forever PAYLOAD_BYTES [CHECKPOINT_SEED]`;
+//! with `APPEND_LOOP_START_ON_STDIN` set it opens the log, then waits for a
+//! line on stdin before its first append.
 //! It prints `ready` once its first append is durable, so a test knows it is
 //! killing a process that is really appending. Batches of 1 to 8 events with
 //! payloads up to PAYLOAD_BYTES make each write span many pages, so a SIGKILL
@@ -32,6 +34,11 @@ fn main() -> Result<(), Box<dyn Error>> {
             Some(CheckpointSigner::new("nightcore.test/audit", SigningKey::from_bytes(&[seed; 32]))?);
     }
     let mut log = AuditLog::open_with(log, options)?;
+    if std::env::var_os("APPEND_LOOP_START_ON_STDIN").is_some() {
+        // A start barrier for tests that need writers to overlap: begin only
+        // when the parent writes a line, after it has started every writer.
+        std::io::stdin().read_line(&mut String::new())?;
+    }
     let actor = Actor::new("append_loop", format!("pid-{}", std::process::id()));
     // A cheap deterministic generator: the payload sizes only need to vary.
     let mut state = u64::from(std::process::id()) | 1;

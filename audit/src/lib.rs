@@ -67,7 +67,7 @@ pub use entry::{Actor, ENTRY_HASH_DOMAIN, Entry, Event, EventError};
 pub use error::{AuditError, ReadError};
 pub use hash::{HashParseError, Sha256Hash};
 pub use host::{HostLog, HostLogError};
-pub use log::{AppendReceipt, AuditLog, LogOptions, Recovery};
+pub use log::{AppendReceipt, AuditLog, LogOptions, Recovery, TORN_WRITE_HOOK_ENV};
 pub use proof::{
     AuditProof, ConsistencyProof, InclusionProof, OldTree, ProofError, ProofVerifyError, VerifiedConsistency,
     VerifiedInclusion, VerifiedProof, load_checkpoint, prove_consistency, prove_inclusion, verify_consistency_proof,

@@ -615,7 +615,7 @@ impl AuditLog {
             cursor.next_seq += 1;
             cursor.last_hash = line.hash;
         }
-        if let Err(e) = (&self.file).write_all(&buffer) {
+        if let Err(e) = write_lines(&self.file, &buffer) {
             // Whatever part did land was never committed: cut it back now
             // rather than leave it for recovery.
             let _ = self.file.set_len(self.offset);
@@ -673,4 +673,32 @@ fn rfind_newline(file: &File, lo: u64, hi: u64) -> io::Result<Option<u64>> {
         end = start;
     }
     Ok(None)
+}
+
+/// Test hook: with this set to `N`, the `N`th append of this process and
+/// every later one write the first half of their lines, then stop for a
+/// minute before the rest, so that a crash test can SIGKILL a writer inside
+/// its write for certain rather than by luck. Never set it in production.
+pub const TORN_WRITE_HOOK_ENV: &str = "NIGHTCORE_TEST_AUDIT_TEAR_FROM_APPEND";
+
+/// Writes an append's lines: in one `write(2)` (as far as the kernel allows),
+/// or split by the [`TORN_WRITE_HOOK_ENV`] hook.
+fn write_lines(file: &File, buffer: &[u8]) -> io::Result<()> {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static TEAR_FROM: OnceLock<Option<u64>> = OnceLock::new();
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+    let tear_from = *TEAR_FROM.get_or_init(|| std::env::var(TORN_WRITE_HOOK_ENV).ok().and_then(|n| n.parse().ok()));
+    let append = APPENDS.fetch_add(1, Ordering::Relaxed) + 1;
+    let mut file = file;
+    match tear_from {
+        Some(from) if append >= from && buffer.len() > 1 => {
+            let (first, rest) = buffer.split_at(buffer.len() / 2);
+            file.write_all(first)?;
+            tracing::warn!(append, "test hook: append paused inside its write");
+            std::thread::sleep(std::time::Duration::from_secs(60));
+            file.write_all(rest)
+        }
+        _ => file.write_all(buffer),
+    }
 }

@@ -246,6 +246,36 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_follows_every_setting_that_changes_generated_code() {
+        let ours = NightEngine::new(EngineOptions::default()).unwrap();
+        assert_eq!(ours.fingerprint(), fingerprint_of(ours.engine()));
+        let changes: [(&str, fn(&mut Config)); 4] = [
+            ("no fuel metering", |c| {
+                c.consume_fuel(false);
+            }),
+            ("no epoch interruption", |c| {
+                c.epoch_interruption(false);
+            }),
+            ("unoptimised", |c| {
+                c.cranelift_opt_level(OptLevel::None);
+            }),
+            ("NaNs not canonicalised", |c| {
+                c.cranelift_nan_canonicalization(false);
+            }),
+        ];
+        for (what, change) in changes {
+            let mut config = engine_config(&EngineOptions::default());
+            change(&mut config);
+            let other = Engine::new(&config).unwrap();
+            assert_ne!(
+                fingerprint_of(&other),
+                ours.fingerprint(),
+                "{what}: an artifact of that engine would load into ours"
+            );
+        }
+    }
+
+    #[test]
     fn deadline_ticks_round_up() {
         assert_eq!(deadline_ticks(Duration::from_millis(0)), 1);
         assert_eq!(deadline_ticks(Duration::from_millis(10)), 2);

@@ -394,6 +394,11 @@ mod tests {
         );
         let err = validate_module(&bytes, NONE, 1 << 20).unwrap_err();
         assert!(err.to_string().contains("sock_send is not allowed: network access is not granted"), "{err}");
+        // Granted network, the same import validates; the file-system grant alone is not enough.
+        let files_only = ImportPolicy { filesystem: Grant::Allowed, network: Grant::Denied };
+        assert!(matches!(validate_module(&bytes, files_only, 1 << 20), Err(ValidationError::DisallowedImport { .. })));
+        let network = ImportPolicy { filesystem: Grant::Denied, network: Grant::Allowed };
+        assert!(validate_module(&bytes, network, 1 << 20).is_ok(), "a network grant admits sock_send");
     }
 
     #[test]

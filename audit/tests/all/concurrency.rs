@@ -11,16 +11,19 @@ use crate::support::{Fixture, event, intact, signer};
 #[test]
 fn threads_with_their_own_handles() {
     let f = Fixture::new();
+    let start = std::sync::Barrier::new(4);
     let seqs: Vec<u64> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..4u64)
             .map(|t| {
-                let path = f.log.clone();
+                let (path, start) = (f.log.clone(), &start);
                 scope.spawn(move || {
                     let mut log = audit::AuditLog::open_with(
                         &path,
                         LogOptions { checkpoint_signer: Some(signer(1)), checkpoint_path: None },
                     )
                     .unwrap();
+                    // Every writer has its handle before any appends.
+                    start.wait();
                     let mut seqs = Vec::new();
                     for i in 0..25 {
                         seqs.push(log.append(&event(t * 1000 + i)).unwrap().seq);
@@ -38,24 +41,47 @@ fn threads_with_their_own_handles() {
     assert_eq!(unique, (0..400).collect());
     let report = intact(f.verify());
     assert_eq!((report.entries, report.uncheckpointed_entries), (400, 0));
+    // The writers really overlapped: the log is not four runs one after another.
+    let writers: Vec<u64> =
+        f.lines().iter().map(|line| Entry::from_line(line).unwrap().data["status"].as_u64().unwrap() / 1000).collect();
+    assert_overlapped(&writers);
+}
+
+/// Fails unless the log's entries, by writer, change hands more often than
+/// writers running one after another would make them.
+fn assert_overlapped(writers: &[u64]) {
+    let distinct: BTreeSet<u64> = writers.iter().copied().collect();
+    let switches = writers.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        switches > distinct.len() - 1,
+        "{} writers changed hands only {switches} times: they ran one after another",
+        distinct.len()
+    );
 }
 
 #[test]
 fn processes_appending_at_once() {
     let f = Fixture::new();
     let binary = crate::crash::append_loop_binary();
-    let children: Vec<_> = (0..4)
+    let mut children: Vec<_> = (0..4)
         .map(|_| {
             Command::new(&binary)
                 .arg(&f.log)
                 .arg("60")
                 .arg("2000")
                 .arg("1")
+                .env("APPEND_LOOP_START_ON_STDIN", "1")
+                .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .unwrap()
         })
         .collect();
+    // The start barrier: every writer is running before any appends.
+    for child in &mut children {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    }
     for mut child in children {
         assert!(child.wait().unwrap().success());
     }
@@ -71,4 +97,7 @@ fn processes_appending_at_once() {
     for ns in per_writer.values() {
         assert_eq!(*ns, (0..60).collect::<Vec<_>>());
     }
+    let writers: Vec<u64> =
+        f.lines().iter().map(|line| Entry::from_line(line).unwrap().data["writer"].as_u64().unwrap()).collect();
+    assert_overlapped(&writers);
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use hmac::{Hmac, Mac};
 use runtime::cache::{CacheRejection, CacheSecret, RejectReason};
 use runtime::{CacheStatus, CompileCache, EngineOptions, NightEngine, Outcome, wasi_linker};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use signer::bundle::{BundleBytes, SignatureFile};
 use signer::manifest::Manifest;
 use signer::minisign::SecretKey;
@@ -262,11 +262,29 @@ fn a_cache_secret_others_can_read_or_replace_is_refused() {
 }
 
 #[test]
-fn different_modules_have_different_keys() {
+fn the_entry_name_is_keyed_on_the_module_hash_the_engine_and_wasmtime() {
     let dir = tempfile::tempdir().unwrap();
     let cache = open(dir.path());
     let engine = NightEngine::new(EngineOptions::default()).unwrap();
-    let a = cache.artifact_path(&engine, &verified(fixture("hello")));
-    let b = cache.artifact_path(&engine, &verified(fixture("loop")));
-    assert_ne!(a, b);
+    // Recomputed here from the verifier's hash, the engine's fingerprint
+    // (which follows the code-generation settings: the engine's unit tests)
+    // and the wasmtime version.
+    let expected = |bundle: &VerifiedBundle| {
+        let mut key = Sha256::new();
+        for part in [
+            &b"nightcore-compile-cache-key-v2\0"[..],
+            bundle.module_sha256().as_bytes(),
+            b"\0",
+            engine.fingerprint().as_bytes(),
+            b"\0",
+            runtime::engine::WASMTIME_VERSION.as_bytes(),
+        ] {
+            key.update(part);
+        }
+        cache.dir().join(format!("{}.cwasm", hex::encode(key.finalize())))
+    };
+    let (hello, spinner) = (verified(fixture("hello")), verified(fixture("loop")));
+    assert_eq!(cache.artifact_path(&engine, &hello), expected(&hello));
+    assert_eq!(cache.artifact_path(&engine, &spinner), expected(&spinner));
+    assert_ne!(expected(&hello), expected(&spinner));
 }
