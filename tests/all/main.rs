@@ -13,6 +13,7 @@ mod dashboard;
 mod help;
 mod pipeline;
 mod reason_codes;
+mod secrets;
 mod signer_cli;
 mod support;
 mod tidy;

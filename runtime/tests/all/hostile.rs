@@ -40,6 +40,8 @@ struct Shape {
     /// Every function but `_start` pops from an empty stack: invalid, so a
     /// refusal for another reason shows that check came before validation.
     invalid_bodies: bool,
+    /// One more function, declaring this many locals.
+    extra_function_locals: Option<u32>,
 }
 
 impl Shape {
@@ -49,7 +51,7 @@ impl Shape {
         types.ty().function([], []);
         module.section(&types);
         let mut funcs = FunctionSection::new();
-        for _ in 0..self.functions.max(1) {
+        for _ in 0..self.functions.max(1) + u32::from(self.extra_function_locals.is_some()) {
             funcs.function(0);
         }
         module.section(&funcs);
@@ -82,6 +84,11 @@ impl Shape {
                     f.instruction(&Instruction::End);
                 }
             }
+            f.instruction(&Instruction::End);
+            code.function(&f);
+        }
+        if let Some(locals) = self.extra_function_locals {
+            let mut f = Function::new([(locals, ValType::I64)]);
             f.instruction(&Instruction::End);
             code.function(&f);
         }
@@ -168,6 +175,47 @@ fn a_locals_bomb_is_refused() {
     assert!(message.contains(&format!("at most {MAX_DECLARED_LOCALS} allowed")), "{message}");
     let fine = Shape { functions: 10, locals_per_function: 50_000, ..Shape::default() }.encode();
     assert_eq!(exited(fine), Outcome::Exited { code: 0 });
+}
+
+/// The caps are checked before compiling, so each is tested at the
+/// validation step (compiling a module at a cap is what they exist to avoid):
+/// exactly at the cap passes, one past it is refused with its code.
+#[test]
+fn each_compile_cost_cap_holds_exactly_at_its_boundary() {
+    let policy = runtime::validate::ImportPolicy {
+        filesystem: runtime::validate::Grant::Denied,
+        network: runtime::validate::Grant::Denied,
+    };
+    let validate = |shape: Shape| runtime::validate_module(&shape.encode(), policy, 64 << 20);
+
+    assert!(validate(Shape { functions: MAX_DEFINED_FUNCTIONS, ..Shape::default() }).is_ok());
+    assert_eq!(
+        validate(Shape { functions: MAX_DEFINED_FUNCTIONS + 1, ..Shape::default() }).unwrap_err(),
+        runtime::ValidationError::TooManyFunctions {
+            count: u64::from(MAX_DEFINED_FUNCTIONS) + 1,
+            max: MAX_DEFINED_FUNCTIONS
+        }
+    );
+
+    // 100 functions of 50,000 locals (wasmparser's own per-function cap) make
+    // exactly the cap; one function more with one local is one past it.
+    let per_function = 50_000u32;
+    let functions = u32::try_from(MAX_DECLARED_LOCALS / u64::from(per_function)).unwrap();
+    assert_eq!(u64::from(functions) * u64::from(per_function), MAX_DECLARED_LOCALS);
+    let at_cap = Shape { functions, locals_per_function: per_function, ..Shape::default() };
+    assert!(validate(at_cap).is_ok());
+    let over =
+        Shape { functions, locals_per_function: per_function, extra_function_locals: Some(1), ..Shape::default() };
+    assert_eq!(
+        validate(over).unwrap_err(),
+        runtime::ValidationError::TooManyLocals { count: MAX_DECLARED_LOCALS + 1, max: MAX_DECLARED_LOCALS }
+    );
+
+    assert!(validate(Shape { nesting: MAX_CONTROL_DEPTH, ..Shape::default() }).is_ok());
+    assert_eq!(
+        validate(Shape { nesting: MAX_CONTROL_DEPTH + 1, ..Shape::default() }).unwrap_err(),
+        runtime::ValidationError::NestingTooDeep { function: 0, max: MAX_CONTROL_DEPTH }
+    );
 }
 
 #[test]
