@@ -69,9 +69,9 @@ pub use hash::{HashParseError, Sha256Hash};
 pub use host::{HostLog, HostLogError};
 pub use log::{AppendReceipt, AuditLog, LogOptions, Recovery, TORN_WRITE_HOOK_ENV};
 pub use proof::{
-    AuditProof, ConsistencyProof, InclusionProof, OldTree, ProofError, ProofVerifyError, VerifiedConsistency,
-    VerifiedInclusion, VerifiedProof, load_checkpoint, prove_consistency, prove_inclusion, verify_consistency_proof,
-    verify_inclusion_proof, verify_proof,
+    AuditProof, ConsistencyProof, InclusionProof, MAX_PROOF_BYTES, OldTree, ProofError, ProofReadError,
+    ProofVerifyError, VerifiedConsistency, VerifiedInclusion, VerifiedProof, load_checkpoint, prove_consistency,
+    prove_inclusion, verify_consistency_proof, verify_inclusion_proof, verify_proof,
 };
 pub use read::{EntryReader, Filter, ShowError, read_entries};
 pub use scan::{EntryParseError, MAX_LINE_BYTES, MAX_NESTING, is_valid_kind};

@@ -65,6 +65,40 @@ pub enum AuditProof {
     Consistency(ConsistencyProof),
 }
 
+/// The largest proof file read: a proof holds at most 64 hashes, a
+/// checkpoint and one entry line, so this is far above any real one.
+pub const MAX_PROOF_BYTES: u64 = 16 * 1024 * 1024;
+
+impl AuditProof {
+    /// Reads a proof file, capped at [`MAX_PROOF_BYTES`] and regular files
+    /// only (its signature and path are checked by [`verify_proof`]).
+    pub fn read(path: &Path) -> Result<Self, ProofReadError> {
+        let bytes = signer::fsutil::read_capped(path, MAX_PROOF_BYTES)?;
+        Self::from_json_bytes(&bytes)
+    }
+
+    /// Parses proof JSON (as `prove` writes it), without checking it.
+    pub fn from_json_bytes(bytes: &[u8]) -> Result<Self, ProofReadError> {
+        if bytes.len() as u64 > MAX_PROOF_BYTES {
+            return Err(ProofReadError::Malformed(format!(
+                "{} bytes, over the {MAX_PROOF_BYTES}-byte cap",
+                bytes.len()
+            )));
+        }
+        serde_json::from_slice(bytes).map_err(|e| ProofReadError::Malformed(e.to_string()))
+    }
+}
+
+/// Why a proof file could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProofReadError {
+    #[error(transparent)]
+    Read(#[from] signer::fsutil::ReadCappedError),
+    #[error("not a proof: {0}")]
+    Malformed(String),
+}
+
 /// Why a proof could not be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -54,7 +54,8 @@ pub const QUARANTINE_DIR: &str = "quarantine";
 pub const AUDIT_MIRROR_DIR: &str = "audit-mirror";
 /// How many recent events `state.json` keeps for `guardian status`.
 pub const RECENT_EVENTS: usize = 32;
-const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest `state.json` or `recent.json` read.
+pub const MAX_STATE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// The last verified version of one tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

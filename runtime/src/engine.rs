@@ -249,7 +249,8 @@ mod tests {
     fn fingerprint_follows_every_setting_that_changes_generated_code() {
         let ours = NightEngine::new(EngineOptions::default()).unwrap();
         assert_eq!(ours.fingerprint(), fingerprint_of(ours.engine()));
-        let changes: [(&str, fn(&mut Config)); 4] = [
+        type Change = fn(&mut Config);
+        let changes: [(&str, Change); 4] = [
             ("no fuel metering", |c| {
                 c.consume_fuel(false);
             }),

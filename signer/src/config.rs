@@ -47,7 +47,8 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::{ReadCappedError, read_capped};
 
 pub const CONFIG_FILE: &str = "nightcore.toml";
-const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// The largest `nightcore.toml` read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// A host's policy for one tenant. Every field narrows; none can widen.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]

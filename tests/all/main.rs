@@ -11,6 +11,7 @@
 mod audit_cli;
 mod dashboard;
 mod help;
+mod hostile_files;
 mod pipeline;
 mod reason_codes;
 mod secrets;

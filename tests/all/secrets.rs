@@ -6,10 +6,9 @@ use std::fs;
 use std::path::Path;
 
 use signer::keyfile::{PasswordSource, load_secret_key};
-use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
 use signer::minisign::{LockedSecretKey, SecretKey};
 
-use crate::support::{cmd, hello_wasm, run};
+use crate::support::{cmd, run, signed_hello};
 
 /// The ways a leak would spell a secret key: its seed and keypair bytes in
 /// hex (either case), base64 and Rust's byte-array `Debug`, and the encoded
@@ -80,26 +79,7 @@ fn the_key_types_debug_without_their_material() {
 fn trace_logs_of_the_host_key_users_hold_no_key_material() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // A signed bundle, a trust store for it, and a deploy directory holding it.
-    let signing = SecretKey::generate();
-    let module = hello_wasm();
-    let manifest = Manifest {
-        schema: MANIFEST_SCHEMA.into(),
-        name: "hello".into(),
-        version: 1,
-        version_label: "1.0.0".into(),
-        module: ModuleDigest::of(&module),
-        expires: "2999-01-01T00:00:00Z".into(),
-        provenance: Provenance::default(),
-        capabilities: Capabilities::default(),
-    };
-    let bundle = d.join("deploy/hello");
-    fs::create_dir_all(d.join("deploy")).unwrap();
-    signer::bundle::write_unsigned(&bundle, &module, &manifest).unwrap();
-    let signature = signing.sign(&fs::read(bundle.join("manifest.json")).unwrap(), "test").unwrap();
-    signer::bundle::write_signature(&bundle, &signature).unwrap();
-    signer::trust::write_trust_store(&d.join("trust"), &[("ci", &signing.public_key())], "threshold = 1\n").unwrap();
-
+    let (bundle, trust) = signed_hello(d);
     let traced = |name: &str| {
         let mut c = cmd(name);
         c.env("NIGHTCORE_LOG", "trace").env("XDG_STATE_HOME", d.join("xdg-state"));
@@ -115,10 +95,10 @@ fn trace_logs_of_the_host_key_users_hold_no_key_material() {
     assert_eq!(exec.code, 0, "{}", exec.stderr);
     let scan = run(traced("guardian")
         .args(["scan", "--json", "--trust"])
-        .arg(d.join("trust"))
+        .arg(&trust)
         .arg("--state")
         .arg(d.join("state"))
-        .arg(d.join("deploy")));
+        .arg(bundle.parent().unwrap()));
     assert_eq!(scan.code, 0, "{}{}", scan.stdout, scan.stderr);
     // The level really was lifted (the default here is errors only): the
     // logs say what was done.

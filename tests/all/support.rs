@@ -74,3 +74,30 @@ pub fn hello_wasm() -> Vec<u8> {
     )
     .expect("valid wat")
 }
+
+/// A signed bundle of the hello module for tenant `hello`, at
+/// `dir/deploy/hello` (a deploy directory of one tenant), and a trust store
+/// at `dir/trust` holding the throwaway key that signed it.
+pub fn signed_hello(dir: &Path) -> (PathBuf, PathBuf) {
+    use signer::manifest::{Capabilities, MANIFEST_SCHEMA, Manifest, ModuleDigest, Provenance};
+    let key = signer::minisign::SecretKey::generate();
+    let module = hello_wasm();
+    let manifest = Manifest {
+        schema: MANIFEST_SCHEMA.into(),
+        name: "hello".into(),
+        version: 1,
+        version_label: "1.0.0".into(),
+        module: ModuleDigest::of(&module),
+        expires: "2999-01-01T00:00:00Z".into(),
+        provenance: Provenance::default(),
+        capabilities: Capabilities::default(),
+    };
+    let bundle = dir.join("deploy/hello");
+    std::fs::create_dir_all(dir.join("deploy")).expect("deploy dir");
+    signer::bundle::write_unsigned(&bundle, &module, &manifest).expect("write bundle");
+    let signature = key.sign(&std::fs::read(bundle.join("manifest.json")).expect("manifest"), "test").expect("sign");
+    signer::bundle::write_signature(&bundle, &signature).expect("write signature");
+    let trust = dir.join("trust");
+    signer::trust::write_trust_store(&trust, &[("ci", &key.public_key())], "threshold = 1\n").expect("trust store");
+    (bundle, trust)
+}

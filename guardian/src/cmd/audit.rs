@@ -177,9 +177,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::VerifyProof { proof, keys, old_checkpoint } => {
-            let text = signer::fsutil::read_capped(&proof, 16 * 1024 * 1024)?;
-            let parsed: AuditProof =
-                serde_json::from_slice(&text).with_context(|| format!("{} is not a proof", proof.display()))?;
+            let parsed = AuditProof::read(&proof).with_context(|| format!("reading the proof {}", proof.display()))?;
             let checkpoint_text = match &parsed {
                 AuditProof::Inclusion(p) => p.checkpoint.clone(),
                 AuditProof::Consistency(p) => p.checkpoint.clone(),
