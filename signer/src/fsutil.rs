@@ -350,6 +350,35 @@ mod tests {
     }
 
     #[test]
+    fn copy_new_copies_regular_files_only_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        fs::write(&source, b"evidence").unwrap();
+        let dest = dir.path().join("dest");
+        copy_new(&source, &dest, FileMode::OwnerOnly).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"evidence");
+        assert_eq!(fs::metadata(&dest).unwrap().permissions().mode() & 0o777, 0o600);
+        // An existing destination is neither replaced nor written through.
+        fs::write(&source, b"other").unwrap();
+        let err = copy_new(&source, &dest, FileMode::OwnerOnly).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(fs::read(&dest).unwrap(), b"evidence");
+        // A source swapped for a link or a FIFO is refused, not followed or waited on.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&source, &link).unwrap();
+        make_node(&["mkfifo", dir.path().join("fifo").to_str().unwrap()]);
+        for refused in [link, dir.path().join("fifo")] {
+            let err = copy_new(&refused, &dir.path().join("out"), FileMode::OwnerOnly).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{}: {err}", refused.display());
+            assert!(err.to_string().contains("not a regular file"), "{err}");
+        }
+        // Nothing but the files made here is left: no temp file, no "out".
+        let mut names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["dest", "fifo", "link", "source"]);
+    }
+
+    #[test]
     fn a_concurrent_reader_sees_the_old_file_or_the_new_never_a_part() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");

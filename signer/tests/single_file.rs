@@ -69,6 +69,11 @@ fn reason(file: &[u8], trust: &TrustStore) -> Result<(), &'static str> {
     verify_bundle(bundle, trust, time::OffsetDateTime::now_utc()).map(|_| ()).map_err(|e| e.reason_code())
 }
 
+/// A section size or name length (the walker's own reader).
+fn leb_u32(bytes: &[u8]) -> (u32, usize) {
+    signer::sections::read_leb_u32(bytes).expect("a well-formed LEB128")
+}
+
 /// The one reason a flip of bit 0 of byte `i` must get, computed from what
 /// that byte is in the file's structure.
 fn expected_reason(file: &[u8], module_len: usize, i: usize) -> &'static str {
@@ -92,16 +97,16 @@ fn expected_reason(file: &[u8], module_len: usize, i: usize) -> &'static str {
         let mut ids = Vec::new();
         let mut at = 8;
         while at < module_len {
-            let (size, size_len) = leb(&file[at + 1..]);
+            let (size, size_len) = leb_u32(&file[at + 1..]);
             ids.push((at, file[at]));
             at += 1 + size_len + size as usize;
         }
         let mut at = 8;
         loop {
-            let (size, size_len) = leb(&file[at + 1..]);
+            let (size, size_len) = leb_u32(&file[at + 1..]);
             let content = at + 1 + size_len..at + 1 + size_len + size as usize;
             if i == at && flipped == 0 {
-                let (name_len, name_leb) = leb(&file[content.start..]);
+                let (name_len, name_leb) = leb_u32(&file[content.start..]);
                 let name = content.start + name_leb..content.start + name_leb + name_len as usize;
                 let valid = name.end <= content.end && std::str::from_utf8(&file[name]).is_ok();
                 return if valid { "hash_mismatch" } else { "malformed_module" };
@@ -123,7 +128,7 @@ fn expected_reason(file: &[u8], module_len: usize, i: usize) -> &'static str {
             }
             // The function and code sections' entry counts must agree, and the
             // parser holds them to it as it walks.
-            if matches!(file[at], 3 | 10) && i < content.start + leb(&file[content.start..]).1 {
+            if matches!(file[at], 3 | 10) && i < content.start + leb_u32(&file[content.start..]).1 {
                 return "malformed_module";
             }
             if i < content.end {
@@ -134,7 +139,7 @@ fn expected_reason(file: &[u8], module_len: usize, i: usize) -> &'static str {
     }
     // Our section: id, size, then the name. A changed id or size breaks the
     // walk; a changed name (or its length) hides the section.
-    let (size, size_len) = leb(&file[module_len + 1..]);
+    let (size, size_len) = leb_u32(&file[module_len + 1..]);
     let name_at = module_len + 1 + size_len;
     let payload_at = name_at + 1 + signer::embed::SECTION_NAME.len();
     assert_eq!(payload_at + size as usize - (1 + signer::embed::SECTION_NAME.len()), file.len());
@@ -211,17 +216,6 @@ fn expected_reason(file: &[u8], module_len: usize, i: usize) -> &'static str {
         2 => "bad_signature",
         _ => unreachable!("a fifth line of a signature file"),
     }
-}
-
-fn leb(bytes: &[u8]) -> (u32, usize) {
-    let mut value = 0u32;
-    for (i, byte) in bytes.iter().enumerate().take(5) {
-        value |= u32::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (value, i + 1);
-        }
-    }
-    panic!("not a LEB128")
 }
 
 #[test]

@@ -230,6 +230,10 @@ fn every_file_read_is_capped() {
     assert_eq!(err.reason_code(), "malformed_receipt", "{err}");
     assert!(matches!(err, runtime::receipt::ReceiptError::TooLarge { .. }), "{err}");
 
+    // Handed in as bytes, the same cap holds.
+    let err = audit::AuditProof::from_json_bytes(&over(audit::MAX_PROOF_BYTES)).unwrap_err();
+    assert!(matches!(&err, audit::ProofReadError::Malformed(m) if m.contains("-byte cap")), "{err}");
+
     let big_proof = node.path("big-proof.json");
     fs::write(&big_proof, over(audit::MAX_PROOF_BYTES)).unwrap();
     let err = audit::AuditProof::read(&big_proof).unwrap_err();

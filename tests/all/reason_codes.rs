@@ -9,7 +9,7 @@
 //! variant cannot compile without a code, and then appears here.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// One arm of a `reason_code()` match: the pattern and what it yields (a
 /// code, or the inner error whose code it passes on).
@@ -23,17 +23,6 @@ struct Arm {
 enum Yield {
     Code(String),
     Delegated(String),
-}
-
-fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            source_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The `impl` a line at byte `at` of `text` belongs to: the type name of the
@@ -137,7 +126,7 @@ fn registry() -> BTreeMap<String, Vec<Arm>> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
     for product in ["signer", "audit", "runtime", "guardian", "xtask"] {
-        source_files(&root.join(product).join("src"), &mut files);
+        crate::tidy::rust_files(&root.join(product).join("src"), &mut files);
     }
     let mut registry = BTreeMap::new();
     for file in files {
