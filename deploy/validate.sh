@@ -3,14 +3,17 @@
 #   1. deploy/k8s/*.yaml against the Kubernetes OpenAPI schemas (strict: no
 #      unknown fields), with kubernetes-validate from PyPI, which ships the
 #      schemas inside the package, so nothing is fetched while validating;
-#   2. every container command line in them, and the systemd unit's
+#   2. every container command line in them, and the systemd units'
 #      ExecStart, against the real binaries' argument parsers (`--help`
 #      appended: clap rejects an unknown flag before printing help);
 #   3. deploy/nightcore.toml and the ConfigMap's nightcore.toml against the
 #      real config loader (`guardian status --config … --state <empty dir>`);
-#   4. the systemd unit with `systemd-analyze verify`, and its sandbox with
-#      `systemd-analyze security --offline` (overall exposure at most 1.0),
-#      where systemd-analyze exists.
+#   4. the users are separated (ops/fleet.md, "Who may write what"): the
+#      guardian, the deployer and the runtime, each with the directories the
+#      config names for it;
+#   5. the systemd units with `systemd-analyze verify`, and their sandboxes
+#      with `systemd-analyze security --offline` (overall exposure at most
+#      1.0), where systemd-analyze exists.
 # Exits non-zero on the first failure. Run from anywhere: bash deploy/validate.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -112,17 +115,32 @@ PY
 echo "deploy/nightcore.toml and the nightcore-config ConfigMap load"
 
 unit=deploy/systemd/nightcore-guardian.service
-echo "== $unit"
-exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
-[ -n "$exec_start" ] || { echo "$unit has no ExecStart" >&2; exit 1; }
-read -r -a unit_argv <<<"$exec_start"
-[ "${unit_argv[0]}" = /usr/local/bin/guardian ] || { echo "$unit: ExecStart runs ${unit_argv[0]}, not /usr/local/bin/guardian" >&2; exit 1; }
-"$guardian" "${unit_argv[@]:1}" --help >/dev/null
-echo "ExecStart arguments accepted by guardian"
-# Separate users (ops/fleet.md, "Who may write what"): the guardian alone owns
-# its state directory, and the deploy tree belongs to the deployer user.
-[ "$(sed -n 's/^User=//p' "$unit")" = nightcore ] || { echo "$unit: the guardian must run as nightcore" >&2; exit 1; }
-state_mode=$(sed -n 's/^StateDirectoryMode=//p' "$unit")
+run_unit=deploy/systemd/nightcore-run@.service
+unit_value() { sed -n "s/^$2=//p" "$1"; }
+for u in "$unit" "$run_unit"; do
+    echo "== $u"
+    exec_start=$(unit_value "$u" ExecStart)
+    [ -n "$exec_start" ] || { echo "$u has no ExecStart" >&2; exit 1; }
+    # The template's instance is a tenant name.
+    read -r -a unit_argv <<<"${exec_start//%i/hello}"
+    case "${unit_argv[0]}" in
+        /usr/local/bin/guardian) binary=$guardian ;;
+        /usr/local/bin/runtime) binary=$runtime ;;
+        *) echo "$u: ExecStart runs ${unit_argv[0]}, not a Night Core binary" >&2; exit 1 ;;
+    esac
+    "$binary" "${unit_argv[@]:1}" --help >/dev/null
+    echo "ExecStart arguments accepted by ${unit_argv[0]}"
+done
+
+echo "== separate users (ops/fleet.md, \"Who may write what\")"
+# The guardian alone owns its state directory (0700 or 0711: others open
+# state.json and host.pub by name) and the node's log; the deploy tree belongs
+# to the deployer; the runtime is a third user that writes only the
+# directories systemd makes for it, and the config points the runtime's log,
+# log key and cache there and the guardian's state and log at the guardian's.
+[ "$(unit_value "$unit" User)" = nightcore ] || { echo "$unit: the guardian must run as nightcore" >&2; exit 1; }
+[ "$(unit_value "$run_unit" User)" = nightcore-run ] || { echo "$run_unit: the runtime must run as nightcore-run" >&2; exit 1; }
+state_mode=$(unit_value "$unit" StateDirectoryMode)
 case "$state_mode" in
     0700 | 0711) ;;
     *) echo "$unit: StateDirectoryMode=$state_mode lets others list or write the state directory" >&2; exit 1 ;;
@@ -133,18 +151,58 @@ grep -q '^#   install -d -m 2775 -o nightcore-deploy -g nightcore /srv/nightcore
 }
 grep -q '^ReadWritePaths=/srv/nightcore/deploy$' "$unit" || { echo "$unit: ReadWritePaths must be the deploy tree alone" >&2; exit 1; }
 [ "$(grep -c '^ReadWritePaths=' "$unit")" = 1 ] || { echo "$unit: more than one ReadWritePaths" >&2; exit 1; }
-echo "separate users: guardian nightcore (state $state_mode), deploy tree nightcore-deploy"
-if command -v systemd-analyze >/dev/null 2>&1; then
-    # verify checks that ExecStart's program exists, so a copy names the binary just built.
-    sed "s|^ExecStart=/usr/local/bin/guardian|ExecStart=$guardian|" "$unit" >"$scratch/nightcore-guardian.service"
-    systemd-analyze verify --man=no "$scratch/nightcore-guardian.service"
-    echo "systemd-analyze verify: ok"
-    systemd-analyze security --offline=true --threshold="$EXPOSURE_MAX" --no-pager "$scratch/nightcore-guardian.service" >"$scratch/security" || {
-        cat "$scratch/security" >&2
-        echo "$unit: overall exposure is above $EXPOSURE_MAX/100 (see the table above)" >&2
+if grep -q '^ReadWritePaths=' "$run_unit"; then
+    echo "$run_unit: the runtime may write only its own State/Logs/CacheDirectory" >&2
+    exit 1
+fi
+for key in StateDirectory LogsDirectory CacheDirectory; do
+    [ "$(unit_value "$run_unit" "$key")" != "$(unit_value "$unit" "$key")" ] || {
+        echo "$run_unit: $key is the guardian's" >&2
         exit 1
     }
-    tail -n 1 "$scratch/security"
+done
+for key in ProtectSystem PrivateUsers NoNewPrivileges; do
+    [ -n "$(unit_value "$run_unit" "$key")" ] || { echo "$run_unit: $key is not set" >&2; exit 1; }
+done
+"$venv/bin/python" - deploy/nightcore.toml \
+    "$(unit_value "$unit" StateDirectory)" "$(unit_value "$unit" LogsDirectory)" \
+    "$(unit_value "$run_unit" StateDirectory)" "$(unit_value "$run_unit" LogsDirectory)" "$(unit_value "$run_unit" CacheDirectory)" <<'PY'
+import sys, tomllib
+config_path, g_state, g_logs, r_state, r_logs, r_cache = sys.argv[1:]
+with open(config_path, "rb") as f:
+    config = tomllib.load(f)
+runtime = config.get("runtime") or sys.exit(f"{config_path}: no [runtime] table: the runtime would need the guardian's host key and log")
+def under(what, path, directory):
+    if not path.startswith(directory.rstrip("/") + "/"):
+        sys.exit(f"{config_path}: {what} = {path!r} is not under {directory}")
+under("state_dir", config["state_dir"] + "/", f"/var/lib/{g_state}")
+under("host_key", config["host_key"], f"/var/lib/{g_state}")
+under("audit_log", config["audit_log"], f"/var/log/{g_logs}")
+under("[runtime] audit_log", runtime["audit_log"], f"/var/log/{r_logs}")
+under("[runtime] log_key", runtime["log_key"], f"/var/lib/{r_state}")
+under("cache_key", config["cache_key"], f"/var/lib/{r_state}")
+under("cache_dir", config["cache_dir"], f"/var/cache/{r_cache}")
+if runtime["origin"] == config["origin"]:
+    sys.exit(f"{config_path}: [runtime] origin is the node's")
+PY
+echo "separate users: guardian nightcore (state $state_mode), deploy tree nightcore-deploy, runtime nightcore-run (its own state, log and cache)"
+if command -v systemd-analyze >/dev/null 2>&1; then
+    for u in "$unit" "$run_unit"; do
+        name=$(basename "$u")
+        # verify checks that ExecStart's program exists, so a copy names the binaries just built.
+        sed -e "s|^ExecStart=/usr/local/bin/guardian|ExecStart=$guardian|" -e "s|^ExecStart=/usr/local/bin/runtime|ExecStart=$runtime|" "$u" >"$scratch/$name"
+        # A template is verified and scored as an instance of it.
+        instance=${name/@.service/@hello.service}
+        [ "$instance" = "$name" ] || cp "$scratch/$name" "$scratch/$instance"
+        systemd-analyze verify --man=no "$scratch/$instance"
+        echo "systemd-analyze verify $instance: ok"
+        systemd-analyze security --offline=true --threshold="$EXPOSURE_MAX" --no-pager "$scratch/$instance" >"$scratch/security" || {
+            cat "$scratch/security" >&2
+            echo "$u: overall exposure is above $EXPOSURE_MAX/100 (see the table above)" >&2
+            exit 1
+        }
+        tail -n 1 "$scratch/security"
+    done
 else
     echo "systemd-analyze not installed: unit syntax not checked (apt-get install systemd)"
 fi

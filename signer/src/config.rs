@@ -23,6 +23,11 @@
 //! cache_key = "state/cache.key"  # default: <state_dir>/cache.key (never inside cache_dir)
 //! origin = "nightcore.example/node-1"  # checkpoint origin line; default: nightcore/<hostname>
 //!
+//! [runtime]                      # `runtime exec` as a user of its own, with a log of its own
+//! audit_log = "/var/log/nightcore-runtime/audit.log"   # never the node's log
+//! log_key = "/var/lib/nightcore-runtime/log.key"       # never the host key
+//! origin = "nightcore.example/node-1/runtime"          # never the node's origin
+//!
 //! [retention]                    # what `guardian gc` keeps (and the daemon, every rescan)
 //! keep_versions = 3              # verified versions per tenant, the current one included
 //! quarantine_days = 90           # quarantine evidence younger than this stays
@@ -81,6 +86,33 @@ struct ConfigFile {
     #[serde(default)]
     tenants: BTreeMap<String, TenantPolicy>,
     retention: Option<Retention>,
+    runtime: Option<RuntimeLogFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuntimeLogFile {
+    audit_log: PathBuf,
+    log_key: PathBuf,
+    origin: String,
+}
+
+/// Where `runtime exec` records its runs, and with which key and origin.
+///
+/// Without a `[runtime]` table this is the node's own log, host key and
+/// origin, so the runtime must run as the guardian's user to append. With one,
+/// the runtime keeps a log of its own under its own origin and key, so it can
+/// run as a third user that can read neither the host key nor write the
+/// node's log: its key, bound in the trust store to its origin alone, can
+/// sign neither the node's checkpoints nor the guardian's state (both are
+/// checked against the keys bound to the node's origin).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeLog {
+    pub audit_log: PathBuf,
+    pub log_key: PathBuf,
+    pub origin: String,
+    /// Whether this is a log of the runtime's own (a `[runtime]` table).
+    pub separate: bool,
 }
 
 /// `[retention]`: what `guardian gc` (and the daemon, at each full rescan,
@@ -111,6 +143,8 @@ pub struct NodeConfig {
     pub tenants: BTreeMap<String, TenantPolicy>,
     /// `[retention]`, if the file has one.
     pub retention: Option<Retention>,
+    /// Where `runtime exec` appends (`[runtime]`, else the node's log).
+    pub runtime: RuntimeLog,
     /// The file this was loaded from; `None` when the defaults are used.
     pub file: Option<PathBuf>,
 }
@@ -125,6 +159,10 @@ pub enum ConfigError {
     Invalid { path: PathBuf, reason: String },
     #[error("{path} is inside the cache directory {cache_dir}: whoever can write the cache could replace it")]
     CacheKeyInsideCache { path: PathBuf, cache_dir: PathBuf },
+    #[error(
+        "{path}: [runtime] {field} is the node's own ({value}): the runtime's log must have a path, key and origin of its own, or its key could sign for the node"
+    )]
+    RuntimeLogNotSeparate { path: PathBuf, field: &'static str, value: String },
 }
 
 impl NodeConfig {
@@ -167,11 +205,49 @@ impl NodeConfig {
                 policy.root = Some(resolve(root));
             }
         }
+        let audit_log = file.audit_log.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("audit.log"));
+        let host_key = file.host_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("host.key"));
+        let origin = file.origin.unwrap_or_else(default_origin);
+        let runtime = match file.runtime {
+            None => RuntimeLog {
+                audit_log: audit_log.clone(),
+                log_key: host_key.clone(),
+                origin: origin.clone(),
+                separate: false,
+            },
+            Some(own) => {
+                let runtime = RuntimeLog {
+                    audit_log: resolve(&own.audit_log),
+                    log_key: resolve(&own.log_key),
+                    origin: own.origin,
+                    separate: true,
+                };
+                let shared = |field: &'static str, value: String| ConfigError::RuntimeLogNotSeparate {
+                    path: source.clone().unwrap_or_default(),
+                    field,
+                    value,
+                };
+                // Paths are compared as written (after resolving): a second
+                // name for the same file is the operator's to avoid, and the
+                // origin check below is what keeps the keys' powers apart.
+                if runtime.origin == origin {
+                    return Err(shared("origin", origin));
+                }
+                if runtime.audit_log == audit_log {
+                    return Err(shared("audit_log", audit_log.display().to_string()));
+                }
+                if runtime.log_key == host_key {
+                    return Err(shared("log_key", host_key.display().to_string()));
+                }
+                runtime
+            }
+        };
         Ok(Self {
             trust_dir: resolve(file.trust_dir.as_deref().unwrap_or(Path::new("trust"))),
-            audit_log: file.audit_log.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("audit.log")),
-            host_key: file.host_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("host.key")),
-            origin: file.origin.unwrap_or_else(default_origin),
+            audit_log,
+            host_key,
+            origin,
+            runtime,
             state_dir,
             cache_dir,
             cache_key,
@@ -264,6 +340,70 @@ mod tests {
         std::fs::write(&path, "cache_dir = \"c\"\ncache_key = \"c/k\"\n").unwrap();
         let err = NodeConfig::load(Some(&path)).unwrap_err();
         assert!(matches!(err, ConfigError::CacheKeyInsideCache { .. }), "{err}");
+    }
+
+    #[test]
+    fn without_a_runtime_table_the_runtime_appends_to_the_node_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        std::fs::write(&path, "origin = \"example/node\"\n").unwrap();
+        let cfg = NodeConfig::load(Some(&path)).unwrap();
+        let expected = RuntimeLog {
+            audit_log: cfg.audit_log.clone(),
+            log_key: cfg.host_key.clone(),
+            origin: cfg.origin.clone(),
+            separate: false,
+        };
+        assert_eq!(cfg.runtime, expected);
+    }
+
+    #[test]
+    fn a_runtime_table_gives_the_runtime_a_log_of_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        std::fs::write(
+            &path,
+            "origin = \"example/node\"\n[runtime]\naudit_log = \"run/audit.log\"\nlog_key = \"run/log.key\"\norigin = \"example/node/runtime\"\n",
+        )
+        .unwrap();
+        let cfg = NodeConfig::load(Some(&path)).unwrap();
+        let expected = RuntimeLog {
+            audit_log: dir.path().join("run/audit.log"),
+            log_key: dir.path().join("run/log.key"),
+            origin: "example/node/runtime".into(),
+            separate: true,
+        };
+        assert_eq!(cfg.runtime, expected);
+        assert_eq!(cfg.origin, "example/node");
+        assert_eq!(cfg.audit_log, dir.path().join("state/audit.log"));
+    }
+
+    #[test]
+    fn a_runtime_log_that_shares_the_node_origin_log_or_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("nightcore.toml");
+        let own = [
+            ("audit_log", "\"run/audit.log\""),
+            ("log_key", "\"run/log.key\""),
+            ("origin", "\"example/node/runtime\""),
+        ];
+        let node =
+            [("audit_log", "\"state/audit.log\""), ("log_key", "\"state/host.key\""), ("origin", "\"example/node\"")];
+        for (shared, node_value) in node {
+            let table: String = own
+                .iter()
+                .map(|&(field, value)| format!("{field} = {}\n", if field == shared { node_value } else { value }))
+                .collect();
+            std::fs::write(&path, format!("origin = \"example/node\"\n[runtime]\n{table}")).unwrap();
+            match NodeConfig::load(Some(&path)) {
+                Err(ConfigError::RuntimeLogNotSeparate { field, .. }) => assert_eq!(field, shared),
+                other => panic!("[runtime] sharing the node's {shared}: {other:?}"),
+            }
+        }
+        // All three are needed: a log of its own needs its own key and origin.
+        std::fs::write(&path, "[runtime]\naudit_log = \"run/audit.log\"\n").unwrap();
+        let err = NodeConfig::load(Some(&path)).unwrap_err();
+        assert!(err.to_string().contains("missing field `log_key`"), "{err}");
     }
 
     #[test]

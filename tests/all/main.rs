@@ -15,6 +15,7 @@ mod hostile_files;
 mod pipeline;
 mod reason_codes;
 mod secrets;
+mod separate_users;
 mod signer_cli;
 mod support;
 mod tidy;

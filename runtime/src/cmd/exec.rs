@@ -21,7 +21,8 @@
 //! tenant was refused, stopped, trapped or exited non-zero, **2** for a usage
 //! or I/O error of the deploy directory, config, trust store or audit log.
 //!
-//! `--receipt FILE` writes a receipt signed by the host key (see
+//! `--receipt FILE` writes a receipt signed by the log key (the host key, or
+//! `[runtime] log_key` from the config; see
 //! `runtime::receipt`) when the guest ran; `--deterministic` fixes the
 //! guest's clocks and randomness so that `runtime replay` can reproduce it.
 
@@ -81,14 +82,14 @@ pub struct Args {
     #[arg(long)]
     json: bool,
 
-    /// Appends run.finished / run.refused events to this audit log (default: audit_log from the config when a config file is used).
+    /// Appends run.finished / run.refused events to this audit log (default, when a config file is used: audit_log from its [runtime] table, else the node's audit_log).
     #[arg(long, value_name = "PATH")]
     audit: Option<PathBuf>,
 
     #[command(flatten)]
     host: super::host::HostArgs,
 
-    /// Writes a receipt of the run (when the guest ran), signed with the host key, to this file.
+    /// Writes a receipt of the run (when the guest ran), signed with the log key, to this file.
     #[arg(long, value_name = "FILE", conflicts_with = "all")]
     receipt: Option<PathBuf>,
 
@@ -96,7 +97,7 @@ pub struct Args {
     #[arg(long)]
     deterministic: bool,
 
-    /// The host key that signs receipts and audit checkpoints (default: host_key from the config, which is in the state directory; created if missing).
+    /// The key that signs receipts and audit checkpoints (default: log_key from the config's [runtime] table, else its host_key, which is in the state directory; created if missing).
     #[arg(long, value_name = "PATH", requires = "receipt")]
     host_key: Option<PathBuf>,
 
@@ -113,18 +114,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => (Verification::DangerAllowUnsigned, VerificationMode::DangerAllowUnsigned),
     };
     let config = &host.config;
-    // One host key per node, in the state directory, whatever the log's path.
-    let host_key_path = args.host_key.clone().unwrap_or_else(|| config.host_key.clone());
+    // The node's log, host key and origin, or the runtime's own ([runtime]
+    // in the config): never a key found beside the log, which is shipped off
+    // the node and may be written by others.
+    let run_log = &config.runtime;
+    let log_key_path = args.host_key.clone().unwrap_or_else(|| run_log.log_key.clone());
 
     // The log is opened before anything runs, so that no run goes unrecorded
     // because the log turned out to be unwritable afterwards.
-    let audit_path = args.audit.clone().or_else(|| host.config_file_used.then(|| config.audit_log.clone()));
+    let audit_path = args.audit.clone().or_else(|| host.config_file_used.then(|| run_log.audit_log.clone()));
     let mut audit_log = match &audit_path {
         Some(path) => {
-            // Every append refreshes the checkpoint signed by the host key, so
+            // Every append refreshes the checkpoint signed by the log key, so
             // a truncated log is always detectable.
             let host_log =
-                audit::HostLog { log: path.clone(), host_key: host_key_path.clone(), origin: config.origin.clone() };
+                audit::HostLog { log: path.clone(), host_key: log_key_path.clone(), origin: run_log.origin.clone() };
             Some(host_log.open().with_context(|| format!("cannot open the audit log {}", path.display()))?)
         }
         None => None,
@@ -134,8 +138,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // signed is better found out before the guest has had its effects.
     let receipt_key = match &args.receipt {
         Some(_) => Some(
-            load_or_create_host_key(&host_key_path)
-                .with_context(|| format!("cannot load the host key {}", host_key_path.display()))?,
+            load_or_create_host_key(&log_key_path)
+                .with_context(|| format!("cannot load the log key {}", log_key_path.display()))?,
         ),
         None => None,
     };
@@ -152,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let parallel = args.parallel.or_else(|| std::thread::available_parallelism().ok()).map_or(1, NonZeroUsize::get);
         run_deploy(&args, &options, parallel, audit_log.as_mut(), mode)
     } else {
-        let receipt_key = receipt_key.as_ref().map(|key| (key, config.origin.as_str()));
+        let receipt_key = receipt_key.as_ref().map(|key| (key, run_log.origin.as_str()));
         let code = run_one(&args, &options, audit_log.as_mut(), mode, receipt_key)?;
         Ok(code)
     }
