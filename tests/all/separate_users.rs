@@ -186,7 +186,7 @@ fn the_runtime_runs_recorded_as_a_user_of_its_own_with_a_log_and_key_of_its_own(
 }
 
 /// The runtime's key is bound to the runtime's origin alone: a guardian
-/// state it signs, say with the floors lowered, is not the guardian's.
+/// state it signs, say with every floor removed, is not the guardian's.
 #[test]
 fn a_guardian_state_signed_with_the_runtime_key_is_refused() {
     let node = Node::new();
@@ -196,10 +196,9 @@ fn a_guardian_state_signed_with_the_runtime_key_is_refused() {
 
     let trust = signer::trust::TrustStore::load(&node.path("trust")).unwrap();
     let verifier = guardian::state::StateVerifier::for_node(Some(&trust), NODE_ORIGIN, &node.path("state/host.key"));
-    let genuine = guardian::state::read_tenants(&node.path("state"), &verifier).unwrap();
-    let mut state = guardian::state::State::default();
-    state.tenants = genuine.tenants;
-    state.tenants.get_mut("hello").unwrap().floor = 0;
+    assert!(guardian::state::read_tenants(&node.path("state"), &verifier).unwrap().tenants.contains_key("hello"));
+    // The forgery: a well-formed state without hello's floor.
+    let state = guardian::state::State::default();
     let runtime_key = signer::keyfile::load_or_create_host_key(&node.path("run/log.key")).unwrap();
     let forged = node.path("run/forged-state");
     guardian::state::StateDir::open_locked(&forged, runtime_key).unwrap().save_tenants(&state).unwrap();
