@@ -25,7 +25,7 @@ use signer::embed::EmbedError;
 use signer::trust::TrustStore;
 use signer::verify::{VerifiedBundle, VerifyError, verify_bundle};
 
-use crate::snapshot::{EntryKind, TenantSnapshot, is_bundle_file};
+use crate::snapshot::{EntryKind, SnapshotEntry, TenantSnapshot, is_bundle_file};
 use crate::state::{RetiredTenant, TenantRecord};
 use crate::store::BundleFiles;
 
@@ -120,9 +120,14 @@ pub enum Known<'a> {
 
 /// Judges the bundle files of `snapshot`, deployed as `tenant`, against the
 /// trust store and what the state knows of the tenant.
+///
+/// Once the files pass the checks of their kinds, sizes and number, their
+/// bytes are moved out of the snapshot (which keeps their records): a judged
+/// module is then held twice (the accepted files and the verified bundle),
+/// not three times, which is what bounds a scan of large junk modules.
 pub fn evaluate(
     tenant: &str,
-    snapshot: &TenantSnapshot,
+    snapshot: &mut TenantSnapshot,
     known: Known<'_>,
     admission: Admission,
     trust: &TrustStore,
@@ -146,11 +151,11 @@ pub fn evaluate(
     if !matches!(known, Known::Current(_)) && admission == Admission::Refuse {
         return Err(Refusal::NewTenantRefused { name: tenant.to_string() });
     }
-    let mut files = BTreeMap::new();
     if !entries.contains_key(MODULE_FILE) {
         return Err(Refusal::FileMissing { path: format!("{tenant}/{MODULE_FILE}") });
     }
     let mut signatures = 0;
+    let mut names = Vec::new();
     for (rel, entry) in entries.iter().filter(|(rel, _)| is_bundle_file(rel)) {
         let path = format!("{tenant}/{rel}");
         match entry.kind {
@@ -158,13 +163,13 @@ pub fn evaluate(
             EntryKind::Symlink => return Err(Refusal::Symlink { path }),
             kind => return Err(Refusal::NotAFile { path, kind: kind.label(), expected: "file" }),
         }
-        let Some(bytes) = entry.bytes() else {
+        if entry.bytes().is_none() {
             if let Some(size) = entry.too_large {
                 return Err(Refusal::FileTooLarge { path, size, max: crate::snapshot::read_cap(rel, limits) });
             }
             let problem = entry.problem.clone().unwrap_or_else(|| "unreadable".into());
             return Err(Refusal::Unreadable { path, problem });
-        };
+        }
         if rel != MODULE_FILE && rel != MANIFEST_FILE {
             signatures += 1;
             if signatures > limits.max_signatures {
@@ -174,8 +179,15 @@ pub fn evaluate(
                 });
             }
         }
-        files.insert(rel.clone(), bytes.to_vec());
+        names.push(rel.clone());
     }
+    let files: BTreeMap<String, Vec<u8>> = names
+        .into_iter()
+        .map(|rel| {
+            let bytes = entries.get_mut(&rel).and_then(SnapshotEntry::take_bytes).unwrap_or_default();
+            (rel, bytes)
+        })
+        .collect();
     let files = BundleFiles::new(files)
         .map_err(|e| Refusal::Unreadable { path: tenant.to_string(), problem: e.to_string() })?;
     // `module.wasm` without manifest or signature files is the single-file
@@ -223,10 +235,10 @@ mod tests {
 
     fn judge_known(kit: &Kit, tenant: &str, known: Known<'_>) -> Result<Accepted, Refusal> {
         let trust = TrustStore::load(&kit.trust()).unwrap();
-        let snapshot = TenantSnapshot::take(&kit.deploy().join(tenant), &ReadLimits::default()).unwrap();
+        let mut snapshot = TenantSnapshot::take(&kit.deploy().join(tenant), &ReadLimits::default()).unwrap();
         evaluate(
             tenant,
-            &snapshot,
+            &mut snapshot,
             known,
             Admission::AcceptSigned,
             &trust,
@@ -248,6 +260,35 @@ mod tests {
             accepted_at: String::new(),
             previous: Vec::new(),
         }
+    }
+
+    /// The memory bound of a scan counts on this: judged bytes move out of
+    /// the snapshot instead of being copied, and its records stay.
+    #[test]
+    fn judging_moves_the_bundle_bytes_out_of_the_snapshot() {
+        let kit = Kit::new("threshold = 1\n");
+        kit.deploy_bundle("alpha", 1, &[0]);
+        let trust = TrustStore::load(&kit.trust()).unwrap();
+        let mut snapshot = TenantSnapshot::take(&kit.deploy().join("alpha"), &ReadLimits::default()).unwrap();
+        let records = snapshot.content_records();
+        let module = snapshot.entries().unwrap()[MODULE_FILE].bytes().unwrap().to_vec();
+        let now = time::OffsetDateTime::now_utc();
+        let accepted = evaluate(
+            "alpha",
+            &mut snapshot,
+            Known::New,
+            Admission::AcceptSigned,
+            &trust,
+            &ReadLimits::default(),
+            now,
+        )
+        .unwrap();
+        let entries = snapshot.entries().unwrap();
+        let held: Vec<&String> = entries.iter().filter(|(_, e)| e.bytes().is_some()).map(|(rel, _)| rel).collect();
+        assert!(held.is_empty(), "still in the snapshot: {held:?}");
+        assert_eq!(snapshot.content_records(), records);
+        assert_eq!(accepted.files.files()[MODULE_FILE], module);
+        assert_eq!(accepted.verified.module(), &module[..]);
     }
 
     #[test]

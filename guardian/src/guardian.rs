@@ -604,7 +604,7 @@ impl Guardian {
     fn handle(
         &mut self,
         tenant: &str,
-        snapshot: TenantSnapshot,
+        mut snapshot: TenantSnapshot,
         items: Vec<DriftItem>,
         detected: Instant,
         event_at: Option<Instant>,
@@ -625,7 +625,7 @@ impl Guardian {
             (None, Some(retired)) => Known::Retired(retired),
             (None, None) => Known::New,
         };
-        match evaluate(tenant, &snapshot, known, admission, &self.trust, &self.options.limits, now) {
+        match evaluate(tenant, &mut snapshot, known, admission, &self.trust, &self.options.limits, now) {
             Ok(accepted) => {
                 let digest = self.store.put(&accepted.files)?;
                 let v = &accepted.verified;
@@ -788,7 +788,7 @@ impl Guardian {
         };
         let quarantined_at = Instant::now();
         let path = deploy.join(tenant);
-        let snapshot = TenantSnapshot::take(&path, &self.options.limits).map_err(io_error(&path))?;
+        let mut snapshot = TenantSnapshot::take(&path, &self.options.limits).map_err(io_error(&path))?;
         let changed_again = !compare(tenant, Some(expected(record)), &snapshot).is_empty();
         let reverified = if changed_again {
             Err("changed_again".to_string())
@@ -796,7 +796,7 @@ impl Guardian {
             let now = time::OffsetDateTime::now_utc();
             evaluate(
                 tenant,
-                &snapshot,
+                &mut snapshot,
                 Known::Current(record),
                 Admission::AcceptSigned,
                 &self.trust,

@@ -86,6 +86,12 @@ impl SnapshotEntry {
     pub fn bytes(&self) -> Option<&[u8]> {
         self.bytes.as_deref()
     }
+
+    /// Moves the bytes out (the record stays), so that whoever judges them
+    /// holds the only copy.
+    pub fn take_bytes(&mut self) -> Option<Vec<u8>> {
+        self.bytes.take()
+    }
 }
 
 /// What a tenant path holds.

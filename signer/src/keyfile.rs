@@ -3,9 +3,9 @@
 //! from the environment or the terminal, never from a command-line argument
 //! (which other users can see in the process table).
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -161,22 +161,17 @@ pub fn write_key_pair(
 }
 
 /// Creates a secret file with mode 0600 from the first byte (never a moment
-/// with looser permissions), refusing to replace an existing one.
+/// with looser permissions), refusing to replace an existing one. The file is
+/// written and flushed under a temp name and linked into place, so a reader
+/// racing the writer never finds it empty or half written.
 fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> {
-    let io_err = |source| KeyFileError::Io { path: path.to_path_buf(), source };
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+    crate::fsutil::atomic_write_new(path, bytes, FileMode::OwnerOnly).map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             KeyFileError::AlreadyExists { path: path.to_path_buf() }
         } else {
-            io_err(e)
+            KeyFileError::Io { path: path.to_path_buf(), source: e }
         }
-    })?;
-    file.write_all(bytes).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        crate::fsutil::sync_dir(dir).map_err(io_err)?;
-    }
-    Ok(())
+    })
 }
 
 /// Loads the host's own key (used to sign audit checkpoints and receipts),
@@ -213,6 +208,35 @@ pub fn load_or_create_host_key(path: &Path) -> Result<SecretKey, KeyFileError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every binary on a node may be first to need the host key: processes
+    /// starting together must all get the one key, and none may read it half
+    /// written (seen: `xtask sign` runs in parallel failing with exit 2).
+    #[test]
+    fn writers_racing_to_create_the_host_key_all_load_the_same_complete_key() {
+        let dir = tempfile::tempdir().unwrap();
+        for round in 0..40 {
+            let path = dir.path().join(format!("{round}/host.key"));
+            let start = std::sync::Barrier::new(8);
+            let keys: Vec<_> = std::thread::scope(|scope| {
+                let racers: Vec<_> = (0..8)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            start.wait();
+                            load_or_create_host_key(&path).map(|key| key.public_key())
+                        })
+                    })
+                    .collect();
+                racers.into_iter().map(|racer| racer.join().unwrap()).collect()
+            });
+            let first = keys[0].as_ref().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            for key in &keys {
+                let key = key.as_ref().unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert_eq!(key, first, "round {round}: two host keys");
+            }
+            assert_eq!(load_public_key(&path.with_extension("pub")).unwrap(), *first);
+        }
+    }
 
     #[test]
     fn secret_keys_are_0600_and_open_ones_are_refused() {

@@ -308,7 +308,8 @@ fn cold_storage_round_trip_and_rebuild() {
 fn same_version_with_different_bytes_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let dist = dir.path().join("dist");
-    assert_eq!(run(cmd("xtask").args(["sign", "--request-only", "hello"]).arg("--dist").arg(&dist)).code, 0);
+    let first = run(cmd("xtask").args(["sign", "--request-only", "hello"]).arg("--dist").arg(&dist));
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
     // Pretend version 1 was released with other bytes.
     let manifest = dist.join("hello/1/manifest.json");
     let text = fs::read_to_string(&manifest).unwrap();
