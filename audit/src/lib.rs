@@ -55,6 +55,7 @@ pub mod merkle;
 mod proof;
 mod read;
 mod scan;
+pub mod tiles;
 pub mod tree;
 mod verify;
 mod walk;

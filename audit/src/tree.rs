@@ -188,6 +188,12 @@ impl StoredTree {
         self.stored(stored_hash_index(0, seq))
     }
 
+    /// The `n`-th hash of tree level `level` (the root of leaves
+    /// `n << level .. (n + 1) << level`, which must be complete).
+    pub(crate) fn stored_at(&self, level: u32, n: u64) -> io::Result<Sha256Hash> {
+        self.stored(stored_hash_index(level, n))
+    }
+
     /// Where entry `seq`'s line starts in the log.
     pub(crate) fn offset_of(&self, seq: u64) -> io::Result<u64> {
         if seq >= self.written {

@@ -273,16 +273,9 @@ mod tests {
         let records = snapshot.content_records();
         let module = snapshot.entries().unwrap()[MODULE_FILE].bytes().unwrap().to_vec();
         let now = time::OffsetDateTime::now_utc();
-        let accepted = evaluate(
-            "alpha",
-            &mut snapshot,
-            Known::New,
-            Admission::AcceptSigned,
-            &trust,
-            &ReadLimits::default(),
-            now,
-        )
-        .unwrap();
+        let accepted =
+            evaluate("alpha", &mut snapshot, Known::New, Admission::AcceptSigned, &trust, &ReadLimits::default(), now)
+                .unwrap();
         let entries = snapshot.entries().unwrap();
         let held: Vec<&String> = entries.iter().filter(|(_, e)| e.bytes().is_some()).map(|(rel, _)| rel).collect();
         assert!(held.is_empty(), "still in the snapshot: {held:?}");

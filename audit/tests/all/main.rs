@@ -13,4 +13,5 @@ mod recovery;
 mod show;
 mod support;
 mod tamper;
+mod tiles;
 mod tree;

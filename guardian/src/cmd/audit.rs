@@ -73,6 +73,11 @@ enum AuditCommand {
         #[command(flatten)]
         keys: KeyArgs,
     },
+    /// Write the log as static C2SP tlog-tiles files (tile/…, checkpoint) into DIR, incrementally: only what the previous export there did not cover.
+    Tiles {
+        /// The directory to serve (created if missing); a history published there is never rewritten.
+        dir: PathBuf,
+    },
     /// Verify a proof printed by `prove` or `consistency`, offline.
     VerifyProof {
         /// The proof file (JSON).
@@ -162,6 +167,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
             )?;
             let signed = log.write_checkpoint(&signer)?;
             print!("{}", signed.to_signed_note());
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Tiles { dir } => {
+            let report = audit::tiles::export_tiles(&log_path, &default_checkpoint_path(&log_path), &dir)
+                .with_context(|| format!("cannot write the tiles of {} into {}", log_path.display(), dir.display()))?;
+            if args.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                println!(
+                    "{}: {} entries published (was {}): {} hash tiles and {} entry bundles written",
+                    dir.display(),
+                    report.size,
+                    report.previous_size,
+                    report.hash_tiles,
+                    report.entry_bundles
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Prove { seq } => {

@@ -1,5 +1,5 @@
 //! `cargo xtask test`: the README's test command. Installs what the tests need
-//! on a fresh machine (the `minisign` and `wasmsign2` CLIs, Chromium, the wasm32-wasip1 target), builds the
+//! on a fresh machine (the `minisign` and `wasmsign2` CLIs, Chromium, Go with golang.org/x/mod, the wasm32-wasip1 target), builds the
 //! binaries the end-to-end tests drive, then runs every test of the workspace.
 //! Nothing is skipped for want of a tool: a missing tool is installed or the
 //! run fails saying why.
@@ -22,6 +22,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     ensure_minisign(progress)?;
     ensure_wasmsign2(progress)?;
     ensure_chromium(progress)?;
+    ensure_go_tlog(progress)?;
     let toolchain = xtask::toolchain::Toolchain::probe(&xtask::toolchain::pinned_channel(&root)?)?;
     toolchain.ensure_target(xtask::build::WASM_TARGET, progress)?;
 
@@ -97,6 +98,25 @@ fn ensure_chromium(progress: Progress) -> Result<()> {
     }
     progress.notice("Chromium is missing; installing it with apt-get (Debian package chromium)");
     apt_install("chromium")
+}
+
+/// Where Debian's golang-golang-x-mod-dev puts golang.org/x/mod (a GOPATH).
+const GO_X_MOD_GOPATH: &str = "/usr/share/gocode";
+
+/// Installs Go and golang.org/x/mod when missing: the tiles interop test
+/// audits our C2SP tlog-tiles with Go's `sumdb/tlog` and `sumdb/note`, code
+/// we did not write.
+fn ensure_go_tlog(progress: Progress) -> Result<()> {
+    if Command::new("go").arg("version").output().is_err() {
+        progress.notice("Go is missing; installing it with apt-get (Debian package golang-go)");
+        apt_install("golang-go")?;
+    }
+    if !std::path::Path::new(GO_X_MOD_GOPATH).join("src/golang.org/x/mod/sumdb/tlog").is_dir() {
+        progress
+            .notice("golang.org/x/mod is missing; installing it with apt-get (Debian package golang-golang-x-mod-dev)");
+        apt_install("golang-golang-x-mod-dev")?;
+    }
+    Ok(())
 }
 
 fn apt_install(package: &str) -> Result<()> {

@@ -1,0 +1,257 @@
+//! The log written out as static C2SP `tlog-tiles` files, so that any static
+//! file server or object store can serve it and any tlog-tiles client can
+//! audit it without our code (<https://c2sp.org/tlog-tiles>):
+//!
+//! - `tile/<L>/<N>[.p/<W>]`: hash tiles. Tile `N` of level `L` holds the
+//!   hashes of tree level `8L` from index `256N`: 256 of them when full, `W`
+//!   in the partial tile on the tree's right edge. They are the stored hashes
+//!   of [`crate::tree`], read in O(1) each.
+//! - `tile/entries/<N>[.p/<W>]`: entry bundles, each entry (the log line
+//!   without its newline, whose RFC 6962 leaf hash is in the level-0 tile) as
+//!   a big-endian `u16` length and its bytes.
+//! - `checkpoint`: the log's signed checkpoint, byte for byte; written last,
+//!   so a client never sees a checkpoint whose tiles are not there yet.
+//!
+//! `N` is written in 3-digit path elements, all but the last prefixed with
+//! `x` (`1234067` is `x001/x234/067`).
+//!
+//! Export is incremental: full tiles never change, so only those the
+//! previously exported checkpoint did not cover are written, plus the right
+//! edge's partial tiles. A published history is never rewritten: an export
+//! whose tree does not contain the previously published one (a smaller tree,
+//! or another root at the old size) is refused. Every entry written is
+//! checked against its leaf hash, and the tree against the checkpoint's root,
+//! so the files published agree with each other and with the signed root.
+//!
+//! Not Cloudflare's `tlog_tiles` crate: the tree state is already kept in this
+//! layout (Go tlog's stored-hash order), so cutting tiles is a few index
+//! computations, and the crate's own tile reader would be a second copy of
+//! code we have; interoperability is tested against Go's
+//! `golang.org/x/mod/sumdb/tlog` instead, an implementation we did not write.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use signer::fsutil::{FileMode, atomic_write};
+
+use crate::checkpoint::{parse_checkpoint_bytes, read_checkpoint_file};
+use crate::merkle::leaf_hash;
+use crate::tree::StoredTree;
+
+/// Hashes per full tile (C2SP: tile height 8).
+pub const TILE_WIDTH: u64 = 256;
+const TILE_HEIGHT: u32 = 8;
+/// The longest entry an entry bundle can hold (its `u16` length prefix).
+pub const MAX_TILE_ENTRY_BYTES: usize = u16::MAX as usize;
+/// The checkpoint's name among the tiles.
+pub const CHECKPOINT_FILE: &str = "checkpoint";
+
+/// What an export wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct TilesReport {
+    /// Entries in the exported tree (the checkpoint's size).
+    pub size: u64,
+    /// The size the previous export published (0 if none).
+    pub previous_size: u64,
+    /// Hash tiles written, full and partial.
+    pub hash_tiles: u64,
+    /// Entry bundles written, full and partial.
+    pub entry_bundles: u64,
+}
+
+/// Why the tiles could not be written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TilesError {
+    #[error("cannot {what} {path}: {source}")]
+    Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("{path}: no checkpoint: nothing is signed yet, so there is nothing to publish")]
+    NoCheckpoint { path: PathBuf },
+    #[error("{path}: {reason}")]
+    MalformedCheckpoint { path: PathBuf, reason: String },
+    #[error(
+        "the Merkle state of {log} is missing or covers {have} entries, fewer than the checkpoint's {size}: append once (or run `guardian audit checkpoint`) to rebuild it"
+    )]
+    TreeStateBehind { log: PathBuf, have: u64, size: u64 },
+    #[error("the Merkle state of {log} gives another root at {size} entries than the signed checkpoint")]
+    TreeStateMismatch { log: PathBuf, size: u64 },
+    #[error("entry {seq} of {log} is not the entry the Merkle state holds (its line is missing or was edited)")]
+    EntryMismatch { log: PathBuf, seq: u64 },
+    #[error("entry {seq} is {length} bytes; a tlog-tiles entry bundle holds at most {MAX_TILE_ENTRY_BYTES}")]
+    EntryTooLarge { seq: u64, length: usize },
+    #[error(
+        "{path} publishes {published} entries, more than this log's checkpoint ({size}): refusing to replace a published history with a shorter one"
+    )]
+    PublishedAhead { path: PathBuf, published: u64, size: u64 },
+    #[error(
+        "{path} publishes a tree of {published} entries that this log does not contain (another root at that size): refusing to rewrite a published history"
+    )]
+    PublishedForked { path: PathBuf, published: u64 },
+}
+
+impl TilesError {
+    /// A stable name for each failure.
+    pub fn reason_code(&self) -> &'static str {
+        match self {
+            TilesError::Io { .. } => "io",
+            TilesError::NoCheckpoint { .. } => "no_checkpoint",
+            TilesError::MalformedCheckpoint { .. } => "malformed_checkpoint",
+            TilesError::TreeStateBehind { .. } => "tree_state_behind",
+            TilesError::TreeStateMismatch { .. } => "tree_state_mismatch",
+            TilesError::EntryMismatch { .. } => "entry_mismatch",
+            TilesError::EntryTooLarge { .. } => "entry_too_large_for_tiles",
+            TilesError::PublishedAhead { .. } => "published_ahead",
+            TilesError::PublishedForked { .. } => "published_forked",
+        }
+    }
+}
+
+/// `tile/<L>/<N>` or `tile/<L>/<N>.p/<W>` (`level` = "entries" for bundles),
+/// relative to the tiles directory.
+pub fn tile_path(level: &str, index: u64, width: u64) -> String {
+    let mut groups = vec![index % 1000];
+    let mut rest = index / 1000;
+    while rest > 0 {
+        groups.push(rest % 1000);
+        rest /= 1000;
+    }
+    let elements: Vec<String> = groups
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, group)| if i + 1 < groups.len() { format!("x{group:03}") } else { format!("{group:03}") })
+        .collect();
+    let mut path = format!("tile/{level}/{}", elements.join("/"));
+    if width < TILE_WIDTH {
+        path.push_str(&format!(".p/{width}"));
+    }
+    path
+}
+
+/// Writes the tiles of `log` as of its signed checkpoint `checkpoint` into
+/// `out` (see the module documentation).
+pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesReport, TilesError> {
+    let io = |what: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TilesError::Io { what, path, source }
+    };
+    let checkpoint_bytes = read_checkpoint_file(checkpoint)
+        .map_err(io("read", checkpoint))?
+        .ok_or_else(|| TilesError::NoCheckpoint { path: checkpoint.to_path_buf() })?;
+    let signed = parse_checkpoint_bytes(&checkpoint_bytes)
+        .map_err(|e| TilesError::MalformedCheckpoint { path: checkpoint.to_path_buf(), reason: e.to_string() })?;
+    let (size, root) = (signed.checkpoint.size, signed.checkpoint.root);
+
+    let tree = StoredTree::open_for_reading(log).map_err(io("open the Merkle state of", log))?;
+    let tree = match tree {
+        Some(tree) if tree.size() >= size => tree,
+        other => {
+            let have = other.map_or(0, |t| t.size());
+            return Err(TilesError::TreeStateBehind { log: log.to_path_buf(), have, size });
+        }
+    };
+    if tree.root_at(size).map_err(io("read the Merkle state of", log))? != root {
+        return Err(TilesError::TreeStateMismatch { log: log.to_path_buf(), size });
+    }
+
+    let published_path = out.join(CHECKPOINT_FILE);
+    let previous_size = published_size(&published_path, &tree, size)?;
+
+    let mut report = TilesReport { size, previous_size, hash_tiles: 0, entry_bundles: 0 };
+    let write = |rel: String, bytes: &[u8]| -> Result<(), TilesError> {
+        let path = out.join(rel);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io("create", dir))?;
+        }
+        atomic_write(&path, bytes, FileMode::Public).map_err(io("write", &path))
+    };
+
+    // Hash tiles, level by level, from the first full tile the previous
+    // export did not cover.
+    let mut level = 0u32;
+    loop {
+        let hashes = size >> (TILE_HEIGHT * level);
+        if hashes == 0 {
+            break;
+        }
+        let tree_level = TILE_HEIGHT * level;
+        let first = (previous_size >> tree_level) / TILE_WIDTH;
+        for index in first..hashes.div_ceil(TILE_WIDTH) {
+            let width = (hashes - index * TILE_WIDTH).min(TILE_WIDTH);
+            let mut bytes = Vec::with_capacity((width * 32) as usize);
+            for i in 0..width {
+                let hash =
+                    tree.stored_at(tree_level, index * TILE_WIDTH + i).map_err(io("read the Merkle state of", log))?;
+                bytes.extend_from_slice(hash.as_bytes());
+            }
+            write(tile_path(&level.to_string(), index, width), &bytes)?;
+            report.hash_tiles += 1;
+        }
+        level += 1;
+    }
+
+    // Entry bundles, each entry checked against its leaf hash.
+    let log_file = crate::checkpoint::open_for_reading(log).map_err(io("open", log))?;
+    let log_end = log_file.metadata().map_err(io("read", log))?.len();
+    for index in previous_size / TILE_WIDTH..size.div_ceil(TILE_WIDTH) {
+        let width = (size - index * TILE_WIDTH).min(TILE_WIDTH);
+        let mut bundle = Vec::new();
+        for seq in index * TILE_WIDTH..index * TILE_WIDTH + width {
+            let offset = tree.offset_of(seq).map_err(io("read the Merkle state of", log))?;
+            let expected = tree.leaf(seq).map_err(io("read the Merkle state of", log))?;
+            let line = crate::tree::read_line_at(&log_file, offset, log_end)
+                .map_err(io("read", log))?
+                .filter(|line| leaf_hash(line) == expected)
+                .ok_or_else(|| TilesError::EntryMismatch { log: log.to_path_buf(), seq })?;
+            let length =
+                u16::try_from(line.len()).map_err(|_| TilesError::EntryTooLarge { seq, length: line.len() })?;
+            bundle.extend_from_slice(&length.to_be_bytes());
+            bundle.extend_from_slice(&line);
+        }
+        write(tile_path("entries", index, width), &bundle)?;
+        report.entry_bundles += 1;
+    }
+
+    write(CHECKPOINT_FILE.to_string(), &checkpoint_bytes)?;
+    Ok(report)
+}
+
+/// The size of the tree the previous export published at `path`, after
+/// checking that the tree being exported contains it; 0 if there is none.
+fn published_size(path: &Path, tree: &StoredTree, size: u64) -> Result<u64, TilesError> {
+    let bytes = match read_checkpoint_file(path) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Ok(0),
+        Err(source) => return Err(TilesError::Io { what: "read", path: path.to_path_buf(), source }),
+    };
+    let published = parse_checkpoint_bytes(&bytes)
+        .map_err(|e| TilesError::MalformedCheckpoint { path: path.to_path_buf(), reason: e.to_string() })?
+        .checkpoint;
+    if published.size > size {
+        return Err(TilesError::PublishedAhead { path: path.to_path_buf(), published: published.size, size });
+    }
+    let ours = tree.root_at(published.size).map_err(|source| TilesError::Io {
+        what: "read the Merkle state for",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if ours != published.root {
+        return Err(TilesError::PublishedForked { path: path.to_path_buf(), published: published.size });
+    }
+    Ok(published.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tile_paths_follow_the_spec() {
+        assert_eq!(tile_path("0", 0, 256), "tile/0/000");
+        assert_eq!(tile_path("0", 5, 17), "tile/0/005.p/17");
+        assert_eq!(tile_path("2", 1000, 256), "tile/2/x001/000");
+        assert_eq!(tile_path("entries", 1_234_067, 256), "tile/entries/x001/x234/067");
+        assert_eq!(tile_path("1", 999, 1), "tile/1/999.p/1");
+    }
+}
