@@ -86,6 +86,7 @@ fn options(root: &Path) -> GuardianOptions {
             checkpoint: None,
             host_key: Some(root.join("audit/host.key")),
             origin: "bench/node".into(),
+            tiles_dir: None,
         },
         admission: Admission::AcceptSigned,
         limits: ReadLimits::default(),

@@ -345,6 +345,8 @@ pub struct AuditSetup {
     pub log: PathBuf,
     pub checkpoint: PathBuf,
     pub mirror_dir: PathBuf,
+    /// Where the log is published as C2SP tlog-tiles, if anywhere.
+    pub tiles_dir: Option<PathBuf>,
     /// Signs a checkpoint after every append when present.
     pub signer: Option<audit::CheckpointSigner>,
     /// The key checkpoints are verified with.
@@ -485,6 +487,17 @@ impl Recorder {
         Ok(())
     }
 
+    /// Refreshes the published tiles, if any, from the log that was just
+    /// checked against the mirror. A failure is logged and does not stop the
+    /// guardian: the log itself is intact, and the next growth retries.
+    fn publish_tiles(&self) {
+        let Some(dir) = &self.setup.tiles_dir else { return };
+        match audit::tiles::export_tiles(&self.setup.log, &self.setup.checkpoint, dir) {
+            Ok(report) => tracing::debug!(size = report.size, hash_tiles = report.hash_tiles, "tiles published"),
+            Err(e) => tracing::error!(dir = %dir.display(), reason = e.reason_code(), "cannot publish the tiles: {e}"),
+        }
+    }
+
     /// As [`Recorder::check_audit`], comparing every mirrored byte of the
     /// log, not only what was appended: for full scans.
     pub fn check_audit_full(&mut self) -> Result<Option<AuditTamper>, EventsError> {
@@ -496,7 +509,11 @@ impl Recorder {
     /// restored (in repair mode) and recorded as `audit.tampered`.
     pub fn check_audit(&mut self) -> Result<Option<AuditTamper>, EventsError> {
         let tamper = match self.mirror.check()? {
-            AuditCheck::Unchanged | AuditCheck::Extended { .. } => return Ok(None),
+            AuditCheck::Unchanged => return Ok(None),
+            AuditCheck::Extended { .. } => {
+                self.publish_tiles();
+                return Ok(None);
+            }
             AuditCheck::Tampered(t) => t,
         };
         tracing::error!(file = ?tamper.file, reason = %tamper.reason, detail = %tamper.detail, "audit log tampered");

@@ -56,6 +56,9 @@ pub struct AuditOptions {
     pub host_key: Option<PathBuf>,
     /// Checkpoint origin line (`signer::config::NodeConfig::origin`).
     pub origin: String,
+    /// Where to publish the log as C2SP tlog-tiles (`audit::tiles`),
+    /// refreshed whenever the log grows and checks out against the mirror.
+    pub tiles_dir: Option<PathBuf>,
 }
 
 /// Hooks that make timing-dependent behaviour testable. Never set in production.
@@ -268,6 +271,7 @@ impl Guardian {
             checkpoint: audit.checkpoint.clone().unwrap_or_else(|| audit::default_checkpoint_path(&audit.log)),
             log: audit.log.clone(),
             mirror_dir: state_dir.audit_mirror_dir(),
+            tiles_dir: audit.tiles_dir.clone(),
             signer,
             trusted_key,
         };
@@ -1041,6 +1045,7 @@ mod tests {
                 checkpoint: None,
                 host_key: Some(kit.root.join("audit/host.key")),
                 origin: "test/node".into(),
+                tiles_dir: None,
             },
             admission: Admission::AcceptSigned,
             limits: ReadLimits::default(),
@@ -1170,7 +1175,13 @@ mod tests {
             deploy_dir: kit.deploy(),
             trust_dir: kit.trust(),
             state_dir: kit.deploy().join(".state"),
-            audit: AuditOptions { log: kit.root.join("a.log"), checkpoint: None, host_key: None, origin: "o".into() },
+            audit: AuditOptions {
+                log: kit.root.join("a.log"),
+                checkpoint: None,
+                host_key: None,
+                origin: "o".into(),
+                tiles_dir: None,
+            },
             admission: Admission::AcceptSigned,
             limits: ReadLimits::default(),
             test_hooks: TestHooks::default(),

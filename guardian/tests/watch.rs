@@ -597,3 +597,52 @@ fn under_every_attack_at_once_the_daemon_keeps_repairing_and_stops_on_sigterm() 
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.lines().last().unwrap_or_default().contains("guardian stopped"), "{stderr}");
 }
+
+/// The entries of a C2SP tlog-tiles directory, read from its entry bundles
+/// (a big-endian `u16` length before each entry).
+fn tiled_entries(dir: &Path) -> Vec<Vec<u8>> {
+    let checkpoint = fs::read_to_string(dir.join("checkpoint")).unwrap();
+    let size: u64 = checkpoint.lines().nth(1).unwrap().parse().unwrap();
+    let mut entries = Vec::new();
+    for index in 0..size.div_ceil(256) {
+        let width = (size - index * 256).min(256);
+        let name = if width == 256 { format!("{index:03}") } else { format!("{index:03}.p/{width}") };
+        let bundle = fs::read(dir.join("tile/entries").join(name)).unwrap();
+        let mut rest = &bundle[..];
+        while !rest.is_empty() {
+            let length = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+            entries.push(rest[2..2 + length].to_vec());
+            rest = &rest[2 + length..];
+        }
+    }
+    assert_eq!(entries.len() as u64, size);
+    entries
+}
+
+#[test]
+fn the_daemon_publishes_its_log_as_tiles_as_it_grows() {
+    let node = Node::new("threshold = 1\n");
+    node.deploy_bundle("alpha", 1, &[0]);
+    let tiles = node.root.join("tiles");
+    let mut args = WATCH.to_vec();
+    args.extend(["--tiles", tiles.to_str().unwrap()]);
+    let mut d = Daemon::start(&node, &args, &[]);
+    let checkpoint = audit::default_checkpoint_path(&node.audit_log());
+    let published = || fs::read(tiles.join("checkpoint")).ok() == fs::read(&checkpoint).ok();
+    d.wait_until("the first tiles", published);
+
+    let from = d.count();
+    node.swap_in("alpha", 2, &[0]);
+    d.wait_kind(from, "module.upgraded", "alpha");
+    d.wait_until("tiles with the upgrade", || {
+        published() && tiled_entries(&tiles).last().is_some_and(|e| e.windows(15).any(|w| w == b"module.upgraded"))
+    });
+    let (status, stderr) = d.terminate();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    // The last append (guardian.stopped) is published too, and the bundles
+    // hold exactly the log's lines.
+    assert!(published(), "{stderr}");
+    let log = fs::read(node.audit_log()).unwrap();
+    let lines: Vec<Vec<u8>> = log.split(|&b| b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect();
+    assert_eq!(tiled_entries(&tiles), lines);
+}

@@ -41,6 +41,9 @@ pub struct NodeArgs {
     /// The host key that signs audit checkpoints (created if missing); default: the config's host_key, or host.key in the state directory.
     #[arg(long)]
     host_key: Option<PathBuf>,
+    /// Publish the audit log as static C2SP tlog-tiles in this directory, refreshed whenever the log grows (see `guardian audit tiles`).
+    #[arg(long, value_name = "DIR")]
+    tiles: Option<PathBuf>,
 }
 
 impl NodeArgs {
@@ -90,6 +93,7 @@ impl NodeArgs {
                 checkpoint: None,
                 host_key: Some(config.host_key),
                 origin: config.origin,
+                tiles_dir: self.tiles.clone(),
             },
             admission,
             limits: ReadLimits::default(),
