@@ -223,3 +223,47 @@ fn help_texts() {
         insta::assert_snapshot!(name, r.stdout);
     }
 }
+
+#[test]
+fn tiles_are_written_incrementally_and_a_forked_history_is_refused_with_exit_2() {
+    let node = node(5);
+    let out = node.log.parent().unwrap().parent().unwrap().join("tiles");
+    let tiles = |log: &Path, json: bool| {
+        let mut c = cmd("guardian");
+        c.args(["audit", "tiles"]).arg(&out).arg("--audit").arg(log);
+        if json {
+            c.arg("--json");
+        }
+        run(&mut c)
+    };
+    let first = tiles(&node.log, true);
+    assert_eq!(first.code, 0, "{}{}", first.stdout, first.stderr);
+    let report: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert_eq!(report, serde_json::json!({"size": 5, "previous_size": 0, "hash_tiles": 1, "entry_bundles": 1}));
+    assert_eq!(fs::read(out.join("checkpoint")).unwrap(), fs::read(audit::default_checkpoint_path(&node.log)).unwrap());
+    assert_eq!(fs::read(out.join("tile/0/000.p/5")).unwrap().len(), 5 * 32);
+
+    let again = tiles(&node.log, false);
+    assert_eq!(again.code, 0, "{}{}", again.stdout, again.stderr);
+    assert!(
+        again.stdout.ends_with(": 5 entries published (was 5): 1 hash tiles and 1 entry bundles written\n"),
+        "{}",
+        again.stdout
+    );
+
+    // Another history of the same size (events that differ), into the same directory.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = other_dir.path().join("audit.log");
+    let mut writer = HostLog { log: other.clone(), host_key: other_dir.path().join("host.key"), origin: ORIGIN.into() }
+        .open()
+        .unwrap();
+    for i in 0..5 {
+        let mut data = serde_json::Map::new();
+        data.insert("tenant".into(), "forked".into());
+        data.insert("i".into(), i.into());
+        writer.append(&Event::new("run.finished", Actor::new("runtime", "test"), data)).unwrap();
+    }
+    let forked = tiles(&other, false);
+    assert_eq!(forked.code, 2, "{}{}", forked.stdout, forked.stderr);
+    assert!(forked.stderr.contains("refusing to rewrite a published history"), "{}", forked.stderr);
+}
