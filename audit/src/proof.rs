@@ -44,6 +44,76 @@ pub struct InclusionProof {
     pub checkpoint: String,
 }
 
+impl InclusionProof {
+    /// The proof as a C2SP tlog-proof: the entry's line (which the format
+    /// leaves to the application) as the base64 `extra` data, its index, the
+    /// path, an empty line and the checkpoint verbatim. The `extra` data is
+    /// not trusted by a verifier: the entry must hash to the proven leaf.
+    pub fn to_tlog_proof(&self) -> String {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let mut text = format!("{TLOG_PROOF_HEADER}\nextra {}\nindex {}\n", base64.encode(&self.entry), self.seq);
+        for hash in &self.path {
+            text.push_str(&base64.encode(hash.as_bytes()));
+            text.push('\n');
+        }
+        text.push('\n');
+        text.push_str(&self.checkpoint);
+        text
+    }
+
+    /// Parses a C2SP tlog-proof written by [`InclusionProof::to_tlog_proof`]
+    /// (one whose `extra` data is the entry's line), without checking it.
+    pub fn from_tlog_proof(bytes: &[u8]) -> Result<Self, ProofReadError> {
+        use base64::Engine as _;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        let malformed = |what: &str| ProofReadError::Malformed(format!("tlog-proof: {what}"));
+        if bytes.len() as u64 > MAX_PROOF_BYTES {
+            return Err(malformed("over the size cap"));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| malformed("not UTF-8"))?;
+        let (head, checkpoint) =
+            text.split_once("\n\n").ok_or_else(|| malformed("no empty line before the checkpoint"))?;
+        let mut lines = head.split('\n');
+        if lines.next() != Some(TLOG_PROOF_HEADER) {
+            return Err(malformed("the first line is not c2sp.org/tlog-proof@v1"));
+        }
+        let extra = lines
+            .next()
+            .and_then(|l| l.strip_prefix("extra "))
+            .ok_or_else(|| malformed("no extra line: Night Core's proofs carry the entry's line there"))?;
+        let entry = base64
+            .decode(extra)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| malformed("the extra data is not base64 of a UTF-8 line"))?;
+        let index = lines.next().and_then(|l| l.strip_prefix("index ")).ok_or_else(|| malformed("no index line"))?;
+        let canonical = index == "0" || (!index.starts_with('0') && index.bytes().all(|b| b.is_ascii_digit()));
+        let seq = index
+            .parse::<u64>()
+            .ok()
+            .filter(|_| canonical)
+            .ok_or_else(|| malformed("the index is not a decimal without leading zeroes"))?;
+        let mut path = Vec::new();
+        for line in lines {
+            if path.len() == MAX_PATH_HASHES {
+                return Err(malformed("more than 63 path hashes"));
+            }
+            let hash = base64
+                .decode(line)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| malformed("a path line is not a base64 SHA-256 hash"))?;
+            path.push(Sha256Hash(hash));
+        }
+        let tree_size = SignedCheckpoint::parse(checkpoint)
+            .map_err(|e| malformed(&format!("the checkpoint: {e}")))?
+            .checkpoint
+            .size;
+        Ok(InclusionProof { seq, tree_size, entry, path, checkpoint: checkpoint.to_string() })
+    }
+}
+
 /// Proof that the log the checkpoint commits to extends the log of
 /// `old_size` entries with `old_root`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,12 +139,27 @@ pub enum AuditProof {
 /// checkpoint and one entry line, so this is far above any real one.
 pub const MAX_PROOF_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The first line of a C2SP `tlog-proof` (<https://c2sp.org/tlog-proof>).
+pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+/// RFC 6962 paths of a tree of at most 2^63 leaves have at most 63 hashes.
+const MAX_PATH_HASHES: usize = 63;
+
 impl AuditProof {
     /// Reads a proof file, capped at [`MAX_PROOF_BYTES`] and regular files
-    /// only (its signature and path are checked by [`verify_proof`]).
+    /// only (its signature and path are checked by [`verify_proof`]): the
+    /// JSON `prove` writes, or a C2SP tlog-proof (`prove --format tlog-proof`).
     pub fn read(path: &Path) -> Result<Self, ProofReadError> {
         let bytes = signer::fsutil::read_capped(path, MAX_PROOF_BYTES)?;
-        Self::from_json_bytes(&bytes)
+        Self::from_bytes(&bytes)
+    }
+
+    /// Parses either form, by its first line.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ProofReadError> {
+        if bytes.starts_with(TLOG_PROOF_HEADER.as_bytes()) {
+            InclusionProof::from_tlog_proof(bytes).map(AuditProof::Inclusion)
+        } else {
+            Self::from_json_bytes(bytes)
+        }
     }
 
     /// Parses proof JSON (as `prove` writes it), without checking it.

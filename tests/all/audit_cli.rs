@@ -267,3 +267,57 @@ fn tiles_are_written_incrementally_and_a_forked_history_is_refused_with_exit_2()
     assert_eq!(forked.code, 2, "{}{}", forked.stdout, forked.stderr);
     assert!(forked.stderr.contains("refusing to rewrite a published history"), "{}", forked.stderr);
 }
+
+#[test]
+fn a_tlog_proof_verifies_offline_and_a_changed_one_is_refused_by_reason() {
+    let node = node(5);
+    let prove = |format: &str| {
+        let r = run(cmd("guardian").args(["audit", "prove", "3", "--format", format, "--audit"]).arg(&node.log));
+        assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+        r.stdout
+    };
+    let text = prove("tlog-proof");
+    let json = prove("json");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "c2sp.org/tlog-proof@v1");
+    assert!(lines[1].starts_with("extra "), "{text}");
+    assert_eq!(lines[2], "index 3");
+    // Tree of 5: the path from leaf 3 has three hashes, then the checkpoint.
+    assert_eq!(lines[6], "");
+    assert_eq!(
+        text.split_once("\n\n").unwrap().1,
+        fs::read_to_string(audit::default_checkpoint_path(&node.log)).unwrap()
+    );
+    assert_eq!(
+        audit::AuditProof::from_bytes(text.as_bytes()).unwrap(),
+        audit::AuditProof::from_bytes(json.as_bytes()).unwrap()
+    );
+
+    let dir = node.log.parent().unwrap();
+    let check = |name: &str, contents: &str| {
+        let path = dir.join(name);
+        fs::write(&path, contents).unwrap();
+        run(cmd("guardian").args(["audit", "verify-proof"]).arg(&path).arg("--trust").arg(&node.trust))
+    };
+    let valid = check("3.tlog-proof", &text);
+    assert_eq!((valid.code, valid.stdout.as_str()), (0, "valid\n"), "{}", valid.stderr);
+    // Another index for the same entry and path.
+    let moved = check("moved.tlog-proof", &text.replacen("index 3", "index 2", 1));
+    assert_eq!(moved.code, 1, "{}{}", moved.stdout, moved.stderr);
+    assert!(moved.stdout.starts_with("INVALID: ") && moved.stdout.contains("seq"), "{}", moved.stdout);
+    // A path hash changed.
+    let mut path_changed: Vec<String> = text.lines().map(str::to_string).collect();
+    path_changed[3] =
+        path_changed[3].replacen(&path_changed[3][..1], if path_changed[3].starts_with('A') { "B" } else { "A" }, 1);
+    let changed = check("changed.tlog-proof", &(path_changed.join("\n") + "\n"));
+    assert_eq!(changed.code, 1, "{}{}", changed.stdout, changed.stderr);
+    assert!(changed.stdout.starts_with("INVALID: "), "{}", changed.stdout);
+    // Not the format: a leading zero, no extra data.
+    let zero = check("zero.tlog-proof", &text.replacen("index 3", "index 03", 1));
+    assert_eq!(zero.code, 2, "{}{}", zero.stdout, zero.stderr);
+    assert!(zero.stderr.contains("the index is not a decimal without leading zeroes"), "{}", zero.stderr);
+    let extra = lines[1].to_string() + "\n";
+    let bare = check("bare.tlog-proof", &text.replacen(&extra, "", 1));
+    assert_eq!(bare.code, 2, "{}{}", bare.stdout, bare.stderr);
+    assert!(bare.stderr.contains("no extra line"), "{}", bare.stderr);
+}

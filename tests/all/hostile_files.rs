@@ -190,6 +190,9 @@ fn receipts_proofs_state_and_config_survive_mutation() {
     signed.verify(&trust).unwrap();
     let parsed = audit::AuditProof::from_json_bytes(&proof).unwrap();
     audit::verify_proof(&parsed, log_key.verifying_key(), audit::OldTree::DangerouslyUnanchored).unwrap();
+    let audit::AuditProof::Inclusion(inclusion) = &parsed else { panic!("prove wrote {parsed:?}") };
+    let tlog_proof = inclusion.to_tlog_proof().into_bytes();
+    assert_eq!(audit::AuditProof::from_bytes(&tlog_proof).unwrap(), parsed);
     let state_verifier = guardian::state::StateVerifier::new(vec![node_state_key(&node)], "the node's host key");
     let scratch = node.path("mutated");
     fs::create_dir_all(&scratch).unwrap();
@@ -207,6 +210,13 @@ fn receipts_proofs_state_and_config_survive_mutation() {
         if let Ok(p) = audit::AuditProof::from_json_bytes(&mutate(&mut rng, &proof)) {
             accepted[1] += audit::verify_proof(&p, log_key.verifying_key(), audit::OldTree::DangerouslyUnanchored)
                 .is_ok() as usize;
+        }
+        // A mutated tlog-proof may still parse; if it verifies, it proves
+        // the very entry the original did, never another.
+        if let Ok(audit::AuditProof::Inclusion(p)) = audit::AuditProof::from_bytes(&mutate(&mut rng, &tlog_proof))
+            && audit::verify_inclusion_proof(&p, log_key.verifying_key()).is_ok()
+        {
+            assert_eq!((p.seq, &p.entry), (inclusion.seq, &inclusion.entry));
         }
         fs::write(scratch.join("state.json"), mutate(&mut rng, &state)).unwrap();
         accepted[2] += guardian::state::read_state(&scratch, &state_verifier).is_ok() as usize;

@@ -38,6 +38,13 @@ pub struct Args {
     json: bool,
 }
 
+/// How `prove` writes its proof.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ProofFormat {
+    Json,
+    TlogProof,
+}
+
 /// Which key checkpoints must be signed by.
 #[derive(Debug, clap::Args)]
 struct KeyArgs {
@@ -55,8 +62,13 @@ enum AuditCommand {
     Checkpoint,
     /// Print a consistency proof (JSON) between the tree of OLD_SIZE entries and the current checkpoint.
     Consistency { old_size: u64 },
-    /// Print an inclusion proof (JSON) of entry SEQ in the current checkpoint.
-    Prove { seq: u64 },
+    /// Print an inclusion proof of entry SEQ in the current checkpoint (JSON, or a C2SP tlog-proof).
+    Prove {
+        seq: u64,
+        /// `json`, or `tlog-proof` (c2sp.org/tlog-proof@v1, the entry's line as its extra data); `verify-proof` reads both.
+        #[arg(long, value_enum, default_value_t = ProofFormat::Json)]
+        format: ProofFormat,
+    },
     /// List entries, optionally only of a kind (or dotted prefix) and since a time.
     Show {
         /// Only entries of this kind, or of kinds under this dotted prefix (`run` matches `run.finished`).
@@ -186,10 +198,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Prove { seq } => {
+        AuditCommand::Prove { seq, format } => {
             let signed = load_checkpoint(&default_checkpoint_path(&log_path))?;
-            let proof = AuditProof::Inclusion(prove_inclusion(&log_path, &signed, seq)?);
-            println!("{}", serde_json::to_string_pretty(&proof)?);
+            let proof = prove_inclusion(&log_path, &signed, seq)?;
+            match format {
+                ProofFormat::Json => println!("{}", serde_json::to_string_pretty(&AuditProof::Inclusion(proof))?),
+                ProofFormat::TlogProof => print!("{}", proof.to_tlog_proof()),
+            }
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Consistency { old_size } => {

@@ -41,9 +41,20 @@ pub struct NodeArgs {
     /// The host key that signs audit checkpoints (created if missing); default: the config's host_key, or host.key in the state directory.
     #[arg(long)]
     host_key: Option<PathBuf>,
+}
+
+/// `--tiles DIR` of the commands that keep checking the audit log.
+#[derive(Debug, clap::Args)]
+pub struct TilesArg {
     /// Publish the audit log as static C2SP tlog-tiles in this directory, refreshed whenever the log grows (see `guardian audit tiles`).
-    #[arg(long, value_name = "DIR")]
-    tiles: Option<PathBuf>,
+    #[arg(long = "tiles", value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
+impl TilesArg {
+    pub fn apply(&self, options: &mut GuardianOptions) {
+        options.audit.tiles_dir = self.dir.clone();
+    }
 }
 
 impl NodeArgs {
@@ -93,7 +104,7 @@ impl NodeArgs {
                 checkpoint: None,
                 host_key: Some(config.host_key),
                 origin: config.origin,
-                tiles_dir: self.tiles.clone(),
+                tiles_dir: None,
             },
             admission,
             limits: ReadLimits::default(),

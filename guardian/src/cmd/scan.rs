@@ -17,6 +17,8 @@ pub struct Args {
     deploy: PathBuf,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    tiles: super::TilesArg,
     /// Repair what is found: roll back to the last verified version, quarantine what has none, restore the audit log. Without it, drift is only reported (signed upgrades are still accepted into the state).
     #[arg(long)]
     repair: bool,
@@ -42,7 +44,8 @@ struct ScanJson<'a> {
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
     let mode = if args.repair { RepairMode::Repair } else { RepairMode::ReportOnly };
-    let options = args.node.guardian_options(args.deploy.clone(), args.new_tenants.into())?;
+    let mut options = args.node.guardian_options(args.deploy.clone(), args.new_tenants.into())?;
+    args.tiles.apply(&mut options);
     let collected = Arc::new(Mutex::new(Vec::new()));
     let observer = if args.json {
         let collected = Arc::clone(&collected);

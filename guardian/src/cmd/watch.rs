@@ -19,6 +19,8 @@ pub struct Args {
     deploy: PathBuf,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    tiles: super::TilesArg,
     /// Seconds between full rescans, which catch what file events miss (writes through shared mappings, dropped events).
     #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..))]
     rescan_secs: u64,
@@ -37,7 +39,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<Outcome> {
-    let options = args.node.guardian_options(args.deploy.clone(), args.new_tenants.into())?;
+    let mut options = args.node.guardian_options(args.deploy.clone(), args.new_tenants.into())?;
+    args.tiles.apply(&mut options);
     let retention = args.node.config()?.retention.as_ref().map(|r| super::gc::retention(Some(r)));
     let guardian = Guardian::open(options, RepairMode::Repair, printing_observer(args.json))
         .with_context(|| format!("cannot start guarding {}", args.deploy.display()))?;
