@@ -180,7 +180,26 @@ fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyFileError> 
 /// approves modules (the trust store lists it under `log_keys`).
 pub fn load_or_create_host_key(path: &Path) -> Result<SecretKey, KeyFileError> {
     match read_locked(path) {
-        Ok(locked) => locked.unlock(None).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source }),
+        Ok(locked) => {
+            let key =
+                locked.unlock(None).map_err(|source| KeyFileError::Unlock { path: path.to_path_buf(), source })?;
+            // A creator that died between the key and its .pub left the
+            // .pub missing; readers of the state (runtime exec, status)
+            // need it. An existing one is never replaced.
+            let public = path.with_extension("pub");
+            if fs::symlink_metadata(&public).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+                match crate::fsutil::atomic_write_new(
+                    &public,
+                    key.public_key().to_file_text().as_bytes(),
+                    FileMode::Public,
+                ) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(source) => return Err(KeyFileError::Io { path: public, source }),
+                }
+            }
+            Ok(key)
+        }
         Err(KeyFileError::Read(ReadCappedError::Io { source, .. })) if source.kind() == io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
             if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -236,6 +255,21 @@ mod tests {
             }
             assert_eq!(load_public_key(&path.with_extension("pub")).unwrap(), *first);
         }
+    }
+
+    #[test]
+    fn a_missing_host_pub_is_written_again_and_an_existing_one_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host.key");
+        let key = load_or_create_host_key(&path).unwrap();
+        let public = dir.path().join("host.pub");
+        fs::remove_file(&public).unwrap();
+        load_or_create_host_key(&path).unwrap();
+        assert_eq!(load_public_key(&public).unwrap(), key.public_key());
+        let other = SecretKey::generate().public_key();
+        fs::write(&public, other.to_file_text()).unwrap();
+        load_or_create_host_key(&path).unwrap();
+        assert_eq!(load_public_key(&public).unwrap(), other, "an existing .pub is left for the operator");
     }
 
     #[test]

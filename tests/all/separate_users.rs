@@ -142,7 +142,7 @@ fn the_runtime_runs_recorded_as_a_user_of_its_own_with_a_log_and_key_of_its_own(
         }
     }
 
-    let ran = node.runtime(&["deploy/hello"]);
+    let ran = node.runtime(&["--receipt", "run-log/hello.receipt.json", "deploy/hello"]);
     assert_eq!(ran.code, 0, "{}{}", ran.stdout, ran.stderr);
     let json: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
     assert_eq!(json["stdout"], "hello\n", "{json}");
@@ -179,6 +179,18 @@ fn the_runtime_runs_recorded_as_a_user_of_its_own_with_a_log_and_key_of_its_own(
         assert_eq!(verify.code, 0, "{log}: {}{}", verify.stdout, verify.stderr);
         assert!(verify.stdout.contains("intact"), "{}", verify.stdout);
     }
+    // The receipt is signed by the runtime's key under the runtime's origin,
+    // and verifies against the trust store that binds them.
+    let receipt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.path("run-log/hello.receipt.json")).unwrap()).unwrap();
+    assert_eq!(receipt["receipt"]["origin"], RUNTIME_ORIGIN, "{receipt}");
+    let verified = run(crate::support::cmd("runtime").current_dir(node.dir.path()).args([
+        "verify-receipt",
+        "run-log/hello.receipt.json",
+        "--trust",
+        "trust",
+    ]));
+    assert_eq!(verified.code, 0, "{}{}", verified.stdout, verified.stderr);
     // With the keys bound, runs go on as before (the state is checked
     // against the key bound to the node's origin).
     let again = node.runtime(&["deploy/hello"]);
