@@ -6,7 +6,8 @@
 #     and against the 1,000,000-entry log (hyperfine, medians);
 #   - `guardian audit prove` and `consistency` at 1,000,000 entries (whole
 #     process: the proof itself is O(log n) reads of the Merkle state);
-#   - `guardian audit verify` of the 1,000,000 entries (every entry, streamed).
+#   - `guardian audit verify` of the 1,000,000 entries (every entry, streamed);
+#   - `guardian audit tiles` of them: a first export, and one after 1,000 more.
 #
 #   - where a cached run's time goes, and `wasmtime run` of the same module
 #     with its cache on, when a wasmtime CLI is found ($WASMTIME or PATH).
@@ -103,3 +104,16 @@ hyperfine -N --warmup 5 --runs 100 \
 echo "== full verification of $size entries"
 hyperfine -N --warmup 1 --runs 5 \
     "$bin/guardian audit verify --log-key $work/big/state/host.key.pub --json $work/big/audit.log"
+
+# C2SP tlog-tiles of the same log: a first export (every tile and entry
+# bundle), then exports after 1,000 more entries (only the new tiles, the
+# right edge and the checkpoint), each in a fresh copy of the first export.
+echo "== tiles of $size entries"
+hyperfine -N --warmup 0 --runs 3 --prepare "rm -rf $work/tiles" \
+    -n "first export" "$bin/guardian audit tiles --audit $work/big/audit.log $work/tiles"
+"$bin/guardian" audit tiles --audit "$work/big/audit.log" "$work/tiles.base"
+"$bin/examples/fill_log" "$work/big/audit.log" "$work/big/state/host.key" bench/big 1000 1000 >/dev/null
+hyperfine -N --warmup 2 --runs 30 --prepare "rm -rf $work/tiles && cp -a $work/tiles.base $work/tiles" \
+    -n "export after 1,000 more entries" "$bin/guardian audit tiles --audit $work/big/audit.log $work/tiles" \
+    -n "guardian --version" "$bin/guardian --version"
+du -sh "$work/tiles" "$work/big/audit.log"
