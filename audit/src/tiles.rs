@@ -20,8 +20,10 @@
 //! edge's partial tiles. A published history is never rewritten: an export
 //! whose tree does not contain the previously published one (a smaller tree,
 //! or another root at the old size) is refused. Every entry written is
-//! checked against its leaf hash, and the tree against the checkpoint's root,
-//! so the files published agree with each other and with the signed root.
+//! checked against its leaf hash, every full tile against the stored hash of
+//! its subtree, and the tree against the checkpoint's root. Readers still
+//! check everything against the signed root themselves; these checks keep a
+//! damaged Merkle state from being published at all.
 //!
 //! Not Cloudflare's `tlog_tiles` crate: the tree state is already kept in this
 //! layout (Go tlog's stored-hash order), so cutting tiles is a few index
@@ -33,10 +35,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use signer::fsutil::{FileMode, atomic_write};
+use signer::fsutil::{FileMode, atomic_write, atomic_write_deferred, sync_filesystem};
 
 use crate::checkpoint::{parse_checkpoint_bytes, read_checkpoint_file};
-use crate::merkle::leaf_hash;
+use crate::hash::Sha256Hash;
+use crate::merkle::{leaf_hash, node_hash};
 use crate::tree::StoredTree;
 
 /// Hashes per full tile (C2SP: tile height 8).
@@ -76,6 +79,8 @@ pub enum TilesError {
     TreeStateBehind { log: PathBuf, have: u64, size: u64 },
     #[error("the Merkle state of {log} gives another root at {size} entries than the signed checkpoint")]
     TreeStateMismatch { log: PathBuf, size: u64 },
+    #[error("tile {level}/{index} of the Merkle state of {log} does not hash to the state's own hash above it")]
+    TileMismatch { log: PathBuf, level: u32, index: u64 },
     #[error("entry {seq} of {log} is not the entry the Merkle state holds (its line is missing or was edited)")]
     EntryMismatch { log: PathBuf, seq: u64 },
     #[error("entry {seq} is {length} bytes; a tlog-tiles entry bundle holds at most {MAX_TILE_ENTRY_BYTES}")]
@@ -99,6 +104,7 @@ impl TilesError {
             TilesError::MalformedCheckpoint { .. } => "malformed_checkpoint",
             TilesError::TreeStateBehind { .. } => "tree_state_behind",
             TilesError::TreeStateMismatch { .. } => "tree_state_mismatch",
+            TilesError::TileMismatch { .. } => "tile_mismatch",
             TilesError::EntryMismatch { .. } => "entry_mismatch",
             TilesError::EntryTooLarge { .. } => "entry_too_large_for_tiles",
             TilesError::PublishedAhead { .. } => "published_ahead",
@@ -164,7 +170,8 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir).map_err(io("create", dir))?;
         }
-        atomic_write(&path, bytes, FileMode::Public).map_err(io("write", &path))
+        // Flushed all at once before the checkpoint is written (below).
+        atomic_write_deferred(&path, bytes, FileMode::Public).map_err(io("write", &path))
     };
 
     // Hash tiles, level by level, from the first full tile the previous
@@ -179,12 +186,21 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
         let first = (previous_size >> tree_level) / TILE_WIDTH;
         for index in first..hashes.div_ceil(TILE_WIDTH) {
             let width = (hashes - index * TILE_WIDTH).min(TILE_WIDTH);
-            let mut bytes = Vec::with_capacity((width * 32) as usize);
-            for i in 0..width {
-                let hash =
-                    tree.stored_at(tree_level, index * TILE_WIDTH + i).map_err(io("read the Merkle state of", log))?;
-                bytes.extend_from_slice(hash.as_bytes());
+            let hashes: Vec<Sha256Hash> = (0..width)
+                .map(|i| tree.stored_at(tree_level, index * TILE_WIDTH + i))
+                .collect::<Result<_, _>>()
+                .map_err(io("read the Merkle state of", log))?;
+            // A full tile is a complete subtree: its root is stored too, and
+            // the two must agree (the root check above reads only the hashes
+            // of the highest complete subtrees).
+            if width == TILE_WIDTH {
+                let parent =
+                    tree.stored_at(tree_level + TILE_HEIGHT, index).map_err(io("read the Merkle state of", log))?;
+                if subtree_root(&hashes) != parent {
+                    return Err(TilesError::TileMismatch { log: log.to_path_buf(), level, index });
+                }
             }
+            let bytes: Vec<u8> = hashes.iter().flat_map(|h| *h.as_bytes()).collect();
             write(tile_path(&level.to_string(), index, width), &bytes)?;
             report.hash_tiles += 1;
         }
@@ -213,8 +229,21 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
         report.entry_bundles += 1;
     }
 
-    write(CHECKPOINT_FILE.to_string(), &checkpoint_bytes)?;
+    // Every tile the new checkpoint points at is on disk before it is: a
+    // crash before this leaves the previous checkpoint, whose tiles were
+    // flushed before it was, and the next export rewrites everything past it.
+    sync_filesystem(out).map_err(io("flush", out))?;
+    atomic_write(&published_path, &checkpoint_bytes, FileMode::Public).map_err(io("write", &published_path))?;
     Ok(report)
+}
+
+/// The root of a complete subtree from its leaves (a power of two of them).
+fn subtree_root(hashes: &[Sha256Hash]) -> Sha256Hash {
+    let mut level = hashes.to_vec();
+    while level.len() > 1 {
+        level = level.chunks(2).map(|pair| node_hash(&pair[0], &pair[1])).collect();
+    }
+    level[0]
 }
 
 /// The size of the tree the previous export published at `path`, after

@@ -111,8 +111,6 @@ pub struct RuntimeLog {
     pub audit_log: PathBuf,
     pub log_key: PathBuf,
     pub origin: String,
-    /// Whether this is a log of the runtime's own (a `[runtime]` table).
-    pub separate: bool,
 }
 
 /// `[retention]`: what `guardian gc` (and the daemon, at each full rescan,
@@ -209,18 +207,12 @@ impl NodeConfig {
         let host_key = file.host_key.as_deref().map(resolve).unwrap_or_else(|| state_dir.join("host.key"));
         let origin = file.origin.unwrap_or_else(default_origin);
         let runtime = match file.runtime {
-            None => RuntimeLog {
-                audit_log: audit_log.clone(),
-                log_key: host_key.clone(),
-                origin: origin.clone(),
-                separate: false,
-            },
+            None => RuntimeLog { audit_log: audit_log.clone(), log_key: host_key.clone(), origin: origin.clone() },
             Some(own) => {
                 let runtime = RuntimeLog {
                     audit_log: resolve(&own.audit_log),
                     log_key: resolve(&own.log_key),
                     origin: own.origin,
-                    separate: true,
                 };
                 let shared = |field: &'static str, value: String| ConfigError::RuntimeLogNotSeparate {
                     path: source.clone().unwrap_or_default(),
@@ -229,7 +221,7 @@ impl NodeConfig {
                 };
                 // Paths are compared as written (after resolving): a second
                 // name for the same file is the operator's to avoid, and the
-                // origin check below is what keeps the keys' powers apart.
+                // distinct origin is what keeps the keys' powers apart.
                 if runtime.origin == origin {
                     return Err(shared("origin", origin));
                 }
@@ -348,12 +340,8 @@ mod tests {
         let path = dir.path().join("nightcore.toml");
         std::fs::write(&path, "origin = \"example/node\"\n").unwrap();
         let cfg = NodeConfig::load(Some(&path)).unwrap();
-        let expected = RuntimeLog {
-            audit_log: cfg.audit_log.clone(),
-            log_key: cfg.host_key.clone(),
-            origin: cfg.origin.clone(),
-            separate: false,
-        };
+        let expected =
+            RuntimeLog { audit_log: cfg.audit_log.clone(), log_key: cfg.host_key.clone(), origin: cfg.origin.clone() };
         assert_eq!(cfg.runtime, expected);
     }
 
@@ -371,7 +359,6 @@ mod tests {
             audit_log: dir.path().join("run/audit.log"),
             log_key: dir.path().join("run/log.key"),
             origin: "example/node/runtime".into(),
-            separate: true,
         };
         assert_eq!(cfg.runtime, expected);
         assert_eq!(cfg.origin, "example/node");

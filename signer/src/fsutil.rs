@@ -38,7 +38,7 @@ impl FileMode {
 /// on the command line, which may well be `/dev/stdout`, use [`write_output`].
 pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
     refuse_non_regular_destination(path)?;
-    write_then_place(path, mode, DirSync::Flush, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
+    write_then_place(path, mode, Durability::Full, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
 }
 
 /// As [`atomic_write`], but the directory is not flushed after the rename,
@@ -48,13 +48,35 @@ pub fn atomic_write(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()>
 /// the audit checkpoint.
 pub fn atomic_write_unflushed_rename(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
     refuse_non_regular_destination(path)?;
-    write_then_place(path, mode, DirSync::Skip, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
+    write_then_place(path, mode, Durability::FileOnly, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
 }
 
+/// As [`atomic_write`] (a reader sees the old file or the new one, and only a
+/// regular file is ever replaced), but nothing is flushed: for many files
+/// written in a row and made durable together by one [`sync_filesystem`]
+/// before anything that points at them is written. Until then a crash may
+/// leave `path` empty.
+pub fn atomic_write_deferred(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
+    refuse_non_regular_destination(path)?;
+    write_then_place(path, mode, Durability::Deferred, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
+}
+
+/// Flushes everything written on the file system that holds `dir` (syncfs):
+/// what [`atomic_write_deferred`] left unflushed, in one call.
+pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
+    rustix::fs::syncfs(File::open(dir)?)?;
+    Ok(())
+}
+
+/// How much of a write is flushed before it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum DirSync {
-    Flush,
-    Skip,
+enum Durability {
+    /// The file's data, then its directory after the rename or link.
+    Full,
+    /// The file's data only.
+    FileOnly,
+    /// Nothing: the caller flushes (see [`sync_filesystem`]).
+    Deferred,
 }
 
 /// Writes a file the user named (`--html`, `--receipt`): a regular
@@ -166,7 +188,7 @@ pub enum PrivateDirError {
 /// `AlreadyExists` if `path` appeared at any moment before (no check-then-write
 /// window for another writer to fall into).
 pub fn atomic_write_new(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    write_then_place(path, mode, DirSync::Flush, |file| file.write_all(bytes), |tmp| link_new(tmp, path))
+    write_then_place(path, mode, Durability::Full, |file| file.write_all(bytes), |tmp| link_new(tmp, path))
 }
 
 /// Copies the regular file `source` to the new name `dest`, as
@@ -179,7 +201,13 @@ pub fn copy_new(source: &Path, dest: &Path, mode: FileMode) -> io::Result<()> {
         ReadCappedError::Io { source, .. } => source,
         other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
     })?;
-    write_then_place(dest, mode, DirSync::Flush, |file| io::copy(&mut from, file).map(drop), |tmp| link_new(tmp, dest))
+    write_then_place(
+        dest,
+        mode,
+        Durability::Full,
+        |file| io::copy(&mut from, file).map(drop),
+        |tmp| link_new(tmp, dest),
+    )
 }
 
 /// Puts the complete temp file `tmp` at `path` unless `path` exists.
@@ -191,13 +219,13 @@ fn link_new(tmp: &Path, path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes a flushed temp file beside `path` with `fill`, puts it in place
-/// with `place` and flushes the directory (unless told not to); the temp
-/// file is removed on failure.
+/// Writes a temp file beside `path` with `fill`, puts it in place with
+/// `place`, flushing as `durability` says; the temp file is removed on
+/// failure.
 fn write_then_place(
     path: &Path,
     mode: FileMode,
-    dir_sync: DirSync,
+    durability: Durability,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
     place: impl FnOnce(&Path) -> io::Result<()>,
 ) -> io::Result<()> {
@@ -208,12 +236,14 @@ fn write_then_place(
         // The umask may have narrowed the mode further; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
         fill(&mut file)?;
-        file.sync_all()?;
+        if durability != Durability::Deferred {
+            file.sync_all()?;
+        }
         drop(file);
         place(&tmp)?;
-        match dir_sync {
-            DirSync::Flush => sync_dir(&dir),
-            DirSync::Skip => Ok(()),
+        match durability {
+            Durability::Full => sync_dir(&dir),
+            Durability::FileOnly | Durability::Deferred => Ok(()),
         }
     })();
     if result.is_err() {
@@ -454,15 +484,31 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         use std::os::unix::fs::FileTypeExt;
         for path in [&null, &fifo, &link] {
-            let err = atomic_write(path, b"x", FileMode::Public).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
-            assert!(err.to_string().contains("is not a regular file"), "{err}");
+            for write in [atomic_write, atomic_write_unflushed_rename, atomic_write_deferred] {
+                let err = write(path, b"x", FileMode::Public).unwrap_err();
+                assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+                assert!(err.to_string().contains("is not a regular file"), "{err}");
+            }
         }
         assert!(fs::symlink_metadata(&null).unwrap().file_type().is_char_device());
         assert!(fs::symlink_metadata(&fifo).unwrap().file_type().is_fifo());
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&target).unwrap(), b"keep");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4, "no temp file is left behind");
+    }
+
+    #[test]
+    fn deferred_writes_replace_whole_files_and_are_flushed_by_one_syncfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tile");
+        atomic_write_deferred(&path, b"first", FileMode::Public).unwrap();
+        let before = fs::metadata(&path).unwrap().ino();
+        atomic_write_deferred(&path, b"second", FileMode::Public).unwrap();
+        sync_filesystem(dir.path()).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        assert_ne!(fs::metadata(&path).unwrap().ino(), before, "replaced by a rename, never written in place");
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file is left behind");
     }
 
     #[test]

@@ -204,6 +204,19 @@ fn tiles_are_cut_only_from_a_state_and_log_the_checkpoint_vouches_for() {
         Err(e @ TilesError::TreeStateMismatch { size: 20, .. }) => assert_eq!(e.reason_code(), "tree_state_mismatch"),
         other => panic!("{other:?}"),
     }
+    // A leaf hash inside a full tile changed: the tile no longer hashes to
+    // the stored root of its 256 leaves.
+    let full = Fixture::with_entries(0);
+    grow(&full, 300);
+    let full_hashes = audit::tree::hashes_path(&full.log);
+    let mut edited = std::fs::read(&full_hashes).unwrap();
+    let leaf_5 = audit::tree::stored_hash_index(0, 5) as usize * 32;
+    edited[leaf_5] ^= 1;
+    std::fs::write(&full_hashes, &edited).unwrap();
+    match export(&full, out.path()) {
+        Err(e @ TilesError::TileMismatch { level: 0, index: 0, .. }) => assert_eq!(e.reason_code(), "tile_mismatch"),
+        other => panic!("{other:?}"),
+    }
     // No state at all.
     std::fs::remove_file(&hashes).unwrap();
     match export(&fixture, out.path()) {
