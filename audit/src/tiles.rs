@@ -31,11 +31,13 @@
 //! code we have; interoperability is tested against Go's
 //! `golang.org/x/mod/sumdb/tlog` instead, an implementation we did not write.
 
-use std::fs;
+use std::collections::BTreeSet;
+use std::fs::{self, File};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use signer::fsutil::{FileMode, atomic_write, atomic_write_deferred, sync_filesystem};
+use signer::fsutil::{FileMode, atomic_write, atomic_write_unflushed_rename, sync_dir};
 
 use crate::checkpoint::{parse_checkpoint_bytes, read_checkpoint_file};
 use crate::hash::Sha256Hash;
@@ -165,13 +167,16 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
     let previous_size = published_size(&published_path, &tree, size)?;
 
     let mut report = TilesReport { size, previous_size, hash_tiles: 0, entry_bundles: 0 };
-    let write = |rel: String, bytes: &[u8]| -> Result<(), TilesError> {
+    // Each tile's data is flushed as it is written, each directory once at
+    // the end, before the checkpoint that points at them.
+    let mut dirs = BTreeSet::new();
+    let mut write = |rel: String, bytes: &[u8]| -> Result<(), TilesError> {
         let path = out.join(rel);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let dir = path.parent().unwrap_or(out).to_path_buf();
+        if dirs.insert(dir.clone()) {
+            fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         }
-        // Flushed all at once before the checkpoint is written (below).
-        atomic_write_deferred(&path, bytes, FileMode::Public).map_err(io("write", &path))
+        atomic_write_unflushed_rename(&path, bytes, FileMode::Public).map_err(io("write", &path))
     };
 
     // Hash tiles, level by level, from the first full tile the previous
@@ -214,9 +219,8 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
         let width = (size - index * TILE_WIDTH).min(TILE_WIDTH);
         let mut bundle = Vec::new();
         for seq in index * TILE_WIDTH..index * TILE_WIDTH + width {
-            let offset = tree.offset_of(seq).map_err(io("read the Merkle state of", log))?;
             let expected = tree.leaf(seq).map_err(io("read the Merkle state of", log))?;
-            let line = crate::tree::read_line_at(&log_file, offset, log_end)
+            let line = entry_line(&tree, &log_file, log_end, seq)
                 .map_err(io("read", log))?
                 .filter(|line| leaf_hash(line) == expected)
                 .ok_or_else(|| TilesError::EntryMismatch { log: log.to_path_buf(), seq })?;
@@ -232,9 +236,32 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
     // Every tile the new checkpoint points at is on disk before it is: a
     // crash before this leaves the previous checkpoint, whose tiles were
     // flushed before it was, and the next export rewrites everything past it.
-    sync_filesystem(out).map_err(io("flush", out))?;
+    for dir in &dirs {
+        sync_dir(dir).map_err(io("flush", dir))?;
+    }
     atomic_write(&published_path, &checkpoint_bytes, FileMode::Public).map_err(io("write", &published_path))?;
     Ok(report)
+}
+
+/// Entry `seq`'s line without its newline, read in one piece: its length
+/// comes from the next entry's offset (the last one's is found by scanning,
+/// within the line cap). `None` if it is not a whole line there.
+fn entry_line(tree: &StoredTree, log: &File, log_end: u64, seq: u64) -> io::Result<Option<Vec<u8>>> {
+    let offset = tree.offset_of(seq)?;
+    if seq + 1 >= tree.size() {
+        return crate::tree::read_line_at(log, offset, log_end);
+    }
+    let next = tree.offset_of(seq + 1)?;
+    let length = match next.checked_sub(offset) {
+        Some(length) if (1..=crate::scan::MAX_LINE_BYTES as u64 + 1).contains(&length) && next <= log_end => length,
+        _ => return Ok(None),
+    };
+    let mut line = vec![0; length as usize];
+    log.read_exact_at(&mut line, offset)?;
+    if line.pop() != Some(b'\n') || line.contains(&b'\n') {
+        return Ok(None);
+    }
+    Ok(Some(line))
 }
 
 /// The root of a complete subtree from its leaves (a power of two of them).

@@ -51,23 +51,6 @@ pub fn atomic_write_unflushed_rename(path: &Path, bytes: &[u8], mode: FileMode) 
     write_then_place(path, mode, Durability::FileOnly, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
 }
 
-/// As [`atomic_write`] (a reader sees the old file or the new one, and only a
-/// regular file is ever replaced), but nothing is flushed: for many files
-/// written in a row and made durable together by one [`sync_filesystem`]
-/// before anything that points at them is written. Until then a crash may
-/// leave `path` empty.
-pub fn atomic_write_deferred(path: &Path, bytes: &[u8], mode: FileMode) -> io::Result<()> {
-    refuse_non_regular_destination(path)?;
-    write_then_place(path, mode, Durability::Deferred, |file| file.write_all(bytes), |tmp| fs::rename(tmp, path))
-}
-
-/// Flushes everything written on the file system that holds `dir` (syncfs):
-/// what [`atomic_write_deferred`] left unflushed, in one call.
-pub fn sync_filesystem(dir: &Path) -> io::Result<()> {
-    rustix::fs::syncfs(File::open(dir)?)?;
-    Ok(())
-}
-
 /// How much of a write is flushed before it returns.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Durability {
@@ -75,8 +58,6 @@ enum Durability {
     Full,
     /// The file's data only.
     FileOnly,
-    /// Nothing: the caller flushes (see [`sync_filesystem`]).
-    Deferred,
 }
 
 /// Writes a file the user named (`--html`, `--receipt`): a regular
@@ -236,14 +217,12 @@ fn write_then_place(
         // The umask may have narrowed the mode further; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode.bits()))?;
         fill(&mut file)?;
-        if durability != Durability::Deferred {
-            file.sync_all()?;
-        }
+        file.sync_all()?;
         drop(file);
         place(&tmp)?;
         match durability {
             Durability::Full => sync_dir(&dir),
-            Durability::FileOnly | Durability::Deferred => Ok(()),
+            Durability::FileOnly => Ok(()),
         }
     })();
     if result.is_err() {
@@ -484,7 +463,7 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         use std::os::unix::fs::FileTypeExt;
         for path in [&null, &fifo, &link] {
-            for write in [atomic_write, atomic_write_unflushed_rename, atomic_write_deferred] {
+            for write in [atomic_write, atomic_write_unflushed_rename] {
                 let err = write(path, b"x", FileMode::Public).unwrap_err();
                 assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
                 assert!(err.to_string().contains("is not a regular file"), "{err}");
@@ -495,20 +474,6 @@ mod tests {
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&target).unwrap(), b"keep");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4, "no temp file is left behind");
-    }
-
-    #[test]
-    fn deferred_writes_replace_whole_files_and_are_flushed_by_one_syncfs() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tile");
-        atomic_write_deferred(&path, b"first", FileMode::Public).unwrap();
-        let before = fs::metadata(&path).unwrap().ino();
-        atomic_write_deferred(&path, b"second", FileMode::Public).unwrap();
-        sync_filesystem(dir.path()).unwrap();
-        assert_eq!(fs::read(&path).unwrap(), b"second");
-        assert_ne!(fs::metadata(&path).unwrap().ino(), before, "replaced by a rename, never written in place");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o644);
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file is left behind");
     }
 
     #[test]
