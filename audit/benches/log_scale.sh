@@ -109,14 +109,20 @@ hyperfine -N --warmup 1 --runs 5 \
 # bundle), then exports after 1,000 more entries (only the new tiles, the
 # right edge and the checkpoint), each in a fresh copy of the first export.
 echo "== tiles of $size entries"
-hyperfine -N --warmup 0 --runs 3 --prepare "rm -rf $work/tiles" \
+hyperfine -N --warmup 0 --runs 3 --prepare "rm -rf $work/tiles" --export-json "$work/tiles-first.json" \
     -n "first export" "$bin/guardian audit tiles --audit $work/big/audit.log $work/tiles"
 "$bin/guardian" audit tiles --audit "$work/big/audit.log" "$work/tiles.base"
 "$bin/examples/fill_log" "$work/big/audit.log" "$work/big/state/host.key" bench/big 1000 1000 >/dev/null
 # hyperfine -N runs --prepare without a shell too: one script, which also
 # flushes the copy so that the export's own fsyncs do not pay for it.
 printf 'rm -rf %s/tiles && cp -a %s/tiles.base %s/tiles && sync\n' "$work" "$work" "$work" >"$work/reset-tiles.sh"
-hyperfine -N --warmup 2 --runs 30 --prepare "bash $work/reset-tiles.sh" --prepare true \
+hyperfine -N --warmup 2 --runs 30 --prepare "bash $work/reset-tiles.sh" --prepare true --export-json "$work/tiles-next.json" \
     -n "export after 1,000 more entries" "$bin/guardian audit tiles --audit $work/big/audit.log $work/tiles" \
     -n "guardian --version" "$bin/guardian --version"
+python3 - "$work/tiles-first.json" "$work/tiles-next.json" <<'PY'
+import json, sys
+for path in sys.argv[1:]:
+    for x in json.load(open(path))["results"]:
+        print(f"median {x['command']}: {x['median'] * 1e3:.1f} ms")
+PY
 du -sh "$work/tiles" "$work/big/audit.log"
