@@ -71,6 +71,8 @@ pub struct TilesReport {
 pub enum TilesError {
     #[error("cannot {what} {path}: {source}")]
     Io { what: &'static str, path: PathBuf, source: io::Error },
+    #[error("{path} is {kind}, not a directory: refusing to write tiles through it")]
+    NotADirectory { path: PathBuf, kind: &'static str },
     #[error("{path}: no checkpoint: nothing is signed yet, so there is nothing to publish")]
     NoCheckpoint { path: PathBuf },
     #[error("{path}: {reason}")]
@@ -102,6 +104,7 @@ impl TilesError {
     pub fn reason_code(&self) -> &'static str {
         match self {
             TilesError::Io { .. } => "io",
+            TilesError::NotADirectory { .. } => "not_a_directory",
             TilesError::NoCheckpoint { .. } => "no_checkpoint",
             TilesError::MalformedCheckpoint { .. } => "malformed_checkpoint",
             TilesError::TreeStateBehind { .. } => "tree_state_behind",
@@ -174,7 +177,7 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
         let path = out.join(rel);
         let dir = path.parent().unwrap_or(out).to_path_buf();
         if dirs.insert(dir.clone()) {
-            fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+            make_tile_dir(out, &dir)?;
         }
         atomic_write_unflushed_rename(&path, bytes, FileMode::Public).map_err(io("write", &path))
     };
@@ -241,6 +244,32 @@ pub fn export_tiles(log: &Path, checkpoint: &Path, out: &Path) -> Result<TilesRe
     }
     atomic_write(&published_path, &checkpoint_bytes, FileMode::Public).map_err(io("write", &published_path))?;
     Ok(report)
+}
+
+/// Creates `dir` below `out` one name at a time, refusing any that is not a
+/// real directory: whoever can write the published tree must not redirect
+/// the guardian's writes elsewhere through a symlink. (`out` itself is the
+/// operator's to name.)
+fn make_tile_dir(out: &Path, dir: &Path) -> Result<(), TilesError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TilesError::Io { what: "create", path, source }
+    };
+    fs::create_dir_all(out).map_err(io(out))?;
+    let mut at = out.to_path_buf();
+    for name in dir.strip_prefix(out).unwrap_or(Path::new("")).components() {
+        at.push(name);
+        match fs::DirBuilder::new().create(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io(&at)(e)),
+        }
+        let meta = fs::symlink_metadata(&at).map_err(io(&at))?;
+        if !meta.is_dir() {
+            return Err(TilesError::NotADirectory { path: at, kind: signer::fsutil::kind_of(&meta) });
+        }
+    }
+    Ok(())
 }
 
 /// Entry `seq`'s line without its newline, read in one piece: its length

@@ -227,3 +227,22 @@ fn tiles_are_cut_only_from_a_state_and_log_the_checkpoint_vouches_for() {
     assert_eq!(export(&fixture, out.path()).unwrap().size, 20);
     assert_eq!(go_audit(out.path(), 1), Ok((20, 20)));
 }
+
+/// Whoever can write the published tree cannot turn the guardian's writes
+/// elsewhere: a directory of it replaced by a symlink is refused by name.
+#[test]
+fn a_symlink_in_the_published_tree_is_refused_not_followed() {
+    let fixture = Fixture::with_entries(0);
+    grow(&fixture, 300);
+    let out = tempfile::tempdir().unwrap();
+    export(&fixture, out.path()).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::remove_dir_all(out.path().join("tile/entries")).unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), out.path().join("tile/entries")).unwrap();
+    grow(&fixture, 600);
+    match export(&fixture, out.path()) {
+        Err(e @ TilesError::NotADirectory { kind: "a symlink", .. }) => assert_eq!(e.reason_code(), "not_a_directory"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0, "nothing written through the link");
+}
